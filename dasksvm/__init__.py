@@ -1,0 +1,18 @@
+"""dasksvm: exact, certified support vector machines on Dask."""
+
+from .estimators.linear import LinearSVC
+from .exceptions import ConvergenceWarning
+from .parallel.client import get_client
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvergenceWarning", "LinearSVC", "MulticlassSVC", "get_client", "__version__"]
+
+
+def __getattr__(name):
+    # MulticlassSVC is imported on first use (its solvers pull in more kernels)
+    if name == "MulticlassSVC":
+        from .estimators.multiclass import MulticlassSVC
+
+        return MulticlassSVC
+    raise AttributeError(f"module 'dasksvm' has no attribute {name!r}")

@@ -1,0 +1,380 @@
+"""Multiclass linear SVM kernels (LLW, Crammer-Singer, one-vs-rest) over one CSR block.
+
+Every kernel works on one row block given as a CSR triple ``(indptr,
+indices, data)`` whose column indices are *local*: they index the rows of a
+block-local model ``W`` of shape (n_local_columns, K) (the model restricted
+to the columns the block touches, one row per column, one column per class,
+so that the K weights of one feature are contiguous). Labels ``y`` are class
+indices 0..K-1 (int), ``c[i]`` is the row's bound C_i = C * weight_i and
+``sqn[i] = ||x_i||^2``.
+
+The ``*_loss`` kernels return the block's share of the primal loss at ``W``;
+the ``*_local`` kernels run dual coordinate ascent on the block's CoCoA+ local
+subproblem (formulations.md, sections 1b and 2b-2d): the gradient is taken
+at the local view ``W + sigma * dW`` (``W - sigma * dU`` for LLW) and the
+curvature of a coordinate is ``sigma * ||x_i||^2``. They update the dual
+variables ``alpha`` (n_rows, K) in place and return the block's change of the
+model in local columns. With one block and sigma = 1 they are plain
+sequential dual coordinate descent (LIBLINEAR's).
+
+All kernels are serial, ``nogil`` and cached; they never see a scipy, dask or
+scikit-learn object.
+"""
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "row_sq_norms",
+    "llw_loss",
+    "llw_local",
+    "cs_loss",
+    "cs_local",
+    "cs_subproblem",
+    "ovr_loss",
+    "ovr_local",
+]
+
+
+@njit(nogil=True, cache=True)
+def row_sq_norms(indptr, data):
+    """||x_i||^2 of every row."""
+    n = indptr.shape[0] - 1
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            s += data[p] * data[p]
+        out[i] = s
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _scores(indptr, indices, data, i, W, out):
+    """out[k] = W[:, k] . x_i for all k (W is (n_columns, K))."""
+    K = W.shape[1]
+    for k in range(K):
+        out[k] = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        j = indices[p]
+        x = data[p]
+        for k in range(K):
+            out[k] += x * W[j, k]
+
+
+@njit(nogil=True, cache=True)
+def _clip_step(a, g, q, upper):
+    """Maximize g * d - q / 2 * d^2 over a + d in [0, upper]; returns a + d."""
+    if q > 0.0:
+        a_new = a + g / q
+    elif g > 0.0:
+        a_new = upper
+    elif g < 0.0:
+        a_new = 0.0
+    else:
+        a_new = a
+    if a_new < 0.0:
+        a_new = 0.0
+    elif a_new > upper:
+        a_new = upper
+    return a_new
+
+
+# ----------------------------------------------------------------- LLW (2b)
+
+
+@njit(nogil=True, cache=True)
+def llw_loss(indptr, indices, data, y, c, W):
+    """sum_i C_i sum_{k != y_i} max(0, 1 + w_k . x_i) over the block."""
+    n = indptr.shape[0] - 1
+    K = W.shape[1]
+    s = np.empty(K)
+    loss = 0.0
+    for i in range(n):
+        ci = c[i]
+        if ci <= 0.0:
+            continue
+        _scores(indptr, indices, data, i, W, s)
+        yi = y[i]
+        t = 0.0
+        for k in range(K):
+            if k != yi and s[k] > -1.0:
+                t += 1.0 + s[k]
+        loss += ci * t
+    return loss
+
+
+@njit(nogil=True, cache=True)
+def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
+    """Dual coordinate ascent on one block's LLW local subproblem (v fixed).
+
+    With v fixed the LLW dual is D = sum alpha - 1/2 sum_k ||u_k + v||^2,
+    u_k = sum_{i: y_i != k} alpha_{i,k} x_i, and the shared model is
+    W = -(U + v). The block maximizes
+
+        sum_{i,k} d_{i,k} + sum_k W_k . du_k - sigma / 2 sum_k ||du_k||^2,
+        du_k = sum_i d_{i,k} x_i,   0 <= alpha_{i,k} + d_{i,k} <= C_i, k != y_i,
+
+    visiting its rows in ``n_passes`` random permutations and, for each row,
+    every class k != y_i (the classes do not interact for fixed v).
+
+    Parameters
+    ----------
+    alpha : ndarray (n_rows, K)
+        Updated in place; alpha[i, y_i] stays 0.
+    W : ndarray (n_local_columns, K)
+        The round's model in local columns (read only).
+
+    Returns
+    -------
+    dU : ndarray (n_local_columns, K)
+        The block's change of U (so W changes by -dU before the v step).
+    """
+    n = indptr.shape[0] - 1
+    K = W.shape[1]
+    view = W.copy()
+    dU = np.zeros_like(W)
+    s = np.empty(K)
+    d = np.empty(K)
+    np.random.seed(seed)
+    for _ in range(n_passes):
+        order = np.random.permutation(n)
+        for t in range(n):
+            i = order[t]
+            ci = c[i]
+            if ci <= 0.0:
+                continue
+            yi = y[i]
+            _scores(indptr, indices, data, i, view, s)
+            q = sigma * sqn[i]
+            moved = False
+            for k in range(K):
+                d[k] = 0.0
+                if k == yi:
+                    continue
+                a = alpha[i, k]
+                a_new = _clip_step(a, 1.0 + s[k], q, ci)
+                if a_new != a:
+                    d[k] = a_new - a
+                    alpha[i, k] = a_new
+                    moved = True
+            if moved:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    x = data[p]
+                    for k in range(K):
+                        if d[k] != 0.0:
+                            dU[j, k] += d[k] * x
+                            view[j, k] -= sigma * d[k] * x
+    return dU
+
+
+# ------------------------------------------------------------------ CS (2c)
+
+
+@njit(nogil=True, cache=True)
+def cs_loss(indptr, indices, data, y, c, W):
+    """sum_i C_i max_k ([k != y_i] + (w_k - w_{y_i}) . x_i) over the block."""
+    n = indptr.shape[0] - 1
+    K = W.shape[1]
+    s = np.empty(K)
+    loss = 0.0
+    for i in range(n):
+        ci = c[i]
+        if ci <= 0.0:
+            continue
+        _scores(indptr, indices, data, i, W, s)
+        yi = y[i]
+        m = 0.0
+        for k in range(K):
+            if k != yi:
+                v = 1.0 + s[k] - s[yi]
+                if v > m:
+                    m = v
+        loss += ci * m
+    return loss
+
+
+@njit(nogil=True, cache=True)
+def cs_subproblem(A, B, yi, cy, out, work):
+    """Solve min_a sum_k (A/2 a_k^2 + B_k a_k)  s.t.  a_k <= cy [k = yi], sum_k a_k = 0.
+
+    The Crammer-Singer per-example QP (Keerthi et al., KDD 2008). The KKT
+    conditions give a_k = min(C_k, (beta - B_k) / A) for one scalar beta,
+    where, with D_k = B_k + A C_k, beta solves sum_k max(0, D_k - beta) = A cy:
+    sort D descending and grow the set of active entries until the next one
+    falls below beta (O(K log K)). For A = 0 (an all-zero row) the problem is
+    linear: a_{yi} = t, all of -t on the other class with the largest B_k,
+    and t = cy when that lowers the objective, else 0.
+
+    ``out`` (K,) receives the solution; ``work`` (K,) is scratch.
+    """
+    K = B.shape[0]
+    if A <= 0.0:
+        best = -1
+        for k in range(K):
+            if k != yi and (best < 0 or B[k] > B[best]):
+                best = k
+        for k in range(K):
+            out[k] = 0.0
+        if best >= 0 and B[yi] - B[best] < 0.0:
+            out[yi] = cy
+            out[best] = -cy
+        return
+    for k in range(K):
+        work[k] = B[k]
+    work[yi] += A * cy
+    work.sort()  # ascending; read from the end for descending order
+    beta = work[K - 1] - A * cy
+    r = 1
+    while r < K and beta < r * work[K - 1 - r]:
+        beta += work[K - 1 - r]
+        r += 1
+    beta /= r
+    for k in range(K):
+        v = (beta - B[k]) / A
+        bound = cy if k == yi else 0.0
+        out[k] = v if v < bound else bound
+
+
+@njit(nogil=True, cache=True)
+def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
+    """Block coordinate descent on one block's Crammer-Singer local subproblem.
+
+    Dual (as a minimization), w_k = sum_i alpha_{i,k} x_i:
+    1/2 sum_k ||w_k||^2 + sum_i sum_{k != y_i} alpha_{i,k}, subject to
+    alpha_{i,k} <= C_i [k = y_i] and sum_k alpha_{i,k} = 0. For each row in
+    ``n_passes`` random permutations, the block alpha_i is set to the exact
+    minimizer of the local model (gradient at W + sigma dW, curvature
+    sigma ||x_i||^2), see :func:`cs_subproblem`.
+
+    Returns
+    -------
+    dW : ndarray (n_local_columns, K)
+        The block's change of W.
+    """
+    n = indptr.shape[0] - 1
+    K = W.shape[1]
+    view = W.copy()
+    dW = np.zeros_like(W)
+    s = np.empty(K)
+    B = np.empty(K)
+    a_new = np.empty(K)
+    work = np.empty(K)
+    d = np.empty(K)
+    np.random.seed(seed)
+    for _ in range(n_passes):
+        order = np.random.permutation(n)
+        for t in range(n):
+            i = order[t]
+            ci = c[i]
+            if ci <= 0.0:
+                continue
+            yi = y[i]
+            _scores(indptr, indices, data, i, view, s)
+            A = sigma * sqn[i]
+            for k in range(K):
+                B[k] = s[k] + (0.0 if k == yi else 1.0) - A * alpha[i, k]
+            cs_subproblem(A, B, yi, ci, a_new, work)
+            moved = False
+            for k in range(K):
+                d[k] = a_new[k] - alpha[i, k]
+                if d[k] != 0.0:
+                    alpha[i, k] = a_new[k]
+                    moved = True
+            if moved:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    x = data[p]
+                    for k in range(K):
+                        if d[k] != 0.0:
+                            dW[j, k] += d[k] * x
+                            view[j, k] += sigma * d[k] * x
+    return dW
+
+
+# ----------------------------------------------------------------- OVR (2d)
+
+
+@njit(nogil=True, cache=True)
+def ovr_loss(indptr, indices, data, y, c, W, classes):
+    """Per-class hinge losses sum_i C_i max(0, 1 - y^k_i w_k . x_i).
+
+    ``W`` (n_local_columns, m) holds the models of the m classes listed in
+    ``classes`` (int array); y^k_i = +1 if y_i = k else -1. Returns (m,).
+    """
+    n = indptr.shape[0] - 1
+    m = W.shape[1]
+    s = np.empty(m)
+    out = np.zeros(m)
+    for i in range(n):
+        ci = c[i]
+        if ci <= 0.0:
+            continue
+        _scores(indptr, indices, data, i, W, s)
+        yi = y[i]
+        for a in range(m):
+            margin = s[a] if classes[a] == yi else -s[a]
+            if margin < 1.0:
+                out[a] += ci * (1.0 - margin)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_passes, seed):
+    """Dual coordinate ascent on the local subproblems of m binary problems at once.
+
+    Class k's problem is the binary hinge SVM (formulations.md section 1) of
+    class k against the rest; its dual variables are alpha[:, k] in
+    [0, C_i]. Each visit of row i takes one coordinate step on
+    alpha[i, k] for every k in ``classes`` (the problems do not interact),
+    with the gradient at the local view W + sigma dW.
+
+    Parameters
+    ----------
+    alpha : ndarray (n_rows, K)
+        All classes' duals; only the columns in ``classes`` change.
+    W : ndarray (n_local_columns, m)
+        Models of the m classes in ``classes``.
+
+    Returns
+    -------
+    dW : ndarray (n_local_columns, m)
+    """
+    n = indptr.shape[0] - 1
+    m = W.shape[1]
+    view = W.copy()
+    dW = np.zeros_like(W)
+    s = np.empty(m)
+    d = np.empty(m)
+    np.random.seed(seed)
+    for _ in range(n_passes):
+        order = np.random.permutation(n)
+        for t in range(n):
+            i = order[t]
+            ci = c[i]
+            if ci <= 0.0:
+                continue
+            yi = y[i]
+            _scores(indptr, indices, data, i, view, s)
+            q = sigma * sqn[i]
+            moved = False
+            for a in range(m):
+                k = classes[a]
+                sign = 1.0 if k == yi else -1.0
+                old = alpha[i, k]
+                new = _clip_step(old, 1.0 - sign * s[a], q, ci)
+                d[a] = 0.0
+                if new != old:
+                    d[a] = (new - old) * sign
+                    alpha[i, k] = new
+                    moved = True
+            if moved:
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    x = data[p]
+                    for a in range(m):
+                        if d[a] != 0.0:
+                            dW[j, a] += d[a] * x
+                            view[j, a] += sigma * d[a] * x
+    return dW

@@ -1,0 +1,223 @@
+"""Binary linear SVM kernels: dual coordinate ascent (CoCoA+ local solver) and
+subgradient partials, over one CSR block ``(indptr, indices, data)``.
+
+Notation follows formulations.md section 1: per-row bound ``c[i]`` (C times
+the row's weight), labels ``y[i]`` in {-1, +1}, ``l2`` selects the squared
+hinge. All kernels are serial, ``nogil`` and cached.
+"""
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "cocoa_local",
+    "primal_dual_partials",
+    "subgradient_partials",
+    "row_sq_norms",
+    "visiting_order",
+]
+
+
+@njit(nogil=True, cache=True)
+def row_sq_norms(indptr, data):
+    n = indptr.shape[0] - 1
+    out = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            s += data[p] * data[p]
+        out[i] = s
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _dot_row(indptr, indices, data, i, w):
+    s = 0.0
+    for p in range(indptr[i], indptr[i + 1]):
+        s += data[p] * w[indices[p]]
+    return s
+
+
+@njit(nogil=True, cache=True)
+def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
+    """This block's share of P(w) and D(alpha), without the ||w||^2 terms.
+
+    Returns ``(loss, dual)`` with loss = sum_i c_i max(0, 1 - y_i w.x_i)
+    (squared when ``l2``) and dual = sum_i alpha_i (- alpha_i^2 / (4 c_i)
+    when ``l2``).
+    """
+    n = indptr.shape[0] - 1
+    loss = 0.0
+    dual = 0.0
+    for i in range(n):
+        m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
+        if m > 0.0:
+            loss += c[i] * (m * m if l2 else m)
+        a = alpha[i]
+        dual += a
+        if l2 and a != 0.0:
+            dual -= a * a / (4.0 * c[i])
+    return loss, dual
+
+
+@njit(nogil=True, cache=True)
+def _permutation(n):
+    # Fisher-Yates on numba's generator (seeded by np.random.seed in the caller)
+    order = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = np.random.randint(0, i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+@njit(nogil=True, cache=True)
+def visiting_order(seed, n, n_steps):
+    """The row order :func:`cocoa_local` uses for (seed, n, n_steps), for tests."""
+    np.random.seed(seed)
+    out = np.empty(n_steps, dtype=np.int64)
+    done = 0
+    while done < n_steps:
+        order = _permutation(n)
+        m = min(n, n_steps - done)
+        out[done : done + m] = order[:m]
+        done += m
+    return out
+
+
+@njit(nogil=True, cache=True)
+def cocoa_local(indptr, indices, data, y, c, sqn, alpha, w, sigma, l2, n_steps, seed):
+    """Dual coordinate ascent on one block's CoCoA+ local subproblem.
+
+    Maximizes over the block's change d of alpha
+
+        sum_i [(alpha_i + d_i) - l2 (alpha_i + d_i)^2 / (4 c_i)]
+        - w.v - sigma / 2 ||v||^2,      v = sum_i d_i y_i x_i,
+
+    subject to 0 <= alpha_i + d_i <= c_i (hinge) or >= 0 (squared hinge),
+    by ``n_steps`` coordinate steps in random order (whole random
+    permutations, the last one cut short). With sigma = 1 and one block this
+    is LIBLINEAR's dual coordinate descent.
+
+    Parameters
+    ----------
+    alpha : ndarray (n_rows,)
+        Updated in place to alpha + d.
+    w : ndarray (n_columns,)
+        The shared model of this round (read only).
+
+    Returns
+    -------
+    v : ndarray (n_columns,)
+        The block's change of w, sum_i d_i y_i x_i (dense).
+    """
+    n = indptr.shape[0] - 1
+    d_cols = w.shape[0]
+    v = np.zeros(d_cols)
+    np.random.seed(seed)
+    done = 0
+    while done < n_steps:
+        order = _permutation(n)
+        for t in range(n):
+            if done >= n_steps:
+                break
+            done += 1
+            i = order[t]
+            ci = c[i]
+            a = alpha[i]
+            if ci <= 0.0:
+                continue
+            # gradient of the local objective (as a minimization) at coordinate i
+            s = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                s += data[p] * (w[j] + sigma * v[j])
+            g = y[i] * s - 1.0
+            q = sigma * sqn[i]
+            if l2:
+                g += a / (2.0 * ci)
+                q += 1.0 / (2.0 * ci)
+                upper = np.inf
+            else:
+                upper = ci
+            if q > 0.0:
+                a_new = a - g / q
+            elif g < 0.0:
+                a_new = upper
+            else:
+                a_new = a if g == 0.0 else 0.0
+            if a_new < 0.0:
+                a_new = 0.0
+            elif a_new > upper:
+                a_new = upper
+            delta = a_new - a
+            if delta != 0.0:
+                alpha[i] = a_new
+                dy = delta * y[i]
+                for p in range(indptr[i], indptr[i + 1]):
+                    v[indices[p]] += dy * data[p]
+    return v
+
+
+@njit(nogil=True, cache=True)
+def _hash_uniform(seed, step, row):
+    # splitmix64 of (seed, step, global row) -> uniform [0, 1); the same
+    # draw for a row whatever block it is in, so any blocking samples alike
+    z = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+    z ^= np.uint64(step) * np.uint64(0xBF58476D1CE4E5B9)
+    z ^= np.uint64(row) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return float(z >> np.uint64(11)) / 9007199254740992.0
+
+
+@njit(nogil=True, cache=True)
+def subgradient_partials(indptr, indices, data, y, c, w, l2, fraction, seed, step, row0):
+    """One block's share of the primal subgradient at w, and of a dual bound.
+
+    With m_i = 1 - y_i w.x_i, the loss's derivative gives the dual point
+    alpha_i(w) = c_i [m_i > 0] (hinge) or 2 c_i max(0, m_i) (squared hinge).
+
+    Returns
+    -------
+    u : ndarray (n_columns,)
+        sum_i alpha_i(w) y_i x_i over all rows (so C * subgradient = -u).
+    u_sample : ndarray (n_columns,) or (0,)
+        The same sum over the rows sampled for this step (each row kept with
+        probability ``fraction``, decided by a hash of (seed, step, global
+        row index), scaled by 1/fraction); empty when fraction == 1.
+    loss : float
+        sum_i c_i max(0, m_i) (squared for l2) over all rows.
+    a_sum, a_sq : float
+        sum_i alpha_i(w) and sum_i alpha_i(w)^2 / (4 c_i).
+    """
+    n = indptr.shape[0] - 1
+    u = np.zeros(w.shape[0])
+    sampled = fraction < 1.0
+    u_s = np.zeros(w.shape[0] if sampled else 0)
+    loss = 0.0
+    a_sum = 0.0
+    a_sq = 0.0
+    for i in range(n):
+        ci = c[i]
+        m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
+        if m <= 0.0 or ci <= 0.0:
+            continue
+        if l2:
+            loss += ci * m * m
+            a = 2.0 * ci * m
+            a_sq += a * a / (4.0 * ci)
+        else:
+            loss += ci * m
+            a = ci
+        a_sum += a
+        ay = a * y[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            u[indices[p]] += ay * data[p]
+        if sampled and _hash_uniform(seed, step, row0 + i) < fraction:
+            ays = ay / fraction
+            for p in range(indptr[i], indptr[i + 1]):
+                u_s[indices[p]] += ays * data[p]
+    return u, u_s, loss, a_sum, a_sq

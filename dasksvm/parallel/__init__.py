@@ -1,0 +1,28 @@
+"""Dask plumbing with no SVM mathematics: clients, blocks, reductions, schedules."""
+
+from .blocks import Block, BlockSet, to_csr
+from .client import close_embedded_cluster, get_client
+from .reduce import (
+    SparseVector,
+    add_partials,
+    allreduce,
+    partial_nbytes,
+    reduce_task_count,
+    to_dense,
+    tree_reduce,
+)
+
+__all__ = [
+    "Block",
+    "BlockSet",
+    "SparseVector",
+    "add_partials",
+    "allreduce",
+    "close_embedded_cluster",
+    "get_client",
+    "partial_nbytes",
+    "reduce_task_count",
+    "to_csr",
+    "to_dense",
+    "tree_reduce",
+]

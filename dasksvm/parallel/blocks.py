@@ -1,0 +1,308 @@
+"""Row blocks of (X, y) that live on the workers, and per-block tasks.
+
+The solvers work on a :class:`BlockSet`: the rows of X and y cut into K
+blocks (the dask chunks of the input, or ``n_blocks`` slices of in-memory
+input), each turned once into a :class:`Block` (a CSR matrix with float64
+values and int32 indices, its labels and per-row weights) held as a future on
+one worker. Blocks are spread round-robin over the workers and every later
+task on a block is asked to run where the block is, so per-block solver state
+(dual variables) is created and kept on that worker too. Nothing here knows
+any SVM formula.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .reduce import new_token
+
+__all__ = ["Block", "BlockSet", "to_csr"]
+
+
+def to_csr(x, dtype=np.float64):
+    """``x`` (ndarray, scipy sparse or pydata sparse) as a canonical CSR matrix.
+
+    Canonical: float ``dtype`` values, int32 indices when they fit, sorted
+    column indices, no duplicate entries.
+    """
+    if hasattr(x, "to_scipy_sparse"):  # pydata sparse
+        x = x.to_scipy_sparse()
+    if sp.issparse(x):
+        x = sp.csr_matrix(x, dtype=dtype)
+    else:
+        x = np.asarray(x, dtype=dtype)
+        if x.ndim != 2:
+            raise ValueError(f"X blocks must be 2-d, got a block with shape {x.shape}")
+        x = sp.csr_matrix(x)
+    if not x.has_canonical_format:
+        x.sum_duplicates()
+        x.sort_indices()
+    if x.indices.dtype != np.int32 and (x.shape[1] < 2**31 - 1 and x.nnz < 2**31 - 1):
+        x.indices = x.indices.astype(np.int32)
+        x.indptr = x.indptr.astype(np.int32)
+    return x
+
+
+class Block:
+    """One row block as it lives on a worker.
+
+    Attributes
+    ----------
+    X : scipy.sparse.csr_matrix, shape (n_rows, n_columns)
+        The rows; when an intercept is fitted the last column holds
+        ``intercept_scaling`` in every row.
+    y : ndarray of shape (n_rows,)
+        Labels as encoded by the caller (float64).
+    weight : ndarray of shape (n_rows,)
+        Per-row weights (sample_weight times class weight), 1.0 by default.
+    index : int
+        Position of the block in the BlockSet.
+    cols : ndarray of int64
+        Sorted columns with a non-zero in this block (what a sparse update of
+        the model can touch).
+    """
+
+    __slots__ = ("X", "y", "weight", "index", "cols")
+
+    def __init__(self, X, y, weight, index):
+        self.X = X
+        self.y = y
+        self.weight = weight
+        self.index = index
+        self.cols = np.unique(X.indices).astype(np.int64)
+
+    @property
+    def n_rows(self):
+        return self.X.shape[0]
+
+    def csr(self):
+        """The CSR triple (indptr, indices, data) the numba kernels read."""
+        return self.X.indptr, self.X.indices, self.X.data
+
+
+def make_block(x, y, weight, index, intercept_scaling=None, dtype=np.float64):
+    """Validate one chunk and build its :class:`Block` (runs on a worker)."""
+    X = to_csr(x, dtype=dtype)
+    y = np.asarray(y)
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"block {index}: X has {X.shape[0]} rows but y has {y.shape[0]}; "
+            "X and y must have the same row chunks"
+        )
+    if X.shape[0] == 0:
+        raise ValueError(
+            f"block {index} has zero rows; drop empty chunks, e.g. "
+            "X = X.rechunk({0: 'auto', 1: -1}) and y = y.rechunk(X.chunks[0])"
+        )
+    if X.nnz and not np.isfinite(X.data).all():
+        bad = np.flatnonzero(~np.isfinite(X.data))[0]
+        row = int(np.searchsorted(X.indptr, bad, side="right") - 1)
+        raise ValueError(f"X contains NaN or infinity (block {index}, row {row} of the block)")
+    if weight is None:
+        weight = np.ones(X.shape[0])
+    else:
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.shape != (X.shape[0],):
+            raise ValueError(f"block {index}: sample_weight has shape {weight.shape}")
+    if intercept_scaling is not None:
+        col = sp.csr_matrix(np.full((X.shape[0], 1), float(intercept_scaling), dtype=dtype))
+        X = to_csr(sp.hstack([X, col], format="csr"), dtype=dtype)
+    return Block(X, np.asarray(y, dtype=np.float64), weight, index)
+
+
+def _block_info(block):
+    return block.n_rows, int(block.X.nnz), len(block.cols)
+
+
+def _split_rows(n, n_blocks):
+    n_blocks = max(1, min(int(n_blocks), n))
+    bounds = np.linspace(0, n, n_blocks + 1).astype(int)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+class BlockSet:
+    """K row blocks persisted on the workers of ``client``.
+
+    Build one with :meth:`from_arrays`; run per-block tasks with :meth:`map`.
+
+    Attributes
+    ----------
+    futures : list of Future of Block
+    workers : list of str
+        Address of the worker each block was placed on.
+    n_rows : list of int
+    nnz : list of int
+    n_columns : int
+        Columns of the blocks (features, plus one with an intercept).
+    token : str
+        Suffix of every task key made for this set.
+    """
+
+    def __init__(self, client, futures, workers, n_rows, nnz, n_cols_touched, n_columns, name):
+        self.client = client
+        self.futures = futures
+        self.workers = workers
+        self.n_rows = n_rows
+        self.nnz = nnz
+        self.n_cols_touched = n_cols_touched
+        self.n_columns = n_columns
+        self.name = name
+        self.token = new_token()
+        self._used = set()
+
+    def _call_token(self, key):
+        """The key suffix for one map call: the set's token, or a fresh one when
+        ``key`` was used before on this set (a second solve on the same blocks),
+        so two calls never share task keys."""
+        if key in self._used:
+            return f"{self.token}-{new_token()}"
+        self._used.add(key)
+        return self.token
+
+    def __len__(self):
+        return len(self.futures)
+
+    @property
+    def n_samples(self):
+        return int(sum(self.n_rows))
+
+    @classmethod
+    def from_arrays(
+        cls,
+        client,
+        X,
+        y,
+        weight=None,
+        *,
+        n_blocks=None,
+        intercept_scaling=None,
+        name="data",
+    ):
+        """Persist (X, y, weight) as blocks on the workers.
+
+        Parameters
+        ----------
+        client : distributed.Client
+        X : dask array (rows chunked, one column chunk) or ndarray / scipy sparse
+        y, weight : dask arrays with X's row chunks, or ndarrays (weight optional)
+        n_blocks : int, optional
+            Number of blocks for in-memory input (default: one per worker
+            thread). Dask input keeps its chunks.
+        intercept_scaling : float, optional
+            Append a column of this constant to every row.
+        name : str
+            Prefix of the block-building task keys (``f"{name}-block-b{k}"``).
+        """
+        import dask
+        import dask.array as da
+
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        if not workers:
+            raise RuntimeError("the dask cluster has no workers")
+        token = new_token()
+        futures = []
+        if isinstance(X, da.Array):
+            xs = X.to_delayed().ravel()
+            ys = y.to_delayed().ravel()
+            ws = weight.to_delayed().ravel() if weight is not None else [None] * len(xs)
+            for k, (xk, yk, wk) in enumerate(zip(xs, ys, ws, strict=True)):
+                target = workers[k % len(workers)]
+                d = dask.delayed(make_block, pure=True)(
+                    xk, yk, wk, k, intercept_scaling, dask_key_name=f"{name}-block-b{k}-{token}"
+                )
+                futures.append(client.compute(d, workers=[target], allow_other_workers=True))
+            n_cols = X.shape[1]
+        else:
+            if n_blocks is None:
+                n_blocks = sum(client.nthreads().values())
+            for k, (a, b) in enumerate(_split_rows(X.shape[0], n_blocks)):
+                target = workers[k % len(workers)]
+                blk = make_block(
+                    X[a:b], y[a:b], None if weight is None else weight[a:b], k, intercept_scaling
+                )
+                futures.append(client.scatter(blk, workers=[target], hash=False))
+            n_cols = X.shape[1]
+        infos = client.gather(
+            [
+                client.submit(_block_info, f, key=f"{name}-info-b{k}-{token}", pure=False)
+                for k, f in enumerate(futures)
+            ]
+        )
+        who = client.who_has(futures)
+        placed = []
+        for k, f in enumerate(futures):
+            holders = list(who.get(f.key, ()))
+            placed.append(holders[0] if holders else workers[k % len(workers)])
+        n_columns = n_cols + (1 if intercept_scaling is not None else 0)
+        return cls(
+            client,
+            futures,
+            placed,
+            [i[0] for i in infos],
+            [i[1] for i in infos],
+            [i[2] for i in infos],
+            n_columns,
+            name,
+        )
+
+    def map(self, func, *args, key, per_block=(), **kwargs):
+        """Submit ``func(block_k, *per_block_k, *args, **kwargs)`` for every block.
+
+        Each task is placed on the worker holding block k and gets the key
+        ``f"{key}-b{k}-{token}"``, so ``key`` should carry the round
+        (``"cocoa-local-r12"``).
+
+        Parameters
+        ----------
+        per_block : sequence of lists
+            Arguments that differ per block (e.g. the futures of the blocks'
+            dual variables); each list has one entry per block.
+        """
+        out = []
+        token = self._call_token(key)
+        for k, fut in enumerate(self.futures):
+            extra = [p[k] for p in per_block]
+            out.append(
+                self.client.submit(
+                    func,
+                    fut,
+                    *extra,
+                    *args,
+                    key=f"{key}-b{k}-{token}",
+                    workers=[self.workers[k]],
+                    allow_other_workers=True,
+                    pure=False,
+                    **kwargs,
+                )
+            )
+        return out
+
+    def pick_map(self, func, futures, *args, key):
+        """Futures of ``func(result_k, *args)`` for per-block results, each run
+        on its block's worker with key ``f"{key}-b{k}-{token}"``."""
+        token = self._call_token(key)
+        return [
+            self.client.submit(
+                func,
+                f,
+                *args,
+                key=f"{key}-b{k}-{token}",
+                workers=[self.workers[k]],
+                allow_other_workers=True,
+                pure=False,
+            )
+            for k, f in enumerate(futures)
+        ]
+
+    def pick(self, futures, item, *, key):
+        """Futures of ``result_k[item]`` for per-block tuple results, placed alongside."""
+        import operator
+
+        return self.pick_map(operator.getitem, futures, item, key=key)
+
+    def release(self):
+        """Drop the blocks from the cluster's memory."""
+        for f in self.futures:
+            f.release()
+        self.futures = []

@@ -1,0 +1,71 @@
+"""Finding or starting the dask.distributed client every solver runs on."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["get_client", "close_embedded_cluster"]
+
+_EMBEDDED = {}
+_LOCK = threading.Lock()
+
+
+def get_client(client=None, address=None):
+    """Return the client a solver should use.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        Returned as is when given.
+    address : str, optional
+        Scheduler address (``tcp://host:port``) to connect to when no client is
+        given and no default client exists.
+
+    Returns
+    -------
+    distributed.Client
+        In order of preference: ``client``; the current default client (the
+        one made most recently in this process, as ``dask.distributed`` sees
+        it); a new client connected to ``address``; else a client of an
+        embedded ``LocalCluster`` on 127.0.0.1 with one single-threaded worker
+        process per core and its dashboard on 127.0.0.1 (started once per
+        process and reused by later calls).
+    """
+    from distributed import Client, LocalCluster, default_client
+
+    if client is not None:
+        return client
+    try:
+        return default_client()
+    except ValueError:
+        pass
+    if address is not None:
+        return Client(address)
+    with _LOCK:
+        cached = _EMBEDDED.get("client")
+        if cached is not None and cached.status == "running":
+            return cached
+        n = os.cpu_count() or 1
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        )
+        client = Client(cluster)
+        _EMBEDDED["cluster"] = cluster
+        _EMBEDDED["client"] = client
+        return client
+
+
+def close_embedded_cluster():
+    """Close the embedded LocalCluster started by :func:`get_client`, if any."""
+    with _LOCK:
+        client = _EMBEDDED.pop("client", None)
+        cluster = _EMBEDDED.pop("cluster", None)
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()

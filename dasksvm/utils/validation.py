@@ -1,0 +1,187 @@
+"""Input checks shared by the estimators: clear errors that say what to do."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["check_X", "check_X_y", "check_scalar_params"]
+
+
+def _is_dask(a):
+    import dask.array as da
+
+    return isinstance(a, da.Array)
+
+
+def check_X(X, *, name="X"):
+    """Check the shape and chunking of X (dask, numpy, scipy or pydata sparse).
+
+    Returns X unchanged (2-d numpy / scipy CSR for in-memory input).
+    """
+    if _is_dask(X):
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be 2-d, got shape {X.shape}")
+        if any(np.isnan(c) for c in X.chunks[0]) or np.isnan(X.shape[0]):
+            raise ValueError(
+                f"{name} has unknown chunk sizes along rows; call "
+                f"{name} = {name}.compute_chunk_sizes() first (or persist it)"
+            )
+        if len(X.chunks[1]) != 1:
+            raise ValueError(
+                f"{name} is chunked along columns ({len(X.chunks[1])} column chunks); "
+                f"dasksvm needs whole rows in every block: use {name} = {name}.rechunk({{1: -1}})"
+            )
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} has 0 rows; at least one sample is required")
+        if X.shape[1] == 0:
+            raise ValueError(f"{name} has 0 features")
+        return X
+    if hasattr(X, "to_scipy_sparse"):
+        X = X.to_scipy_sparse()
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+    else:
+        X = np.asarray(X)
+        if X.dtype == object:
+            raise ValueError(f"{name} must be numeric, got an array of dtype object")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-d, got shape {X.shape}; reshape a single sample "
+                         "with X.reshape(1, -1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has 0 rows; at least one sample is required")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features")
+    data = X.data if sp.issparse(X) else X
+    if not np.issubdtype(data.dtype, np.number) and data.dtype != bool:
+        raise ValueError(f"{name} must be numeric, got dtype {data.dtype}")
+    if not np.isfinite(data).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return X
+
+
+def check_X_y(X, y, sample_weight=None):
+    """Check X, y (and sample_weight) for fitting; returns them aligned.
+
+    Dask inputs must share row chunks. In-memory inputs are returned as
+    numpy / scipy CSR. y may hold any labels (numbers or strings); NaN labels
+    are rejected when the labels are computed (see :func:`check_labels`).
+    """
+    X = check_X(X)
+    if y is None:
+        raise ValueError("y is required for fitting")
+    if _is_dask(X) or _is_dask(y):
+        import dask.array as da
+
+        if not _is_dask(y):
+            y = np.asarray(y)
+            if y.ndim != 1:
+                raise ValueError(f"y must be 1-d, got shape {y.shape}")
+            if len(y) != X.shape[0]:
+                raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels")
+            y = da.from_array(y, chunks=(X.chunks[0],)) if _is_dask(X) else y
+        if not _is_dask(X):
+            X = check_X(da.from_array(X, chunks=(y.chunks[0], -1), asarray=False))
+        if y.ndim != 1:
+            raise ValueError(f"y must be 1-d, got shape {y.shape}")
+        if any(np.isnan(c) for c in y.chunks[0]):
+            raise ValueError("y has unknown chunk sizes; call y = y.compute_chunk_sizes()")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+        if y.chunks[0] != X.chunks[0]:
+            raise ValueError(
+                f"X and y have different row chunks ({X.chunks[0][:4]}... vs "
+                f"{y.chunks[0][:4]}...); align them with y = y.rechunk(X.chunks[0])"
+            )
+        if sample_weight is not None:
+            sample_weight = _check_weight_dask(sample_weight, X)
+        return X, y, sample_weight
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-d, got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.ndim == 0:
+            sample_weight = np.full(X.shape[0], float(sample_weight))
+        if sample_weight.shape != (X.shape[0],):
+            raise ValueError(
+                f"sample_weight has shape {sample_weight.shape}, expected ({X.shape[0]},)"
+            )
+        _check_weight_values(sample_weight)
+    return X, y, sample_weight
+
+
+def _check_weight_values(w):
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+
+
+def _check_weight_dask(w, X):
+    import dask.array as da
+
+    if not _is_dask(w):
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim == 0:
+            w = np.full(X.shape[0], float(w))
+        if w.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {w.shape}, expected ({X.shape[0]},)")
+        _check_weight_values(w)
+        return da.from_array(w, chunks=(X.chunks[0],))
+    if w.shape != (X.shape[0],):
+        raise ValueError(f"sample_weight has shape {w.shape}, expected ({X.shape[0]},)")
+    if w.chunks[0] != X.chunks[0]:
+        raise ValueError("sample_weight and X have different row chunks; "
+                         "use sample_weight = sample_weight.rechunk(X.chunks[0])")
+    return w.astype(np.float64)
+
+
+def check_labels(y):
+    """The sorted distinct labels of y (computed for dask input), checked.
+
+    Raises ValueError on NaN or None labels.
+    """
+    if _is_dask(y):
+        import dask
+        import dask.array as da
+
+        if np.issubdtype(y.dtype, np.floating):
+            classes, n_nan = dask.compute(da.unique(y), da.isnan(y).sum())
+            if n_nan:
+                raise ValueError(f"y contains {int(n_nan)} NaN label(s)")
+        else:
+            classes = da.unique(y).compute()
+    else:
+        if np.issubdtype(y.dtype, np.floating) and np.isnan(y).any():
+            raise ValueError(f"y contains {int(np.isnan(y).sum())} NaN label(s)")
+        if y.dtype == object and any(v is None for v in y):
+            raise ValueError("y contains None labels")
+        classes = np.unique(y)
+    return np.asarray(classes)
+
+
+def check_scalar_params(est, constraints):
+    """Check estimator parameters against ``{name: (kind, low, high, low_open)}``.
+
+    kind is "real" or "int"; a bound of None is open-ended.
+    """
+    for name, (kind, low, high, low_open) in constraints.items():
+        v = getattr(est, name)
+        if kind == "int":
+            ok_type = isinstance(v, numbers.Integral) and not isinstance(v, bool)
+        else:
+            ok_type = isinstance(v, numbers.Real) and not isinstance(v, bool)
+        if not ok_type or (kind == "real" and not np.isfinite(v)):
+            raise ValueError(f"{name} must be a finite {kind} number, got {v!r}")
+        if low is not None and (v <= low if low_open else v < low):
+            op = ">" if low_open else ">="
+            raise ValueError(f"{name} must be {op} {low}, got {v!r}")
+        if high is not None and v > high:
+            raise ValueError(f"{name} must be <= {high}, got {v!r}")

@@ -1,0 +1,307 @@
+"""LinearSVC: objectives against LIBLINEAR, the certificate, parity, bad input."""
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.svm import LinearSVC as SkLinearSVC
+
+from dasksvm import ConvergenceWarning, LinearSVC
+from dasksvm.kernels.sdca import cocoa_local, row_sq_norms, visiting_order
+
+from ._reference import binary_primal, load_xz
+
+# (train file, test file or None, C): C chosen per set so that 8-block CoCoA+
+# reaches tol=1e-5 in a few hundred rounds on 2 cores
+DATASETS = {
+    "a9a": ("a9a.xz", "a9a.t.xz", 0.1),
+    "w8a": ("w8a.xz", None, 0.1),
+    "mushrooms": ("mushrooms_agaricus.train.xz", "mushrooms_agaricus.test.xz", 0.01),
+    "mr_tfidf": ("mr_tfidf.train.xz", "mr_tfidf.test.xz", 0.1),
+}
+_CACHE = {}
+
+
+def _data(data_dir, name):
+    if name not in _CACHE:
+        train, test, C = DATASETS[name]
+        Xtr, ytr = load_xz(data_dir / train)
+        if test:
+            Xte, yte = load_xz(data_dir / test)
+            d = max(Xtr.shape[1], Xte.shape[1])
+            Xtr, ytr = load_xz(data_dir / train, d)
+            Xte, yte = load_xz(data_dir / test, d)
+        else:
+            Xte, yte = Xtr, ytr
+        _CACHE[name] = (Xtr, ytr, Xte, yte, C)
+    return _CACHE[name]
+
+
+def _reference(data_dir, name, loss):
+    key = (name, loss)
+    if key not in _CACHE:
+        Xtr, ytr, Xte, yte, C = _data(data_dir, name)
+        ref = SkLinearSVC(C=C, loss=loss, dual=True, tol=1e-8, max_iter=200_000).fit(Xtr, ytr)
+        ypm = np.where(ytr == ref.classes_[1], 1.0, -1.0)
+        P = binary_primal(Xtr, ypm, ref.coef_.ravel(), ref.intercept_[0], C, loss)
+        _CACHE[key] = (P, ref.score(Xte, yte))
+    return _CACHE[key]
+
+
+def _primal_of(model, X, y, C, loss):
+    ypm = np.where(y == model.classes_[1], 1.0, -1.0)
+    return binary_primal(X, ypm, model.coef_.ravel(), model.intercept_[0], C, loss)
+
+
+def _chunked(X, y, n_blocks):
+    rows = -(-X.shape[0] // n_blocks)
+    return (
+        da.from_array(X, chunks=(rows, -1), asarray=False),
+        da.from_array(y, chunks=rows),
+    )
+
+
+def _check_against_reference(model, data_dir, name, loss):
+    Xtr, ytr, Xte, yte, C = _data(data_dir, name)
+    P_ref, acc_ref = _reference(data_dir, name, loss)
+    P = _primal_of(model, Xtr, ytr, C, loss)
+    # the reported primal is the primal of the returned model
+    assert P == pytest.approx(model.primal_, rel=1e-9)
+    assert model.converged_ and model.rel_gap_ <= 1e-5
+    assert abs(P - P_ref) / P_ref <= 1e-4
+    # the certificate is a true bound: P(w) - P* <= P - D (P_ref >= P*)
+    assert P - P_ref <= model.primal_ - model.dual_ + 1e-9 * P_ref
+    assert abs(model.score(Xte, yte) - acc_ref) <= 1e-3
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+@pytest.mark.parametrize("n_blocks", [1, 2, 8])
+def test_cocoa_matches_liblinear_threads(thread_client, data_dir, name, n_blocks):
+    Xtr, ytr, _, _, C = _data(data_dir, name)
+    X, y = _chunked(Xtr, ytr, n_blocks)
+    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, random_state=0, client=thread_client)
+    model.fit(X, y)
+    _check_against_reference(model, data_dir, name, "squared_hinge")
+    assert len(model.history_) == model.n_iter_ + 1
+
+
+@pytest.mark.parametrize("name,n_blocks", [("a9a", 2), ("mr_tfidf", 8), ("w8a", 8)])
+def test_cocoa_matches_liblinear_processes(process_client, data_dir, name, n_blocks):
+    Xtr, ytr, _, _, C = _data(data_dir, name)
+    X, y = _chunked(Xtr, ytr, n_blocks)
+    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, random_state=0, client=process_client)
+    model.fit(X, y)
+    _check_against_reference(model, data_dir, name, "squared_hinge")
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2, 8])
+def test_cocoa_hinge_matches_liblinear(thread_client, data_dir, n_blocks):
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    X, y = _chunked(Xtr, ytr, n_blocks)
+    model = LinearSVC(C=C, loss="hinge", tol=1e-5, max_iter=5000, random_state=0,
+                      client=thread_client)
+    model.fit(X, y)
+    _check_against_reference(model, data_dir, "mushrooms", "hinge")
+
+
+def test_history_records_and_keys(thread_client, data_dir):
+    from distributed import get_task_stream
+
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    X, y = _chunked(Xtr, ytr, 4)
+    with get_task_stream(thread_client) as ts:
+        model = LinearSVC(C=C, tol=1e-3, random_state=0, client=thread_client).fit(X, y)
+    keys = {str(t["key"]) for t in ts.data}
+    for r in range(model.n_iter_ + 1):
+        assert any(k.startswith(f"cocoa-local-r{r}-b3-") for k in keys)
+        assert any(k.startswith(f"cocoa-partial-r{r}-b0-") for k in keys)
+    fields = {"round", "primal", "dual", "gap", "rel_gap", "time", "n_tasks", "bytes"}
+    for i, rec in enumerate(model.history_):
+        assert fields <= set(rec) and rec["round"] == i
+        assert rec["gap"] >= -1e-9 * abs(rec["primal"])
+        assert rec["n_tasks"] == 8 and rec["bytes"] > 0
+    times = [rec["time"] for rec in model.history_]
+    assert times == sorted(times)
+    # the first round certifies w = 0: P(0) = C n, D(0) = 0
+    assert model.history_[0]["primal"] == pytest.approx(C * Xtr.shape[0])
+    assert model.history_[0]["dual"] == 0.0
+
+
+def test_one_block_is_liblinear_dual_cd():
+    """K = 1, sigma = 1: the kernel takes exactly the steps of plain dual CD."""
+    rng = np.random.RandomState(3)
+    X = sp.random(60, 9, density=0.4, format="csr", random_state=rng)
+    X.indices = X.indices.astype(np.int32)
+    y = np.where(rng.rand(60) > 0.5, 1.0, -1.0)
+    for l2 in (False, True):
+        c = np.full(60, 0.7)
+        alpha = np.zeros(60)
+        w = np.zeros(9)
+        sqn = row_sq_norms(X.indptr, X.data)
+        v = cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, w, 1.0, l2, 150, 11)
+        # the obvious version (LIBLINEAR's dual coordinate descent)
+        a_ref, w_ref = np.zeros(60), np.zeros(9)
+        Xd = X.toarray()
+        for i in visiting_order(11, 60, 150):
+            g = y[i] * (w_ref @ Xd[i]) - 1 + (a_ref[i] / (2 * 0.7) if l2 else 0)
+            q = Xd[i] @ Xd[i] + (1 / (2 * 0.7) if l2 else 0)
+            new = min(max(a_ref[i] - g / q, 0.0), np.inf if l2 else 0.7)
+            w_ref += (new - a_ref[i]) * y[i] * Xd[i]
+            a_ref[i] = new
+        np.testing.assert_allclose(alpha, a_ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(v, w_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_input_types_give_the_same_model(thread_client, data_dir):
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    Xtr, ytr = Xtr[:2000], ytr[:2000]
+    kw = dict(C=C, tol=1e-6, max_iter=3000, random_state=0, client=thread_client)
+    ref = LinearSVC(**kw).fit(Xtr, ytr)
+    dense = Xtr.toarray()
+    for X, y in [
+        (dense, ytr),
+        _chunked(Xtr, ytr, 3),
+        (da.from_array(dense, chunks=(700, -1)), da.from_array(ytr, chunks=700)),
+    ]:
+        m = LinearSVC(**kw).fit(X, y)
+        assert m.primal_ == pytest.approx(ref.primal_, rel=2e-6)
+        np.testing.assert_allclose(m.coef_, ref.coef_, atol=2e-2)
+
+
+def test_predict_is_lazy_on_dask_input(thread_client, data_dir):
+    Xtr, ytr, Xte, yte, C = _data(data_dir, "mushrooms")
+    model = LinearSVC(C=C, random_state=0, client=thread_client).fit(Xtr, ytr)
+    Xd, yd = _chunked(Xte, yte, 3)
+    pred = model.predict(Xd)
+    assert isinstance(pred, da.Array) and pred.chunks[0] == Xd.chunks[0]
+    np.testing.assert_array_equal(pred.compute(scheduler="threads"), model.predict(Xte))
+    assert isinstance(model.decision_function(Xte), np.ndarray)
+    assert model.score(Xd, yd) == model.score(Xte, yte)
+
+
+def test_string_labels(thread_client, data_dir):
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    labels = np.where(ytr > 0, "poisonous", "edible")
+    model = LinearSVC(C=C, random_state=0, client=thread_client).fit(Xtr, labels)
+    assert list(model.classes_) == ["edible", "poisonous"]
+    assert set(model.predict(Xtr[:50])) <= {"edible", "poisonous"}
+    assert model.score(Xtr, labels) > 0.95
+
+
+def test_class_and_sample_weight_match_liblinear(thread_client, data_dir):
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    rng = np.random.RandomState(0)
+    sw = rng.uniform(0.2, 3.0, size=Xtr.shape[0])
+    cw = {0.0: 2.0, 1.0: 0.5}
+    ref = SkLinearSVC(C=C, dual=True, tol=1e-8, max_iter=200_000, class_weight=cw)
+    ref.fit(Xtr, ytr, sample_weight=sw)
+    c_i = C * sw * np.where(ytr == 1.0, 0.5, 2.0)
+    ypm = np.where(ytr == 1.0, 1.0, -1.0)
+    P_ref = binary_primal(Xtr, ypm, ref.coef_.ravel(), ref.intercept_[0], C, "squared_hinge", c_i)
+    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, class_weight=cw, random_state=0,
+                      client=thread_client)
+    model.fit(*_chunked(Xtr, ytr, 2), sample_weight=da.from_array(sw, chunks=-(-len(sw) // 2)))
+    P = binary_primal(Xtr, ypm, model.coef_.ravel(), model.intercept_[0], C, "squared_hinge", c_i)
+    assert P == pytest.approx(model.primal_, rel=1e-9)
+    assert abs(P - P_ref) / P_ref <= 1e-4
+    balanced = LinearSVC(C=C, class_weight="balanced", client=thread_client).fit(Xtr, ytr)
+    assert balanced.converged_
+
+
+def test_max_iter_warns(thread_client, data_dir):
+    Xtr, ytr, _, _, _ = _data(data_dir, "a9a")
+    with pytest.warns(ConvergenceWarning, match=r"did not converge: max_iter=2 rounds"):
+        m = LinearSVC(C=1.0, tol=1e-8, max_iter=2, client=thread_client).fit(Xtr, ytr)
+    assert not m.converged_ and m.n_iter_ == 2
+    # the returned model is the one the last record certifies
+    assert m.history_[-1]["round"] == 2 and m.history_[-1]["primal"] == m.primal_
+
+
+def test_sgd_is_exact_across_blocks(thread_client, data_dir):
+    Xtr, ytr, _, _, C = _data(data_dir, "a9a")
+    coefs = []
+    for n_blocks in (1, 2, 8):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m = LinearSVC(C=C, solver="sgd", max_iter=15, tol=0.0, client=thread_client)
+            m.fit(*_chunked(Xtr, ytr, n_blocks))
+        coefs.append(np.r_[m.coef_.ravel(), m.intercept_])
+    for c in coefs[1:]:
+        np.testing.assert_allclose(c, coefs[0], rtol=1e-12, atol=1e-12)
+
+
+def test_sgd_approaches_the_optimum(thread_client, data_dir):
+    Xtr, ytr, _, _, _ = _data(data_dir, "mushrooms")
+    X, y = Xtr[:1500], ytr[:1500]
+    C = 0.001
+    ref = SkLinearSVC(C=C, dual=True, tol=1e-10, max_iter=100_000).fit(X, y)
+    ypm = np.where(y == 1.0, 1.0, -1.0)
+    P_ref = binary_primal(X, ypm, ref.coef_.ravel(), ref.intercept_[0], C, "squared_hinge")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        m = LinearSVC(C=C, solver="sgd", max_iter=300, tol=1e-4, client=thread_client).fit(X, y)
+    P = [r["primal"] for r in m.history_]
+    assert (P[-1] - P_ref) / P_ref < 0.05
+    assert P[-1] < P[len(P) // 4]
+    # the dual bound is a true lower bound
+    assert all(r["dual"] <= P_ref * (1 + 1e-9) for r in m.history_)
+    assert m.primal_ - P_ref <= m.primal_ - m.dual_
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"C": 0.0}, "C must be > 0"),
+        ({"C": -1.0}, "C must be > 0"),
+        ({"tol": -1e-3}, "tol must be >= 0"),
+        ({"max_iter": 0}, "max_iter must be >= 1"),
+        ({"loss": "log"}, "loss must be one of"),
+        ({"solver": "lbfgs"}, "solver must be one of"),
+    ],
+)
+def test_bad_parameters(params, match):
+    with pytest.raises(ValueError, match=match):
+        LinearSVC(**params).fit(np.eye(4), [0, 1, 0, 1])
+
+
+def test_bad_input(thread_client):
+    rng = np.random.RandomState(0)
+    X = rng.randn(20, 3)
+    y = np.where(rng.rand(20) > 0.5, 1, -1)
+    est = LinearSVC(client=thread_client)
+    with pytest.raises(ValueError, match="single class"):
+        est.fit(X, np.ones(20))
+    with pytest.raises(ValueError, match="MulticlassSVC"):
+        est.fit(X, np.arange(20) % 3)
+    bad = X.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        est.fit(bad, y)
+    bad[4, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        est.fit(da.from_array(bad, chunks=(5, 3)), da.from_array(y, chunks=5))
+    with pytest.raises(ValueError, match="20 rows but y has 19"):
+        est.fit(X, y[:19])
+    yn = y.astype(float)
+    yn[2] = np.nan
+    with pytest.raises(ValueError, match="NaN label"):
+        est.fit(X, yn)
+    Xd = da.from_array(X, chunks=(5, 3))
+    unknown = Xd[Xd[:, 0] > -100]
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        est.fit(unknown, da.from_array(y, chunks=5))
+    with pytest.raises(ValueError, match=r"rechunk\(\{1: -1\}\)"):
+        est.fit(da.from_array(X, chunks=(5, 2)), da.from_array(y, chunks=5))
+    with pytest.raises(ValueError, match=r"y.rechunk\(X.chunks\[0\]\)"):
+        est.fit(Xd, da.from_array(y, chunks=4))
+    with pytest.raises(ValueError, match="zero rows"):
+        est.fit(
+            da.from_array(X, chunks=((10, 0, 10), 3)),
+            da.from_array(y, chunks=((10, 0, 10),)),
+        )
+    with pytest.raises(ValueError, match="0 rows"):
+        est.fit(np.zeros((0, 3)), np.zeros(0))
+    with pytest.raises(ValueError, match="features"):
+        LinearSVC(client=thread_client).fit(X, y).predict(rng.randn(2, 4))

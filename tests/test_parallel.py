@@ -1,0 +1,154 @@
+"""The parallel layer: blocks on workers, the all-reduce, the tree reduction."""
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from dasksvm.parallel import (
+    BlockSet,
+    SparseVector,
+    add_partials,
+    allreduce,
+    get_client,
+    partial_nbytes,
+    reduce_task_count,
+    to_dense,
+    tree_reduce,
+)
+
+
+def _vec(seed, d=50, sparse=False):
+    rng = np.random.RandomState(seed)
+    v = rng.randn(d)
+    if sparse:
+        idx = np.sort(rng.choice(d, 5, replace=False))
+        return SparseVector(idx, v[idx], d)
+    return v
+
+
+def test_add_partials_sparse_and_dense():
+    a, b = _vec(0, sparse=True), _vec(1, sparse=True)
+    s = add_partials(a, b)
+    np.testing.assert_allclose(to_dense(s), a.toarray() + b.toarray())
+    d = _vec(2)
+    np.testing.assert_allclose(to_dense(add_partials(a, d)), a.toarray() + d)
+    np.testing.assert_allclose(to_dense(add_partials(d, a)), a.toarray() + d)
+    nested = add_partials((a, 1.0, {"x": 2.0}), (b, 2.0, {"x": 3.0}))
+    assert nested[1] == 3.0 and nested[2] == {"x": 5.0}
+    assert partial_nbytes((a, 1.0)) == a.nbytes + 8
+
+
+def test_sparse_sum_becomes_dense_when_full():
+    d = 8
+    a = SparseVector(np.array([0, 1]), np.array([1.0, 2.0]), d)
+    b = SparseVector(np.array([2, 3]), np.array([3.0, 4.0]), d)
+    s = add_partials(a, b)
+    assert isinstance(s, np.ndarray)
+    np.testing.assert_allclose(s, [1, 2, 3, 4, 0, 0, 0, 0])
+
+
+def _identity(x):
+    return x
+
+
+@pytest.mark.parametrize("n_parts", [1, 3, 8, 9, 30])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_allreduce_values_and_determinism(client, n_parts, sparse):
+    parts = [(_vec(k, sparse=sparse), float(k)) for k in range(n_parts)]
+    futs = client.scatter(parts, hash=False)
+    total, nbytes = allreduce(client, futs, split_every=4, key_prefix="test-ar-r1")
+    expect = sum(to_dense(p[0]) for p in parts)
+    np.testing.assert_allclose(to_dense(total[0]), expect, rtol=1e-12)
+    assert total[1] == sum(range(n_parts))
+    assert nbytes >= sum(partial_nbytes(p) for p in parts)
+    again, _ = allreduce(client, futs, split_every=4, key_prefix="test-ar-r2")
+    np.testing.assert_array_equal(to_dense(again[0]), to_dense(total[0]))
+
+
+def test_allreduce_key_prefixes(client):
+    futs = client.scatter([np.ones(3) for _ in range(20)], hash=False)
+    with_keys = []
+
+    def spy(fn):
+        def wrapped(*a, **k):
+            f = fn(*a, **k)
+            with_keys.append(f.key)
+            return f
+        return wrapped
+
+    original = client.submit
+    client.submit = spy(original)
+    try:
+        total, _ = allreduce(client, futs, split_every=4, key_prefix="cocoa-allreduce-r7")
+    finally:
+        del client.submit
+    np.testing.assert_allclose(total, 20 * np.ones(3))
+    # 20 -> 5 -> 2 partials: 7 combine tasks, then the client adds the last 2
+    assert len(with_keys) == reduce_task_count(20, 4) == 7
+    assert all(k.startswith("cocoa-allreduce-r7-l") for k in with_keys)
+    assert {k.split("-")[3] for k in with_keys} == {"l0", "l1"}
+
+
+def _merge_sorted(parts):
+    return sorted(x for p in parts for x in p)
+
+
+def test_tree_reduce_custom_combine(client):
+    futs = client.scatter([[k, 100 - k] for k in range(10)], hash=False)
+    root = tree_reduce(client, futs, _merge_sorted, split_every=3, key_prefix="cascade-level")
+    assert root.result() == sorted([k for k in range(10)] + [100 - k for k in range(10)])
+    assert root.key.startswith("cascade-level-l2-n0-")  # 10 -> 4 -> 2 -> 1
+    with pytest.raises(ValueError, match="split_every"):
+        tree_reduce(client, futs, _merge_sorted, split_every=1)
+    one = tree_reduce(client, futs[:1], _merge_sorted)
+    assert one.result() == [0, 100]
+
+
+def _block_rows(block):
+    return block.index, block.n_rows, block.X.shape[1], float(block.y.sum())
+
+
+def _where(block):
+    from distributed import get_worker
+
+    return get_worker().address
+
+
+def test_blockset_from_dask_and_numpy(client):
+    rng = np.random.RandomState(0)
+    X = sp.random(40, 6, density=0.3, format="csr", random_state=rng)
+    y = np.sign(rng.randn(40))
+    Xd = da.from_array(X, chunks=(10, 6), asarray=False)
+    yd = da.from_array(y, chunks=10)
+    for bs in [
+        BlockSet.from_arrays(client, Xd, yd, intercept_scaling=2.0, name="t"),
+        BlockSet.from_arrays(client, X, y, n_blocks=4, intercept_scaling=2.0, name="t"),
+    ]:
+        assert len(bs) == 4 and bs.n_samples == 40 and bs.n_columns == 7
+        info = client.gather(bs.map(_block_rows, key="test-rows-r0"))
+        assert [i[0] for i in info] == [0, 1, 2, 3]
+        assert sum(i[1] for i in info) == 40
+        assert all(i[2] == 7 for i in info)
+        # blocks are spread over both workers, and tasks run where the block is
+        assert len(set(bs.workers)) == 2
+        ran_on = client.gather(bs.map(_where, key="test-where-r0"))
+        assert ran_on == bs.workers
+        bs.release()
+
+
+def test_blockset_rejects_bad_blocks(thread_client):
+    X = np.ones((6, 2))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        BlockSet.from_arrays(thread_client, X, np.ones(6), n_blocks=2)
+    Xd = da.from_array(np.ones((6, 2)), chunks=((3, 0, 3), 2))
+    yd = da.from_array(np.ones(6), chunks=((3, 0, 3),))
+    with pytest.raises(ValueError, match="zero rows"):
+        BlockSet.from_arrays(thread_client, Xd, yd)
+
+
+def test_get_client_prefers_given_and_default(thread_client):
+    assert get_client(thread_client) is thread_client
+    with thread_client.as_current():
+        assert get_client() is thread_client
