@@ -13,15 +13,19 @@ from dasksvm.kernels.sdca import cocoa_local, row_sq_norms, visiting_order
 
 from ._reference import binary_primal, load_xz
 
-# (train file, test file or None, C): C chosen per set so that 8-block CoCoA+
-# reaches tol=1e-5 in a few hundred rounds on 2 cores
+# (train file, test file or None, C). C is chosen per set so that 8-block
+# CoCoA+ reaches tol=1e-5 in tens of rounds (measured: at C = 0.01 on a9a,
+# w8a and mushrooms 8 blocks need hundreds of rounds; see the closing notes).
 DATASETS = {
-    "a9a": ("a9a.xz", "a9a.t.xz", 0.1),
-    "w8a": ("w8a.xz", None, 0.1),
-    "mushrooms": ("mushrooms_agaricus.train.xz", "mushrooms_agaricus.test.xz", 0.01),
-    "mr_tfidf": ("mr_tfidf.train.xz", "mr_tfidf.test.xz", 0.1),
+    "a9a": ("a9a.xz", "a9a.t.xz", 0.001),
+    "w8a": ("w8a.xz", None, 0.001),
+    "mushrooms": ("mushrooms_agaricus.train.xz", "mushrooms_agaricus.test.xz", 0.001),
+    "mr_tfidf": ("mr_tfidf.train.xz", "mr_tfidf.test.xz", 0.01),
 }
 _CACHE = {}
+# tol 1e-5 already puts P within 1e-4 of LIBLINEAR's; accuracy to 1e-3 needs a
+# little more on mr_tfidf (at 1e-5 9 of its 3554 test rows flipped)
+TOL = 1e-6
 
 
 def _data(data_dir, name):
@@ -35,6 +39,11 @@ def _data(data_dir, name):
             Xte, yte = load_xz(data_dir / test, d)
         else:
             Xte, yte = Xtr, ytr
+        # the files are sorted by label (mr_tfidf: all positives first); blocks
+        # holding one class each slow CoCoA+ down badly, so shuffle the rows
+        # once, as a user would (the optimum does not depend on the order)
+        perm = np.random.RandomState(0).permutation(Xtr.shape[0])
+        Xtr, ytr = Xtr[perm], ytr[perm]
         _CACHE[name] = (Xtr, ytr, Xte, yte, C)
     return _CACHE[name]
 
@@ -69,7 +78,7 @@ def _check_against_reference(model, data_dir, name, loss):
     P = _primal_of(model, Xtr, ytr, C, loss)
     # the reported primal is the primal of the returned model
     assert P == pytest.approx(model.primal_, rel=1e-9)
-    assert model.converged_ and model.rel_gap_ <= 1e-5
+    assert model.converged_ and model.rel_gap_ <= TOL
     assert abs(P - P_ref) / P_ref <= 1e-4
     # the certificate is a true bound: P(w) - P* <= P - D (P_ref >= P*)
     assert P - P_ref <= model.primal_ - model.dual_ + 1e-9 * P_ref
@@ -81,7 +90,7 @@ def _check_against_reference(model, data_dir, name, loss):
 def test_cocoa_matches_liblinear_threads(thread_client, data_dir, name, n_blocks):
     Xtr, ytr, _, _, C = _data(data_dir, name)
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, random_state=0, client=thread_client)
+    model = LinearSVC(C=C, tol=TOL, max_iter=3000, random_state=0, client=thread_client)
     model.fit(X, y)
     _check_against_reference(model, data_dir, name, "squared_hinge")
     assert len(model.history_) == model.n_iter_ + 1
@@ -91,19 +100,19 @@ def test_cocoa_matches_liblinear_threads(thread_client, data_dir, name, n_blocks
 def test_cocoa_matches_liblinear_processes(process_client, data_dir, name, n_blocks):
     Xtr, ytr, _, _, C = _data(data_dir, name)
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, random_state=0, client=process_client)
+    model = LinearSVC(C=C, tol=TOL, max_iter=3000, random_state=0, client=process_client)
     model.fit(X, y)
     _check_against_reference(model, data_dir, name, "squared_hinge")
 
 
 @pytest.mark.parametrize("n_blocks", [1, 2, 8])
 def test_cocoa_hinge_matches_liblinear(thread_client, data_dir, n_blocks):
-    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    Xtr, ytr, _, _, C = _data(data_dir, "mr_tfidf")
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, loss="hinge", tol=1e-5, max_iter=5000, random_state=0,
+    model = LinearSVC(C=C, loss="hinge", tol=TOL, max_iter=5000, random_state=0,
                       client=thread_client)
     model.fit(X, y)
-    _check_against_reference(model, data_dir, "mushrooms", "hinge")
+    _check_against_reference(model, data_dir, "mr_tfidf", "hinge")
 
 
 def test_history_records_and_keys(thread_client, data_dir):
@@ -124,9 +133,11 @@ def test_history_records_and_keys(thread_client, data_dir):
         assert rec["n_tasks"] == 8 and rec["bytes"] > 0
     times = [rec["time"] for rec in model.history_]
     assert times == sorted(times)
-    # the first round certifies w = 0: P(0) = C n, D(0) = 0
-    assert model.history_[0]["primal"] == pytest.approx(C * Xtr.shape[0])
-    assert model.history_[0]["dual"] == 0.0
+    # the first round certifies w = 0: P(0) = C n, D(alpha = 0) = 0, and the
+    # dual point read off w = 0 already does better
+    first = model.history_[0]
+    assert first["primal"] == pytest.approx(C * Xtr.shape[0])
+    assert first["dual_alpha"] == 0.0 and first["dual"] > 0.0
 
 
 def test_one_block_is_liblinear_dual_cd():

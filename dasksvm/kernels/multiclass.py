@@ -25,14 +25,14 @@ import numpy as np
 from numba import njit
 
 __all__ = [
-    "row_sq_norms",
-    "llw_loss",
-    "llw_local",
-    "cs_loss",
     "cs_local",
+    "cs_loss",
     "cs_subproblem",
-    "ovr_loss",
+    "llw_local",
+    "llw_loss",
     "ovr_local",
+    "ovr_loss",
+    "row_sq_norms",
 ]
 
 
@@ -105,18 +105,25 @@ def llw_loss(indptr, indices, data, y, c, W):
 
 
 @njit(nogil=True, cache=True)
-def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
-    """Dual coordinate ascent on one block's LLW local subproblem (v fixed).
+def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_passes, seed):
+    """Dual coordinate ascent on one block's LLW local subproblem.
 
-    With v fixed the LLW dual is D = sum alpha - 1/2 sum_k ||u_k + v||^2,
-    u_k = sum_{i: y_i != k} alpha_{i,k} x_i, and the shared model is
-    W = -(U + v). The block maximizes
+    The LLW dual is D(alpha, v) = sum alpha - 1/2 sum_k ||u_k + v||^2 with
+    u_k = sum_{i: y_i != k} alpha_{i,k} x_i; the shared model is
+    W = -(U + v), and the round's v is optimal for its U, v = -(1/K) sum u_k.
+    The block changes U by dU = sum_i d_{i,k} e_k x_i^T and maximizes
 
-        sum_{i,k} d_{i,k} + sum_k W_k . du_k - sigma / 2 sum_k ||du_k||^2,
-        du_k = sum_i d_{i,k} x_i,   0 <= alpha_{i,k} + d_{i,k} <= C_i, k != y_i,
+        sum d - <-W, dU> - sigma / 2 ||P dU||^2,   0 <= alpha + d <= C_i,
 
-    visiting its rows in ``n_passes`` random permutations and, for each row,
-    every class k != y_i (the classes do not interact for fixed v).
+    with d_{i,y_i} = 0, visiting its rows in ``n_passes`` random permutations
+    and, for each row, every class k != y_i.
+
+    ``track_v`` chooses P: True keeps v optimal for the block's own changes
+    (P = centering over classes, v eliminated: the local model of
+    max_v D(alpha, v); coordinate curvature sigma (1 - 1/K) ||x_i||^2, and a
+    step on class k also moves the other classes' scores through v);
+    False holds v fixed during the passes (P = I, the classes decouple,
+    curvature sigma ||x_i||^2) and leaves the v step to the client.
 
     Parameters
     ----------
@@ -128,14 +135,17 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed)
     Returns
     -------
     dU : ndarray (n_local_columns, K)
-        The block's change of U (so W changes by -dU before the v step).
+        The block's change of U; W changes by -(dU - mean_k dU) after the
+        client's v step.
     """
     n = indptr.shape[0] - 1
     K = W.shape[1]
-    view = W.copy()
+    view = W.copy()  # W - sigma dU
+    mv = np.zeros(W.shape[0])  # sigma * mean_k dU_k (v's local move), used when track_v
     dU = np.zeros_like(W)
     s = np.empty(K)
     d = np.empty(K)
+    shrink = (1.0 - 1.0 / K) if track_v else 1.0
     np.random.seed(seed)
     for _ in range(n_passes):
         order = np.random.permutation(n)
@@ -145,9 +155,18 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed)
             if ci <= 0.0:
                 continue
             yi = y[i]
-            _scores(indptr, indices, data, i, view, s)
-            q = sigma * sqn[i]
+            for k in range(K):
+                s[k] = 0.0
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                x = data[p]
+                base = mv[j] if track_v else 0.0
+                for k in range(K):
+                    s[k] += x * (view[j, k] + base)
+            xx = sigma * sqn[i]
+            q = xx * shrink
             moved = False
+            dsum = 0.0
             for k in range(K):
                 d[k] = 0.0
                 if k == yi:
@@ -155,10 +174,20 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed)
                 a = alpha[i, k]
                 a_new = _clip_step(a, 1.0 + s[k], q, ci)
                 if a_new != a:
-                    d[k] = a_new - a
+                    dk = a_new - a
+                    d[k] = dk
+                    dsum += dk
                     alpha[i, k] = a_new
                     moved = True
+                    if track_v:
+                        # exact scores after this step: every class gains
+                        # sigma dk ||x||^2 / K through v, class k loses sigma dk ||x||^2
+                        inc = xx * dk / K
+                        for m in range(K):
+                            s[m] += inc
+                        s[k] -= xx * dk
             if moved:
+                dm = dsum / K
                 for p in range(indptr[i], indptr[i + 1]):
                     j = indices[p]
                     x = data[p]
@@ -166,6 +195,8 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed)
                         if d[k] != 0.0:
                             dU[j, k] += d[k] * x
                             view[j, k] -= sigma * d[k] * x
+                    if track_v:
+                        mv[j] += sigma * dm * x
     return dU
 
 
@@ -189,8 +220,7 @@ def cs_loss(indptr, indices, data, y, c, W):
         for k in range(K):
             if k != yi:
                 v = 1.0 + s[k] - s[yi]
-                if v > m:
-                    m = v
+                m = max(m, v)
         loss += ci * m
     return loss
 
@@ -234,7 +264,7 @@ def cs_subproblem(A, B, yi, cy, out, work):
     for k in range(K):
         v = (beta - B[k]) / A
         bound = cy if k == yi else 0.0
-        out[k] = v if v < bound else bound
+        out[k] = min(bound, v)
 
 
 @njit(nogil=True, cache=True)

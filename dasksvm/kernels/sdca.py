@@ -40,24 +40,49 @@ def _dot_row(indptr, indices, data, i, w):
 
 @njit(nogil=True, cache=True)
 def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
-    """This block's share of P(w) and D(alpha), without the ||w||^2 terms.
+    """This block's share of P(w) and of two dual values, without ||.||^2 terms.
 
-    Returns ``(loss, dual)`` with loss = sum_i c_i max(0, 1 - y_i w.x_i)
-    (squared when ``l2``) and dual = sum_i alpha_i (- alpha_i^2 / (4 c_i)
-    when ``l2``).
+    Returns
+    -------
+    loss : float
+        sum_i c_i max(0, 1 - y_i w.x_i) (squared when ``l2``).
+    dual : float
+        sum_i alpha_i (- alpha_i^2 / (4 c_i) when ``l2``): D(alpha) + ||w(alpha)||^2 / 2.
+    u : ndarray (n_columns,)
+        sum_i beta_i y_i x_i for the dual point beta read off w by the
+        loss's derivative: beta_i = c_i [m_i > 0] (hinge) or 2 c_i max(0, m_i)
+        (squared hinge), m_i = 1 - y_i w.x_i. beta -> alpha* as w -> w* for
+        the squared hinge, so D(beta) certifies a good w even when alpha lags.
+    b_sum, b_sq : float
+        sum_i beta_i and sum_i beta_i^2 / (4 c_i).
     """
     n = indptr.shape[0] - 1
     loss = 0.0
     dual = 0.0
+    u = np.zeros(w.shape[0])
+    b_sum = 0.0
+    b_sq = 0.0
     for i in range(n):
-        m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
-        if m > 0.0:
-            loss += c[i] * (m * m if l2 else m)
+        ci = c[i]
         a = alpha[i]
         dual += a
         if l2 and a != 0.0:
-            dual -= a * a / (4.0 * c[i])
-    return loss, dual
+            dual -= a * a / (4.0 * ci)
+        m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
+        if m <= 0.0 or ci <= 0.0:
+            continue
+        if l2:
+            loss += ci * m * m
+            b = 2.0 * ci * m
+            b_sq += b * b / (4.0 * ci)
+        else:
+            loss += ci * m
+            b = ci
+        b_sum += b
+        by = b * y[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            u[indices[p]] += by * data[p]
+    return loss, dual, u, b_sum, b_sq
 
 
 @njit(nogil=True, cache=True)

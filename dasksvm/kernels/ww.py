@@ -10,19 +10,23 @@ Coordinate step on ``alpha_{i,c}``: ``g = 1 - (w_{y_i} - w_c).x_i``,
 ``w_{y_i} += d x_i``, ``w_c -= d x_i``.
 
 The kernels see only plain arrays: rows as a CSR triple ``(indptr, indices,
-data)``; weight vectors as one dense C-ordered float64 matrix ``W`` whose
-columns are the column space of ``indices`` (all ``d`` features, or only the
-columns a bundle touches, renumbered by the caller); dual variables of one
-*segment* (the rows of one bundle against the classes of one bundle) as a CSR
-triple of their non-zeros, ``(s_indptr, s_indices, s_data)``, with row ``i``
-holding ``alpha_{i, c}`` at column ``c`` (the position of the target class in
-the target bundle).
+data)``; weight vectors as the **columns** of one dense C-ordered float64
+matrix ``Wt`` of shape ``(m, n_w)`` (``Wt[j, c]`` is coordinate ``j`` of
+``w_c``), whose rows are the column space of ``indices`` (all ``d``
+features, or only the columns a bundle touches, renumbered by the caller).
+With classes along the fast axis, the scores of one row against all target
+classes are one contiguous sweep over the rows ``Wt[j]`` at the row's
+non-zeros ``j``. Dual variables of one *segment* (the rows of one bundle
+against the classes of one bundle) are a CSR triple of their non-zeros,
+``(s_indptr, s_indices, s_data)``, row ``i`` holding ``alpha_{i,c}`` at
+column ``c`` (the position of the target class in the target bundle).
 
-Memory of one call of :func:`ww_cd_pass`: ``W`` (``(n_own + n_tgt) * m * 8``
-bytes, updated in place), a scratch vector of ``n_tgt`` floats, and the new
-segment (at most ``n_rows * n_tgt`` non-zeros, 20 bytes each while being
-built). Time: ``O(n_tgt * nnz)`` per pass (one sparse dot per variable, two
-sparse axpys per variable that moves).
+Memory of one call of :func:`ww_cd_pass`: ``Wt`` (``m * n_w * 8`` bytes,
+updated in place), four scratch vectors of ``n_tgt`` entries, and the new
+segment (at most ``n_rows * n_tgt`` non-zeros; 20 bytes each while it is
+built, 12 bytes after). Time per pass: ``O(nnz * n_tgt)`` for the scores
+plus ``O(nnz * (1 + moved))`` per row for the write-back, where ``moved`` is
+the number of the row's variables that changed.
 """
 
 from __future__ import annotations
@@ -30,131 +34,190 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ww_cd_pass", "ww_hinge_sums", "ww_own_scores", "ww_segment_sum"]
+__all__ = ["ww_cd_pass", "ww_hinge_sums", "ww_own_scores"]
 
 
 @njit(nogil=True, cache=True)
-def _dot(indptr, indices, data, i, W, r):
-    s = 0.0
+def _scores(indptr, indices, data, i, Wt, off, n, out):
+    """``out[c] = x_i . Wt[:, off + c]`` for ``c < n`` (rows of ``Wt`` read contiguously)."""
+    for c in range(n):
+        out[c] = 0.0
     for k in range(indptr[i], indptr[i + 1]):
-        s += data[k] * W[r, indices[k]]
-    return s
+        v = data[k]
+        j = indices[k]
+        for c in range(n):
+            out[c] += v * Wt[j, off + c]
 
 
 @njit(nogil=True, cache=True)
-def _axpy(indptr, indices, data, i, W, r, a):
-    for k in range(indptr[i], indptr[i + 1]):
-        W[r, indices[k]] += a * data[k]
+def _grow(buf_row, buf_col, buf_val, nnz, size):
+    nr = np.empty(size, np.int64)
+    nc = np.empty(size, np.int32)
+    nv = np.empty(size, np.float64)
+    nr[:nnz] = buf_row[:nnz]
+    nc[:nnz] = buf_col[:nnz]
+    nv[:nnz] = buf_val[:nnz]
+    return nr, nc, nv
 
 
 @njit(nogil=True, cache=True)
-def ww_cd_pass(indptr, indices, data, sqnorm, label, cap, W, tgt_off, n_tgt, intra,
-               s_indptr, s_indices, s_data, seed, passes):
-    """Dual coordinate ascent over one segment of WW dual variables.
+def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt,
+               s_indptr, s_indices, s_data, rows, seed, passes):
+    """Dual coordinate ascent over a set of WW dual variables.
 
-    The variables are ``alpha_{i,c}`` for every row ``i`` and every target
-    class ``c`` in ``0..n_tgt-1`` (skipping ``c == label[i]`` when ``intra``).
-    Row ``i``'s own class weight vector is ``W[label[i]]``; target ``c``'s is
-    ``W[tgt_off + c]``. Rows are visited in a fresh random order each pass,
-    and for each row all its targets in turn.
+    Row ``i``'s variables are ``alpha_{i,c}`` for the targets ``c`` in
+    ``0..n_tgt[i]-1`` other than ``skip[i]``. The weight vectors are the
+    **columns** of ``Wt``: ``w_{y_i}`` is column ``own[i]``, target ``c`` is
+    column ``tgt_off[i] + c``. The per-row arrays let one call serve a half
+    pair task (rows of bundle ``A`` against the classes of ``B``: ``own =
+    label``, ``tgt_off = n_A``, ``n_tgt = n_B``, ``skip = -1``), an
+    intra-bundle task (``tgt_off = 0``, ``n_tgt = n_A``, ``skip = label``)
+    and a joint pair task over the rows of both bundles stacked.
+
+    The rows in ``rows`` are visited in a fresh random order each pass, and
+    for each row all its targets in turn, each with the exact coordinate
+    step of the module docstring; the other rows' variables are carried
+    over unchanged. Within a row the steps are sequential but the
+    arithmetic is batched: a step on ``alpha_{i,c}`` changes only ``w_{y_i}``
+    and ``w_c``, so the scores ``w_c . x_i`` of all targets are read once at
+    the start of the row (a contiguous sweep of ``Wt``'s rows at the row's
+    non-zeros), ``w_{y_i} . x_i`` is carried along (it grows by
+    ``d ||x_i||^2`` per step), and the changes are written back to ``Wt``
+    once at the end of the row: the same iterates as updating ``W`` after
+    every step.
 
     Parameters
     ----------
     indptr, indices, data : CSR triple, ``n`` rows
     sqnorm : float64 (n,)
         ``||x_i||^2``. A row with ``sqnorm == 0`` has constant gradient 1:
-        its variables go straight to ``cap[i]`` and ``W`` does not change.
-    label : int64 (n,)
-        Row of ``W`` holding the row's own class.
+        its variables go straight to ``cap[i]`` and ``Wt`` does not change.
+    own, tgt_off, n_tgt, skip : int64 (n,)
+        Per-row own column, first target column, number of targets and the
+        target to skip (``-1``: none).
     cap : float64 (n,)
         Upper bounds ``C_i``.
-    W : float64 (n_w, m), C-ordered
-        Weight vectors, updated **in place**.
-    tgt_off, n_tgt : int
-        Target classes are rows ``tgt_off .. tgt_off + n_tgt - 1`` of ``W``.
-    intra : bool
-        Targets are the own bundle (``tgt_off == 0``): skip ``c == label[i]``.
-    s_indptr, s_indices, s_data : CSR triple, ``n`` rows by ``n_tgt`` columns
-        Current non-zero dual variables of the segment.
+    Wt : float64 (m, n_w), C-ordered
+        Weight vectors as columns, updated **in place**.
+    s_indptr, s_indices, s_data : CSR triple, ``n`` rows
+        Current non-zero dual variables, row ``i`` at columns ``0..n_tgt[i]-1``.
+    rows : int64 array
+        The rows to visit (distinct, any order).
     seed : int
         Seed of the row permutations.
     passes : int
-        Number of passes over all variables.
+        Number of passes over the visited rows' variables.
 
     Returns
     -------
     indptr (int64, n + 1), indices (int32), data (float64) :
-        The new segment (non-zeros only, sorted by row then column).
+        The new dual variables (non-zeros only, sorted by row then column).
     total : float
-        Sum of the new segment's variables.
+        Sum of all the new variables.
     n_moved : int
         Number of coordinate steps that changed a variable.
     """
     n = sqnorm.shape[0]
     np.random.seed(seed)
-    scratch = np.zeros(n_tgt)
+    width = 1
+    for i in range(n):
+        width = max(width, n_tgt[i])
+    alpha = np.zeros(width)
+    score = np.zeros(width)
+    delta = np.zeros(width)
+    moved = np.empty(width, np.int64)
     cur_indptr = s_indptr.astype(np.int64)
     cur_indices = s_indices.astype(np.int32)
     cur_data = s_data.astype(np.float64)
     n_moved = 0
+    n_vis = rows.shape[0]
+    visited = np.zeros(n, np.bool_)
+    for t in range(n_vis):
+        visited[rows[t]] = True
+    perm = rows.astype(np.int64)
     for _ in range(passes):
-        perm = np.random.permutation(n)
-        size = max(16, cur_data.shape[0] + n_tgt)
+        np.random.shuffle(perm)
+        size = max(16, cur_data.shape[0] + width)
         buf_row = np.empty(size, np.int64)
         buf_col = np.empty(size, np.int32)
         buf_val = np.empty(size, np.float64)
         nnz = 0
-        for t in range(n):
+        for t in range(n_vis):
             i = perm[t]
             for k in range(cur_indptr[i], cur_indptr[i + 1]):
-                scratch[cur_indices[k]] = cur_data[k]
-            y = label[i]
+                alpha[cur_indices[k]] = cur_data[k]
+            y = own[i]
+            off = tgt_off[i]
+            nt = n_tgt[i]
+            sk = skip[i]
             xx = sqnorm[i]
             ci = cap[i]
             if xx > 0.0:
                 inv = 0.5 / xx
-                sy = _dot(indptr, indices, data, i, W, y)
-                for c in range(n_tgt):
-                    if intra and c == y:
+                _scores(indptr, indices, data, i, Wt, off, nt, score)
+                sy = 0.0
+                for k in range(indptr[i], indptr[i + 1]):
+                    sy += data[k] * Wt[indices[k], y]
+                n_mv = 0
+                dy = 0.0
+                for c in range(nt):
+                    if c == sk:
                         continue
-                    a = scratch[c]
-                    sc = _dot(indptr, indices, data, i, W, tgt_off + c)
-                    an = a + (1.0 - sy + sc) * inv
+                    a = alpha[c]
+                    an = a + (1.0 - sy + score[c]) * inv
                     if an < 0.0:
                         an = 0.0
                     elif an > ci:
                         an = ci
                     d = an - a
                     if d != 0.0:
-                        _axpy(indptr, indices, data, i, W, y, d)
-                        _axpy(indptr, indices, data, i, W, tgt_off + c, -d)
                         sy += d * xx
-                        scratch[c] = an
-                        n_moved += 1
+                        dy += d
+                        alpha[c] = an
+                        delta[n_mv] = d
+                        moved[n_mv] = c
+                        n_mv += 1
+                if n_mv:
+                    n_moved += n_mv
+                    for k in range(indptr[i], indptr[i + 1]):
+                        v = data[k]
+                        j = indices[k]
+                        Wt[j, y] += dy * v
+                        for u in range(n_mv):
+                            Wt[j, off + moved[u]] -= delta[u] * v
             else:
-                for c in range(n_tgt):
-                    if intra and c == y:
+                for c in range(nt):
+                    if c == sk:
                         continue
-                    if scratch[c] != ci:
+                    if alpha[c] != ci:
                         n_moved += 1
-                    scratch[c] = ci
-            if nnz + n_tgt > size:
-                size = max(2 * size, nnz + n_tgt)
-                nr = np.empty(size, np.int64)
-                nc = np.empty(size, np.int32)
-                nv = np.empty(size, np.float64)
-                nr[:nnz] = buf_row[:nnz]
-                nc[:nnz] = buf_col[:nnz]
-                nv[:nnz] = buf_val[:nnz]
-                buf_row, buf_col, buf_val = nr, nc, nv
-            for c in range(n_tgt):
-                v = scratch[c]
+                    alpha[c] = ci
+            if nnz + nt > size:
+                size = max(2 * size, nnz + nt)
+                buf_row, buf_col, buf_val = _grow(buf_row, buf_col, buf_val, nnz, size)
+            for c in range(nt):
+                v = alpha[c]
                 if v != 0.0:
                     buf_row[nnz] = i
                     buf_col[nnz] = c
                     buf_val[nnz] = v
                     nnz += 1
-                    scratch[c] = 0.0
+                    alpha[c] = 0.0
+        if n_vis < n:  # carry the rows not visited over unchanged
+            extra = 0
+            for i in range(n):
+                if not visited[i]:
+                    extra += cur_indptr[i + 1] - cur_indptr[i]
+            if nnz + extra > size:
+                size = nnz + extra
+                buf_row, buf_col, buf_val = _grow(buf_row, buf_col, buf_val, nnz, size)
+            for i in range(n):
+                if not visited[i]:
+                    for k in range(cur_indptr[i], cur_indptr[i + 1]):
+                        buf_row[nnz] = i
+                        buf_col[nnz] = cur_indices[k]
+                        buf_val[nnz] = cur_data[k]
+                        nnz += 1
         # counting sort of the visited-order triples into CSR (rows ascending)
         new_indptr = np.zeros(n + 1, np.int64)
         for k in range(nnz):
@@ -178,45 +241,43 @@ def ww_cd_pass(indptr, indices, data, sqnorm, label, cap, W, tgt_off, n_tgt, int
 
 
 @njit(nogil=True, cache=True)
-def ww_own_scores(indptr, indices, data, label, W):
-    """``s_i = w_{y_i} . x_i`` with ``w_{y_i} = W[label[i]]``; float64 (n,)."""
+def ww_own_scores(indptr, indices, data, label, Wt):
+    """``s_i = w_{y_i} . x_i`` with ``w_{y_i}`` the column ``label[i]`` of ``Wt``; float64 (n,)."""
     n = label.shape[0]
-    out = np.empty(n)
+    out = np.zeros(n)
     for i in range(n):
-        out[i] = _dot(indptr, indices, data, i, W, label[i])
+        y = label[i]
+        s = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            s += data[k] * Wt[indices[k], y]
+        out[i] = s
     return out
 
 
 @njit(nogil=True, cache=True)
-def ww_hinge_sums(indptr, indices, data, own, label, W, intra):
-    """Per-row WW hinge sums against the classes held in ``W``.
+def ww_hinge_sums(indptr, indices, data, own, label, Wt, intra):
+    """Per-row WW hinge sums against the classes held in the columns of ``Wt``.
 
-    ``h_i = sum_c max(0, 1 - own[i] + W[c] . x_i)`` over the rows ``c`` of
-    ``W``, skipping ``c == label[i]`` when ``intra`` (``W`` holds the row's
+    ``h_i = sum_c max(0, 1 - own[i] + w_c . x_i)`` over the columns ``c`` of
+    ``Wt``, skipping ``c == label[i]`` when ``intra`` (``Wt`` holds the row's
     own bundle). ``own[i]`` is ``w_{y_i} . x_i`` (:func:`ww_own_scores`).
 
-    Returns float64 (n,). Time ``O(nnz * n_classes_in_W)``, no extra memory.
+    Returns float64 (n,). Time ``O(nnz * n_classes_in_Wt)``; memory one
+    vector of ``n_classes_in_Wt`` floats.
     """
     n = own.shape[0]
-    nc = W.shape[0]
+    nc = Wt.shape[1]
+    score = np.zeros(nc)
     out = np.zeros(n)
     for i in range(n):
+        _scores(indptr, indices, data, i, Wt, 0, nc, score)
         h = 0.0
         base = 1.0 - own[i]
         for c in range(nc):
             if intra and c == label[i]:
                 continue
-            v = base + _dot(indptr, indices, data, i, W, c)
+            v = base + score[c]
             if v > 0.0:
                 h += v
         out[i] = h
     return out
-
-
-@njit(nogil=True, cache=True)
-def ww_segment_sum(s_data):
-    """Sum of a segment's dual variables."""
-    total = 0.0
-    for k in range(s_data.shape[0]):
-        total += s_data[k]
-    return total

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..kernels.sdca import cocoa_local, primal_dual_partials, row_sq_norms
 from ..parallel import allreduce, reduce_task_count, to_dense
-from ._common import broadcast, round_seeds, sparse_or_dense
+from ._common import broadcast, dual_bound, round_seeds, sparse_or_dense
 from .result import History, SolverResult, warn_not_converged
 
 __all__ = ["solve_cocoa", "AGGREGATIONS"]
@@ -27,23 +27,24 @@ def _init_state(block, C):
 def _local_round(block, state, seed, w, sigma, gamma, l2, local_iters):
     alpha, _, sqn, c = state
     indptr, indices, data = block.csr()
-    loss, dual = primal_dual_partials(indptr, indices, data, block.y, c, alpha, w, l2)
+    loss, dual, u, b_sum, b_sq = primal_dual_partials(
+        indptr, indices, data, block.y, c, alpha, w, l2
+    )
+    cert = (sparse_or_dense(u, block.cols), loss, dual, b_sum, b_sq)
     n_steps = int(round(local_iters * block.n_rows))
     if n_steps == 0:
-        return state[0], (None, loss, dual), sqn, c
+        return state[0], (None, cert), sqn, c
     new_alpha = alpha.copy()
     v = cocoa_local(indptr, indices, data, block.y, c, sqn, new_alpha, w, sigma, l2, n_steps, seed)
     if gamma != 1.0:
         new_alpha = alpha + gamma * (new_alpha - alpha)
         v *= gamma
-    return new_alpha, (sparse_or_dense(v, block.cols), loss, dual), sqn, c
+    return new_alpha, (sparse_or_dense(v, block.cols), cert), sqn, c
 
 
 def _partial(state):
-    dw, loss, dual = state[1]
-    if dw is None:
-        return loss, dual
-    return dw, loss, dual
+    dw, cert = state[1]
+    return cert if dw is None else (dw, cert)
 
 
 def _alpha(state):
@@ -129,17 +130,20 @@ def solve_cocoa(
         )
         partials = blocks.pick_map(_partial, outs, key=f"{key_prefix}-partial-r{t}")
         total, nbytes = allreduce(client, partials, key_prefix=f"{key_prefix}-allreduce-r{t}")
-        if iters:
-            dw, loss_sum, dual_sum = total
-        else:
-            loss_sum, dual_sum = total
+        dw, cert = total if iters else (None, total)
+        u, loss_sum, dual_sum, b_sum, b_sq = cert
         wsq = float(w @ w)
+        # two dual-feasible points: the iterate alpha_t (w_t = w(alpha_t)) and
+        # the best multiple of beta(w_t); the better one certifies w_t
+        dual_alpha = dual_sum - 0.5 * wsq
+        dual_beta = dual_bound(to_dense(u), b_sum, b_sq, l2)
         rec = history.add(
             t,
             0.5 * wsq + loss_sum,
-            dual_sum - 0.5 * wsq,
+            max(dual_alpha, dual_beta),
             n_tasks=2 * K + reduce_task_count(K),
             nbytes=nbytes + w.nbytes * n_workers,
+            dual_alpha=dual_alpha,
         )
         if rec["rel_gap"] <= tol:
             converged = True

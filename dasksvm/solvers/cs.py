@@ -5,52 +5,84 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import cs_local, cs_loss
-from ._common import round_seeds
 from .multiclass_objectives import (
     SparseRows,
-    allreduce_rows,
-    block_columns,
+    accumulate,
+    apply_step,
     check_solver_params,
-    n_round_tasks,
+    line_search,
     prepare_block,
-    scatter_per_block,
+    restrict_rows,
+    run_rounds,
 )
-from .result import History, SolverResult, warn_not_converged
 
 __all__ = ["solve_cs"]
 
 
-def _cs_round(block, state, W_local, seed, C, n_classes, sigma, passes, gamma):
-    """One block's task of one round: loss at the round's model, local CS passes."""
-    if state is None:
-        st = prepare_block(block, n_classes, C)
-    else:
-        st, prop = state[0], state[2]
-        if prop is not None:
-            st = st.with_alpha(st.alpha + gamma * (prop - st.alpha))
+def _cs_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma):
+    """One block's task of one round: loss at the round's model, then local passes.
+
+    Returns ``(BlockState, (SparseRows dW, [loss, lin, dlin]), proposal)``
+    where lin = sum_i alpha_{i,y_i} (the dual's linear term: since every
+    alpha_i sums to 0, -sum_{k != y_i} alpha_{i,k} = alpha_{i,y_i}) and the
+    proposal is the block's new alpha, applied next round with the client's
+    step gamma.
+    """
+    st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
     if W_local is None:
         W_local = np.zeros((len(st.cols), n_classes))
     loss = cs_loss(st.indptr, st.indices, st.data, st.y, st.c, W_local)
-    # sum_{i, k != y_i} alpha_{i,k} = -sum_i alpha_{i,y_i} since each alpha_i sums to 0
-    ar = np.arange(len(st.y))
-    lin = float(st.alpha[ar, st.y].sum())
-    if passes:
-        alpha = st.alpha.copy()
-        dW = cs_local(
-            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, W_local, sigma, passes, seed
-        )
-        rows = SparseRows.from_local(st.cols, dW, st.n_columns)
-        dlin = float(alpha[ar, st.y].sum()) - lin
-    else:
-        alpha = None
-        rows = SparseRows(np.zeros(0, np.int64), np.zeros((0, n_classes)), st.n_columns)
-        dlin = 0.0
-    return st, (rows, np.array([loss, lin, dlin])), alpha
+    rows_i = np.arange(len(st.y))
+    lin = float(st.alpha[rows_i, st.y].sum())
+    if not passes:
+        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, n_classes)), st.n_columns)
+        return st, accumulate(prev, (empty, np.array([loss, lin, 0.0]))), None
+    view = W_local
+    if prev is not None:  # ring: start from the model after the previous blocks' changes
+        pos, vals = restrict_rows(prev[0], st.cols)
+        view = W_local.copy()
+        view[pos] += vals
+    alpha = st.alpha.copy()
+    dW = cs_local(
+        st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, passes, seed
+    )
+    dlin = float(alpha[rows_i, st.y].sum()) - lin
+    rows = SparseRows.from_local(st.cols, dW, st.n_columns)
+    return st, accumulate(prev, (rows, np.array([loss, lin, dlin]))), alpha
 
 
-def _alpha(out, gamma):
-    st, _, prop = out
-    return st.alpha if prop is None else st.alpha + gamma * (prop - st.alpha)
+class _CSModel:
+    """Client side: W (n_columns, K), the certificate and the step of each round."""
+
+    def __init__(self, n_columns, n_classes, line_search):
+        self.W = np.zeros((n_columns, n_classes))
+        self.certified = self.W
+        self.line_search = line_search
+
+    def slice(self, cols):
+        return self.W[cols]
+
+    def task_args(self):
+        return ()
+
+    def update(self, total, updated):
+        dW, (loss, lin, dlin) = total
+        W = self.W
+        wsq = float(np.sum(W * W))
+        wd = float(np.sum(W[dW.indices] * dW.values))
+        dd = float(np.sum(dW.values * dW.values))
+        gamma = float(line_search(wd, dd, dlin, self.line_search)) if updated else 1.0
+        self.certified = W
+        self.W = W.copy()
+        self.W[dW.indices] += gamma * dW.values
+        primal = 0.5 * wsq + loss
+        dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
+        rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
+        return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
+                "extra": {"gamma": gamma}}
+
+    def coef(self):
+        return np.ascontiguousarray(self.certified.T)
 
 
 def solve_cs(
@@ -61,12 +93,13 @@ def solve_cs(
     tol=1e-3,
     max_iter=1000,
     local_passes=1,
+    sigma=None,
+    line_search=True,
+    schedule="parallel",
     random_state=None,
     verbose=0,
     key_prefix="cs",
     split_every=8,
-    sigma=None,
-    line_search=True,
 ):
     """Certified Crammer-Singer multiclass SVM: row-parallel CoCoA+ with a K x d model.
 
@@ -78,33 +111,39 @@ def solve_cs(
     (2008): per example alpha_i in R^K with alpha_{i,k} <= C_i [k = y_i] and
     sum_k alpha_{i,k} = 0, w_k = sum_i alpha_{i,k} x_i and
     D(alpha) = -1/2 sum_k ||w_k||^2 - sum_i sum_{k != y_i} alpha_{i,k}.
-    Every example's block alpha_i lives in one row block, so the blocks run
-    CoCoA+ ("adding": gamma = 1, sigma' = number of blocks); each example
-    step solves its K-variable QP exactly by sorting.
+    Every example's alpha_i lives in one row block, so the blocks run CoCoA+
+    (local subproblem with curvature sigma' ||x_i||^2, sigma' = number of
+    blocks by default); each example step solves its K-variable QP exactly
+    by sorting.
 
     One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
     ``-allreduce-r{t}``):
 
     1. the client scatters to every block W_t restricted to the block's
-       touched columns (a (n_touched, K) float64 array);
+       touched columns (a (n_touched_k, K) float64 array);
     2. each block computes its share of the loss at W_t, then runs
        ``local_passes`` passes of exact per-example steps on its local
-       subproblem and keeps its new alpha (never sent);
+       subproblem and keeps the proposed alpha on its worker (never sent);
     3. one all-reduce sums the blocks' changes of W (touched columns x K,
-       zero rows dropped) and two scalars (loss, dual linear term);
-    4. the client records P(W_t), D(alpha_{t+1}) and the gap, and sets
-       W_{t+1} = W_t + sum_k dW_k.
+       zero rows dropped) and three scalars (loss, dual linear term and its
+       change);
+    4. the client takes the step gamma in [0, 1] that maximizes the dual
+       along the summed proposal (exact line search on a concave quadratic;
+       gamma = 1, plain CoCoA+ "adding", when ``line_search=False``),
+       records P(W_t), D(alpha_{t+1}) and the gap, and sets
+       W_{t+1} = W_t + gamma sum_k dW_k. The blocks apply gamma to their
+       proposals at the start of the next round.
 
     Stopping rule: the first round with (P(W_t) - D(alpha_{t+1})) / |P(W_t)|
-    <= tol returns W_t (the model the certificate is for). After
+    <= tol returns W_t (the model that certificate is for). After
     ``max_iter`` update rounds one more round evaluates P(W_T) against
-    D(alpha_T) and a ConvergenceWarning is issued if tol is still not met.
+    D(alpha_T), and a ConvergenceWarning is issued if tol is still not met.
 
     Parameters
     ----------
     blocks : dasksvm.parallel.BlockSet
-        Labels encoded as class indices 0..n_classes-1; intercept column (if
-        any) already appended.
+        Labels encoded as class indices 0..n_classes-1 (float); the
+        intercept column, if any, already appended.
     n_classes : int >= 2
     C : float > 0
     tol : float > 0
@@ -113,83 +152,45 @@ def solve_cs(
         Update rounds at most.
     local_passes : int >= 1
         Passes over its rows each block makes per round.
+    sigma : float > 0, optional
+        sigma' of the local subproblems; default the number of blocks (the
+        safe CoCoA+ value). With the line search any sigma' > 0 still gives a
+        monotone, convergent dual ascent.
+    line_search : bool
+        Choose gamma by exact line search (default) instead of gamma = 1.
     random_state : int or None
         Seeds the row orders.
+    verbose : int
+        Print one line per round.
+    key_prefix : str
     split_every : int
-        Fan-in of the reduction tree (with at most this many blocks the
-        partials are gathered and summed on the client).
+        Fan-in of the reduction tree (up to this many partials are gathered
+        and summed on the client).
 
     Returns
     -------
     SolverResult
         ``coef`` of shape (n_classes, n_columns); ``state["alpha"]`` holds
         futures of the blocks' dual variables (n_rows_k, n_classes), which
-        stay on their workers.
+        stay on their workers. History records also hold ``gamma``,
+        ``bytes_reduce`` and ``bytes_model``.
     """
     check_solver_params(n_classes, C, tol, max_iter, local_passes)
-    client = blocks.client
-    nb = len(blocks)
-    K = int(n_classes)
-    sigma = float(nb) if sigma is None else float(sigma)
-    seeds = round_seeds(random_state, nb)
-    cols = block_columns(blocks, key=f"{key_prefix}-cols")
-    history = History(verbose, key_prefix)
-    W = np.zeros((blocks.n_columns, K))
-    states = [None] * nb
-    converged = False
-    gamma = 1.0
-    for t in range(max_iter + 1):
-        passes = local_passes if t < max_iter else 0
-        if t == 0:
-            slices, down = [None] * nb, 0
-        else:
-            slices, down = scatter_per_block(client, blocks, [W[c] for c in cols])
-        outs = blocks.map(
-            _cs_round,
-            C,
-            K,
-            sigma,
-            passes,
-            gamma,
-            key=f"{key_prefix}-local-r{t}",
-            per_block=[states, slices, seeds(t)],
-        )
-        parts = blocks.pick(outs, 1, key=f"{key_prefix}-partial-r{t}")
-        (dW, (loss, lin, dlin)), up = allreduce_rows(
-            client, parts, split_every=split_every, key_prefix=f"{key_prefix}-allreduce-r{t}"
-        )
-        wsq = float(np.sum(W * W))
-        Wd = W[dW.indices]
-        wd = float(np.sum(Wd * dW.values))
-        dd = float(np.sum(dW.values * dW.values))
-        gamma = 1.0
-        if line_search and dd > 0.0:
-            gamma = min(1.0, max(0.0, (dlin - wd) / dd))
-        W_new = W.copy()
-        W_new[dW.indices] += gamma * dW.values
-        primal = 0.5 * wsq + loss
-        dual = lin + gamma * dlin - 0.5 * (wsq + 2 * gamma * wd + gamma * gamma * dd)
-        rec = history.add(
-            t, primal, dual, n_tasks=n_round_tasks(nb, split_every), nbytes=up + down, gamma=gamma
-        )
-        states = outs
-        if rec["rel_gap"] <= tol:
-            converged = True
-            break
-        if not passes:
-            break
-        W = W_new
-    if not converged:
-        warn_not_converged("Crammer-Singer (CoCoA+)", max_iter, rec["rel_gap"], tol)
-    alpha = blocks.pick_map(_alpha, states, gamma, key=f"{key_prefix}-alpha")
-    return SolverResult(
-        coef=np.ascontiguousarray(W.T),
-        primal=rec["primal"],
-        dual=rec["dual"],
-        gap=rec["gap"],
-        rel_gap=rec["rel_gap"],
-        n_iter=t,
-        converged=converged,
-        history=history.records,
-        state={"alpha": alpha},
+    model = _CSModel(blocks.n_columns, int(n_classes), line_search)
+    return run_rounds(
+        blocks,
+        n_classes,
+        _cs_round,
+        model,
+        C=C,
+        tol=tol,
+        max_iter=max_iter,
+        local_passes=local_passes,
+        sigma=sigma,
+        random_state=random_state,
+        verbose=verbose,
+        key_prefix=key_prefix,
+        split_every=split_every,
+        name="Crammer-Singer",
+        schedule=schedule,
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 from typing import NamedTuple
 
 import numpy as np
@@ -25,16 +26,19 @@ from ..kernels.multiclass import row_sq_norms
 from ..parallel.reduce import _combine_list, new_token, reduce_task_count
 
 __all__ = [
+    "BlockState",
     "SparseRows",
     "add_row_partials",
     "allreduce_rows",
-    "BlockState",
-    "prepare_block",
     "block_columns",
-    "scatter_per_block",
     "check_solver_params",
     "n_round_tasks",
+    "prepare_block",
+    "scatter_per_block",
 ]
+
+
+SCHEDULES = ("parallel", "ring")
 
 
 class SparseRows(NamedTuple):
@@ -135,7 +139,7 @@ class BlockState:
     norms, and the dual variables ``alpha`` (n_rows, K).
     """
 
-    __slots__ = ("indptr", "indices", "data", "y", "c", "sqn", "cols", "n_columns", "alpha")
+    __slots__ = ("alpha", "c", "cols", "data", "indices", "indptr", "n_columns", "sqn", "y")
 
     def with_alpha(self, alpha):
         new = BlockState.__new__(BlockState)
@@ -205,3 +209,205 @@ def check_solver_params(n_classes, C, tol, max_iter, local_passes):
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not isinstance(local_passes, numbers.Integral) or local_passes < 1:
         raise ValueError(f"local_passes must be an integer >= 1, got {local_passes!r}")
+
+
+def restrict_rows(rows, cols):
+    """Positions in the sorted ``cols`` of the rows of ``rows`` that lie in it, and their values."""
+    if len(rows.indices) == 0 or len(cols) == 0:
+        return np.zeros(0, np.int64), rows.values[:0]
+    pos = np.minimum(np.searchsorted(cols, rows.indices), len(cols) - 1)
+    ok = cols[pos] == rows.indices
+    return pos[ok], rows.values[ok]
+
+
+def accumulate(prev, part):
+    """``part`` plus the partial handed over by the previous block of a ring round.
+
+    A ring partial is ``(SparseRows, scalars, bytes handed over so far)``.
+    """
+    if prev is None:
+        return part
+    rows, scalars = add_row_partials(prev[:2], part)
+    moved = (prev[2] if len(prev) > 2 else 0) + _nbytes(prev)
+    return rows, scalars, moved
+
+
+def apply_step(state, gamma):
+    """The block's state after the client's step size for the last proposal.
+
+    ``state`` is a previous round's task output ``(BlockState, partial,
+    proposal)``; ``gamma`` is a float or a (K,) vector (one step per class).
+    """
+    st, _, prop = state
+    if prop is None:
+        return st
+    return st.with_alpha(st.alpha + gamma * (prop - st.alpha))
+
+
+def final_alpha(out, gamma):
+    """A block's dual variables after the last round (on its worker)."""
+    return apply_step(out, gamma).alpha
+
+
+def line_search(wd, dd, dlin, enabled=True):
+    """Step gamma in [0, 1] maximizing lin + gamma dlin - 1/2 ||W + gamma dW||^2.
+
+    ``wd`` = <W, dW> and ``dd`` = ||dW||^2 (floats, or arrays for one step per
+    class). The combination alpha + gamma * (sum of the blocks' proposals) is
+    feasible for every gamma in [0, 1] (a convex combination of feasible
+    points), and the dual is a concave quadratic in gamma, so this is exact.
+    Without ``enabled`` the step is CoCoA+'s gamma = 1.
+    """
+    wd = np.asarray(wd, dtype=float)
+    dd = np.asarray(dd, dtype=float)
+    dlin = np.asarray(dlin, dtype=float)
+    if not enabled:
+        return np.ones_like(dd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(dd > 0.0, (dlin - wd) / np.where(dd > 0.0, dd, 1.0), 1.0)
+    return np.clip(g, 0.0, 1.0)
+
+
+def run_rounds(
+    blocks,
+    n_classes,
+    round_fn,
+    model,
+    *,
+    C,
+    tol,
+    max_iter,
+    local_passes,
+    sigma,
+    random_state,
+    verbose,
+    key_prefix,
+    split_every,
+    name,
+    schedule="parallel",
+):
+    """The round loop the row-parallel multiclass solvers share.
+
+    Round t: scatter ``model.slice(cols_k)`` to every block; submit
+    ``round_fn(block, state, W_local, prev, seed, C, n_classes, sigma,
+    passes, gamma, *model.task_args())`` per block (key
+    ``{key_prefix}-local-r{t}``), which returns ``(BlockState, partial,
+    proposal)``; pick the partials (``-partial-r{t}``); let
+    ``model.update(total)`` certify the round's model and take the step.
+
+    ``schedule="parallel"`` (CoCoA+): all blocks run at once from the same
+    model (``prev`` is None) and the partials are all-reduced
+    (``-allreduce-r{t}``). ``schedule="ring"`` (block Gauss-Seidel): block k
+    starts once block k-1 is done, from the round's model plus the summed
+    changes of blocks 0..k-1, handed from worker to worker as ``prev`` (a
+    partial: touched rows x classes); the last block's partial is the round's
+    total and is the only thing gathered. The ring is exact sequential dual
+    coordinate ascent over all blocks (use sigma = 1): no parallel compute,
+    but it converges in as few rounds as one block does.
+
+    Stops when the certificate's stopping gap is <= tol; after ``max_iter``
+    update rounds one evaluation round (no local passes) certifies the last
+    model.
+
+    ``model`` provides ``slice(cols)``, ``task_args()``, ``update(total,
+    updated) -> dict(primal, dual, stop, gamma, extra)`` and ``coef()``
+    (the certified model, (n_classes, n_columns)).
+    """
+    from ._common import round_seeds
+    from .result import History, SolverResult, warn_not_converged
+
+    check_solver_params(n_classes, C, tol, max_iter, local_passes)
+    client = blocks.client
+    nb = len(blocks)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
+    if sigma is None:
+        sigma = float(nb) if schedule == "parallel" else 1.0
+    sigma = float(sigma)
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    seeds = round_seeds(random_state, nb)
+    cols = block_columns(blocks, key=f"{key_prefix}-cols")
+    history = History(verbose, key_prefix)
+    states = [None] * nb
+    gamma = 1.0
+    converged = False
+    for t in range(max_iter + 1):
+        passes = int(local_passes) if t < max_iter else 0
+        if t == 0:
+            slices, down = [None] * nb, 0
+        else:
+            slices, down = scatter_per_block(client, blocks, [model.slice(c) for c in cols])
+        args = (float(C), int(n_classes), sigma, passes, gamma, *model.task_args())
+        if schedule == "parallel":
+            outs = blocks.map(
+                round_fn,
+                *args,
+                key=f"{key_prefix}-local-r{t}",
+                per_block=[states, slices, [None] * nb, seeds(t)],
+            )
+            parts = blocks.pick(outs, 1, key=f"{key_prefix}-partial-r{t}")
+            total, up = allreduce_rows(
+                client, parts, split_every=split_every, key_prefix=f"{key_prefix}-allreduce-r{t}"
+            )
+            n_tasks = n_round_tasks(nb, split_every)
+        else:
+            outs, prev, sd = [], None, seeds(t)
+            for k in range(nb):
+                where = {"workers": [blocks.workers[k]], "allow_other_workers": True, "pure": False}
+                out = client.submit(
+                    round_fn,
+                    blocks.futures[k],
+                    states[k],
+                    slices[k],
+                    prev,
+                    sd[k],
+                    *args,
+                    key=f"{key_prefix}-local-r{t}-b{k}-{blocks.token}",
+                    **where,
+                )
+                prev = client.submit(
+                    operator.getitem,
+                    out,
+                    1,
+                    key=f"{key_prefix}-partial-r{t}-b{k}-{blocks.token}",
+                    **where,
+                )
+                outs.append(out)
+            last = client.gather(prev)
+            total = last[:2]
+            up = (last[2] if len(last) > 2 else 0) + _nbytes(last)
+            n_tasks = 2 * nb
+        states = outs
+        step = model.update(total, passes > 0)
+        gamma = step["gamma"]
+        rec = history.add(
+            t,
+            step["primal"],
+            step["dual"],
+            n_tasks=n_tasks,
+            nbytes=up + down,
+            bytes_reduce=up,
+            bytes_model=down,
+            **step.get("extra", {}),
+        )
+        stop = step["stop"]
+        if stop <= tol:
+            converged = True
+            break
+        if not passes:
+            break
+    if not converged:
+        warn_not_converged(name, max_iter, stop, tol)
+    alpha = blocks.pick_map(final_alpha, states, gamma, key=f"{key_prefix}-alpha")
+    return SolverResult(
+        coef=model.coef(),
+        primal=rec["primal"],
+        dual=rec["dual"],
+        gap=rec["gap"],
+        rel_gap=float(stop),
+        n_iter=t,
+        converged=converged,
+        history=history.records,
+        state={"alpha": alpha},
+    )

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..kernels.sdca import subgradient_partials
 from ..parallel import allreduce, reduce_task_count
-from ._common import broadcast
+from ._common import broadcast, dual_bound
 from .result import History, SolverResult, warn_not_converged
 
 __all__ = ["solve_sgd", "LEARNING_RATES"]
@@ -36,20 +36,6 @@ def _step_partials(block, row0, w, w_eval, C, l2, fraction, seed, t):
         indptr, indices, data, block.y, c, w_eval, l2, 1.0, seed, t, row0
     )
     return step, u_e, loss, a_sum, a_sq
-
-
-def dual_bound(u, a_sum, a_sq, l2):
-    """Best dual value along the ray s * alpha(w), s >= 0 (s <= 1 for hinge).
-
-    D(s alpha) = s sum(alpha) - s^2 (||u||^2 / 2 + sum alpha^2 / (4 c)),
-    u = w(alpha). Any dual-feasible point bounds P* from below.
-    """
-    quad = 0.5 * float(u @ u) + (a_sq if l2 else 0.0)
-    if quad <= 0.0:
-        return 0.0 if a_sum <= 0 else float(a_sum)
-    s = a_sum / (2.0 * quad)
-    s = max(0.0, s if l2 else min(1.0, s))
-    return s * a_sum - s * s * quad
 
 
 def solve_sgd(

@@ -2,6 +2,12 @@
 
 formulations.md section 2a; the parallel schedule of Alber, Zimmert, Dogan and
 Kloft (PLOS ONE 2017). See :func:`solve_ww`.
+
+Weight blocks. The weight vectors of bundle ``p``'s classes travel as one
+object, either a dense C-ordered array of shape ``(d, n_classes_in_p)``
+(classes along the fast axis, the layout the kernels want) or, in the sparse
+layout, a CSR matrix of shape ``(n_classes_in_p, d)`` of which a task
+densifies only the columns its rows touch.
 """
 
 from __future__ import annotations
@@ -20,12 +26,16 @@ from .result import History, SolverResult, relative_gap, warn_not_converged
 
 __all__ = ["solve_ww"]
 
-#: Largest dense weight block (bytes) one primal-evaluation task densifies at once.
+#: Largest dense weight slab (bytes) one primal-evaluation task builds at once.
 _TASK_BYTES = 256 * 2**20
+#: ``pair_sweeps="auto"`` alternates this often when the pair's weights are small...
+_AUTO_SWEEPS = 4
+#: ...that is, when the two dense weight blocks together take at most this many bytes.
+_AUTO_SWEEPS_BYTES = 16 * 2**20
 
 
 # ---------------------------------------------------------------------------------------
-# weight blocks: dense (n_classes_in_bundle, d) ndarray, or CSR of the same shape
+# weight blocks
 # ---------------------------------------------------------------------------------------
 
 
@@ -38,16 +48,24 @@ def _w_nbytes(W):
 def _w_zeros(n_classes, n_columns, sparse):
     if sparse:
         return sp.csr_matrix((n_classes, n_columns), dtype=np.float64)
-    return np.zeros((n_classes, n_columns))
+    return np.zeros((n_columns, n_classes))
 
 
-def _w_cols(W, cols):
-    """Dense ``W[:, cols]`` (float64, C-ordered)."""
-    return np.ascontiguousarray(W[:, cols].toarray(), dtype=np.float64)
+def _w_load(W, cols, out):
+    """Write the block's weight vectors, restricted to ``cols`` (sparse layout), into ``out``.
+
+    ``out`` has shape ``(m, n_classes_in_block)``: the columns of ``out`` are the classes.
+    """
+    if sp.issparse(W):
+        out[:] = W[:, cols].toarray().T
+    else:
+        out[:] = W
 
 
-def _w_write_cols(W, cols, block):
-    """CSR ``W`` with the columns ``cols`` replaced by the dense ``block`` (zeros dropped)."""
+def _w_store(W, cols, new):
+    """The block ``W`` with its values on ``cols`` replaced by ``new`` (``(m, n_classes)``)."""
+    if not sp.issparse(W):
+        return np.ascontiguousarray(new)
     if len(cols) == 0:
         return W
     n, d = W.shape
@@ -55,16 +73,23 @@ def _w_write_cols(W, cols, block):
     keep[cols] = False
     old = W.tocoo()
     m = keep[old.col]
-    r, c = np.nonzero(block)
+    c, r = np.nonzero(new)  # new is (m, n): row index = local column, column = class
     rows = np.concatenate([old.row[m], r]).astype(np.int64)
     cc = np.concatenate([old.col[m], cols[c]]).astype(np.int64)
-    vals = np.concatenate([old.data[m], block[r, c]])
+    vals = np.concatenate([old.data[m], new[c, r]])
     out = sp.csr_matrix((vals, (rows, cc)), shape=(n, d))
     out.sort_indices()
     if out.nnz < 2**31 - 1:
         out.indices = out.indices.astype(np.int32)
         out.indptr = out.indptr.astype(np.int32)
     return out
+
+
+def _w_dense_t(W, cols):
+    """``(m, n_classes)`` dense C-ordered weights of a block (``cols`` in the sparse layout)."""
+    if sp.issparse(W):
+        return np.ascontiguousarray(W[:, cols].toarray().T)
+    return np.ascontiguousarray(W)
 
 
 def _w_sqnorm(W):
@@ -86,72 +111,124 @@ def _rows_view(bundle, sparse):
     return X.indptr, (bundle.local_indices if sparse else X.indices), X.data
 
 
-def _ww_half(bundle, seg, W_own, W_tgt, C, seed, passes, sparse):
-    """One half of a pair task: the rows of ``bundle`` against the partner's classes.
+def _full(n, v):
+    return np.full(n, v, dtype=np.int64)
 
-    Updates ``alpha_{i,c}`` for ``i`` in the bundle and ``c`` among the rows of
-    ``W_tgt``, together with ``W_own`` and ``W_tgt``. Runs on the bundle's
-    worker; only ``W_own`` and ``W_tgt`` may have come from elsewhere.
+
+def _ww_half(bundle, seg, W_own, W_tgt, p, q, C, part_seed, link, n_links, seed, passes,
+             sparse):
+    """One link of a cross-worker pair chain: rows of bundle ``p`` against the classes of ``q``.
+
+    Visits the ``link``-th of ``n_links`` random parts of the bundle's rows
+    (the parts are fixed by ``part_seed``). Runs on ``p``'s worker; only the
+    weight blocks may have come from elsewhere.
 
     Returns ``(W_own, W_tgt, segment, info)``.
     """
-    na, nb = W_own.shape[0], W_tgt.shape[0]
-    if sparse:
-        cols = bundle.cols
-        W = np.empty((na + nb, len(cols)))
-        W[:na] = _w_cols(W_own, cols)
-        W[na:] = _w_cols(W_tgt, cols)
+    na = W_own.shape[0] if sparse else W_own.shape[1]
+    nb = W_tgt.shape[0] if sparse else W_tgt.shape[1]
+    n = bundle.n_rows
+    cols = bundle.cols if sparse else None
+    m = len(cols) if sparse else W_own.shape[0]
+    Wt = np.empty((m, na + nb))
+    _w_load(W_own, cols, Wt[:, :na])
+    _w_load(W_tgt, cols, Wt[:, na:])
+    if n_links > 1:
+        rows = np.array_split(np.random.default_rng(part_seed).permutation(n), n_links)[link]
     else:
-        W = np.concatenate([W_own, W_tgt], axis=0)  # a copy: inputs are never mutated
+        rows = np.arange(n)
     indptr, indices, data = _rows_view(bundle, sparse)
     s_indptr, s_indices, s_data, total, moved = ww_cd_pass(
-        indptr, indices, data, bundle.sqnorm, bundle.label, C * bundle.weight, W,
-        na, nb, False, seg[0], seg[1], seg[2], seed, passes,
+        indptr, indices, data, bundle.sqnorm, bundle.label, _full(n, na), _full(n, nb),
+        _full(n, -1), C * bundle.weight, Wt, seg[0], seg[1], seg[2],
+        rows.astype(np.int64), seed, passes,
     )
-    if sparse:
-        new_own = _w_write_cols(W_own, cols, W[:na])
-        new_tgt = _w_write_cols(W_tgt, cols, W[na:])
-    else:
-        new_own, new_tgt = W[:na], W[na:]
-    info = {"sum": total, "moved": moved, "nnz": int(s_data.shape[0]),
-            "nb_own": _w_nbytes(new_own), "nb_tgt": _w_nbytes(new_tgt)}
+    new_own = _w_store(W_own, cols, Wt[:, :na])
+    new_tgt = _w_store(W_tgt, cols, Wt[:, na:])
+    info = {"seg": [(p, q, total, int(s_data.shape[0]))], "moved": moved,
+            "nbytes": {p: _w_nbytes(new_own), q: _w_nbytes(new_tgt)}}
     return new_own, new_tgt, (s_indptr, s_indices, s_data), info
 
 
-def _ww_intra(bundle, seg, W_own, C, seed, passes, sparse):
-    """The pairs of classes inside one bundle. Returns ``(W_own, segment, info)``."""
-    na = W_own.shape[0]
+def _ww_joint(bundle_a, bundle_b, seg_ab, seg_ba, W_a, W_b, a, b, C, seed, passes, sparse):
+    """A pair whose two bundles share a worker: one random order over both bundles' rows.
+
+    Returns ``(W_a, W_b, segment_ab, segment_ba, info)``.
+    """
+    na = W_a.shape[0] if sparse else W_a.shape[1]
+    nb = W_b.shape[0] if sparse else W_b.shape[1]
+    n1, n2 = bundle_a.n_rows, bundle_b.n_rows
+    X = sp.vstack([bundle_a.X, bundle_b.X], format="csr")
     if sparse:
-        cols = bundle.cols
-        W = _w_cols(W_own, cols)
+        cols = np.union1d(bundle_a.cols, bundle_b.cols)
+        indices = np.searchsorted(cols, X.indices).astype(np.int32)
+        m = len(cols)
     else:
-        W = np.array(W_own, copy=True)
+        cols = None
+        indices = X.indices
+        m = W_a.shape[0]
+    Wt = np.empty((m, na + nb))
+    _w_load(W_a, cols, Wt[:, :na])
+    _w_load(W_b, cols, Wt[:, na:])
+    n = n1 + n2
+    own = np.concatenate([bundle_a.label, na + bundle_b.label]).astype(np.int64)
+    off = np.concatenate([_full(n1, na), _full(n2, 0)])
+    ntg = np.concatenate([_full(n1, nb), _full(n2, na)])
+    s_indptr = np.concatenate([seg_ab[0], seg_ba[0][1:] + seg_ab[0][-1]])
+    s_indices = np.concatenate([seg_ab[1], seg_ba[1]])
+    s_data = np.concatenate([seg_ab[2], seg_ba[2]])
+    cap = C * np.concatenate([bundle_a.weight, bundle_b.weight])
+    sq = np.concatenate([bundle_a.sqnorm, bundle_b.sqnorm])
+    r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
+        X.indptr, indices, X.data, sq, own, off, ntg, _full(n, -1), cap, Wt,
+        s_indptr, s_indices, s_data, np.arange(n, dtype=np.int64), seed, passes,
+    )
+    cut = r_indptr[n1]
+    new_ab = (r_indptr[: n1 + 1].copy(), r_indices[:cut].copy(), r_data[:cut].copy())
+    new_ba = (r_indptr[n1:] - cut, r_indices[cut:].copy(), r_data[cut:].copy())
+    new_a = _w_store(W_a, cols, Wt[:, :na])
+    new_b = _w_store(W_b, cols, Wt[:, na:])
+    info = {"seg": [(a, b, float(new_ab[2].sum()), len(new_ab[2])),
+                    (b, a, float(new_ba[2].sum()), len(new_ba[2]))],
+            "moved": moved, "nbytes": {a: _w_nbytes(new_a), b: _w_nbytes(new_b)}}
+    return new_a, new_b, new_ab, new_ba, info
+
+
+def _ww_intra(bundle, seg, W_own, p, C, seed, passes, sparse):
+    """The pairs of classes inside one bundle. Returns ``(W_own, segment, info)``."""
+    na = W_own.shape[0] if sparse else W_own.shape[1]
+    n = bundle.n_rows
+    cols = bundle.cols if sparse else None
+    Wt = _w_dense_t(W_own, cols)
+    if not sparse:
+        Wt = Wt.copy()  # inputs are never mutated
     indptr, indices, data = _rows_view(bundle, sparse)
     s_indptr, s_indices, s_data, total, moved = ww_cd_pass(
-        indptr, indices, data, bundle.sqnorm, bundle.label, C * bundle.weight, W,
-        0, na, True, seg[0], seg[1], seg[2], seed, passes,
+        indptr, indices, data, bundle.sqnorm, bundle.label, _full(n, 0), _full(n, na),
+        bundle.label, C * bundle.weight, Wt, seg[0], seg[1], seg[2],
+        np.arange(n, dtype=np.int64), seed, passes,
     )
-    new_own = _w_write_cols(W_own, cols, W) if sparse else W
-    info = {"sum": total, "moved": moved, "nnz": int(s_data.shape[0]),
-            "nb_own": _w_nbytes(new_own)}
+    new_own = _w_store(W_own, cols, Wt)
+    info = {"seg": [(p, p, total, int(s_data.shape[0]))], "moved": moved,
+            "nbytes": {p: _w_nbytes(new_own)}}
     return new_own, (s_indptr, s_indices, s_data), info
 
 
 def _ww_hinge(bundle, W_own, sparse, own_index, targets, *Ws):
     """Weighted WW hinge sum of the bundle's rows against the classes of ``Ws``.
 
-    ``targets[j]`` is the bundle index of ``Ws[j]``; the bundle's own class is
+    ``targets[j]`` is the bundle index of ``Ws[j]``; the row's own class is
     skipped where ``targets[j] == own_index``. Returns ``sum_i weight_i * h_i``.
     """
-    indptr, indices, data = _rows_view(bundle, sparse)
     if bundle.n_rows == 0:
         return 0.0
-    Wo = _w_cols(W_own, bundle.cols) if sparse else W_own
-    own = ww_own_scores(indptr, indices, data, bundle.label, Wo)
+    indptr, indices, data = _rows_view(bundle, sparse)
+    cols = bundle.cols if sparse else None
+    own = ww_own_scores(indptr, indices, data, bundle.label, _w_dense_t(W_own, cols))
     total = np.zeros(bundle.n_rows)
     for q, Wq in zip(targets, Ws, strict=True):
-        Wl = _w_cols(Wq, bundle.cols) if sparse else np.ascontiguousarray(Wq)
-        total += ww_hinge_sums(indptr, indices, data, own, bundle.label, Wl, q == own_index)
+        total += ww_hinge_sums(indptr, indices, data, own, bundle.label, _w_dense_t(Wq, cols),
+                               q == own_index)
     return float(np.dot(bundle.weight, total))
 
 
@@ -160,7 +237,7 @@ def _ww_sqnorm(W):
 
 
 def _bundle_rows(bundle):
-    return bundle.rows, bundle.n_rows
+    return bundle.rows
 
 
 # ---------------------------------------------------------------------------------------
@@ -175,19 +252,24 @@ def _seed_source(random_state):
     return lambda: int(rng.integers(0, 2**31 - 1))
 
 
-def _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes):
-    if not np.isfinite(C) or C <= 0:
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps):
+    if not isinstance(C, (int, float, np.number)) or not np.isfinite(C) or C <= 0:
         raise ValueError(f"C must be a positive finite number, got {C!r}")
-    if not tol > 0:
+    if not isinstance(tol, (int, float, np.number)) or not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
-    if int(max_iter) != max_iter or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if int(inner_passes) != inner_passes or inner_passes < 1:
-        raise ValueError(f"inner_passes must be an integer >= 1, got {inner_passes!r}")
-    if int(n_classes) != n_classes or n_classes < 2:
+    for name, v in (("max_iter", max_iter), ("inner_passes", inner_passes)):
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    if not _is_int(n_classes) or n_classes < 2:
         raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if pair_sweeps != "auto" and (not _is_int(pair_sweeps) or pair_sweeps < 1):
+        raise ValueError(f"pair_sweeps must be 'auto' or an integer >= 1, got {pair_sweeps!r}")
     if n_bundles is not None:
-        if int(n_bundles) != n_bundles or n_bundles < 1:
+        if not _is_int(n_bundles) or n_bundles < 1:
             raise ValueError(f"n_bundles must be an integer >= 1, got {n_bundles!r}")
         if n_bundles > n_classes:
             raise ValueError(
@@ -206,6 +288,7 @@ def solve_ww(
     max_iter=1000,
     n_bundles=None,
     inner_passes=1,
+    pair_sweeps="auto",
     random_state=None,
     verbose=0,
     key_prefix="ww",
@@ -222,48 +305,66 @@ def solve_ww(
 
     through its dual over ``alpha_{i,c}`` in ``[0, C_i]`` (``c != y_i``),
     ``D(alpha) = sum alpha - 1/2 sum_c ||w_c(alpha)||^2``, with
-    ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``.
+    ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``,
+    by exact coordinate steps on single ``alpha_{i,c}`` (each touches
+    ``w_{y_i}`` and ``w_c`` only).
 
     **Layout.** The rows are grouped once by class into ``B = n_bundles``
     bundles of whole classes (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`:
     classes balanced by row count, bundles balanced over workers; examples
     cross the network once, never through the client). Bundle ``p`` keeps on
-    its worker its rows and the dual variables of its rows, stored as ``B``
-    *segments* of non-zeros (segment ``(p, q)``: ``alpha_{i,c}``, ``y_i`` in
-    ``p``, ``c`` in ``q``). The weight vectors of the bundle's classes,
-    ``W_p`` (``(n_classes_in_p, d)``), are the only thing that moves.
+    its worker its rows and their dual variables, as ``B`` *segments* of
+    non-zeros (segment ``(p, q)``: ``alpha_{i,c}`` with ``y_i`` in ``p`` and
+    ``c`` in ``q``). The weight block ``W_p`` (the ``w_c`` of ``p``'s
+    classes) is the only thing that moves between workers.
 
     **One epoch** = the rounds of :func:`~dasksvm.parallel.schedule.one_factorization`
-    ``(B)`` (``B - 1`` rounds, or ``B`` with a bye when ``B`` is odd) and one
-    intra-bundle round. A round runs, in parallel for each of its disjoint
-    bundle pairs ``{a, b}``, the pair's two *half tasks* in sequence: on the
-    first bundle's worker, ``inner_passes`` coordinate passes over segment
-    ``(p, q)`` (random row order; touches ``W_p`` and ``W_q`` only), then on
-    the second bundle's worker the same over segment ``(q, p)`` with the
-    updated ``W_p, W_q``. The intra-bundle round runs segment ``(p, p)`` on
-    every bundle at once. So every ``alpha`` update is applied to the one
-    current copy of the two weight blocks it touches: ``W`` always equals
-    ``W(alpha)``, exactly, and the algorithm is serial dual coordinate ascent
-    in a particular order (the result does not depend on the cluster, only
-    on ``random_state``, ``B`` and ``inner_passes``).
+    ``(B)`` (``B - 1`` rounds, or ``B`` with a bye when ``B`` is odd) plus one
+    intra-bundle round; every dual variable is visited ``inner_passes``
+    times per epoch. A round holds disjoint bundle pairs ``{a, b}``, which
+    run in parallel. A pair touches ``W_a`` and ``W_b`` only:
 
-    **What a round communicates.** Per pair: ``W_p`` and ``W_q`` to the first
-    worker (when not already there) and then both to the second one; per
-    half task a small info dict to the client at the end of the epoch. No
-    example and no dual variable moves. Task keys are
-    ``f"{key_prefix}-r{round}-b{a}-b{b}-h{1|2}-{token}"`` for the halves of
-    pair ``(a, b)`` (``a < b``; ``round`` counts from 0 over the whole fit),
-    ``f"{key_prefix}-r{round}-b{p}-b{p}-{token}"`` for the intra-bundle
-    tasks, each followed by small ``getitem`` tasks (``...-w0``, ``-w1``,
-    ``-seg``, ``-info``) on the same worker.
+    - when ``a`` and ``b`` live on the same worker, one *joint* task runs
+      ``inner_passes`` coordinate passes over segments ``(a, b)`` and
+      ``(b, a)`` together, rows of both bundles in one random order;
+    - otherwise the pair is a *chain* of ``2 * S`` half tasks
+      (``S = pair_sweeps``): the rows of each bundle are cut into ``S``
+      random parts, and the chain alternates between the two workers, each
+      link running ``inner_passes`` passes over one part of its own rows
+      against the other bundle's classes, then handing the updated
+      ``(W_a, W_b)`` to the next link. Rows stay; weights travel.
+      Alternating often matters: the ``(a, b)`` and ``(b, a)`` segments pull
+      ``w_a - w_b`` in opposite directions, and solving one against a
+      frozen other converges slowly (block Gauss-Seidel); ``S = 4`` cut the
+      epochs to a given gap by up to 10x in our runs.
+
+    The intra-bundle round runs segment ``(p, p)`` on every bundle at once.
+    Every update is applied to the one current copy of the weight blocks it
+    touches, so ``W`` always equals ``W(alpha)`` and the algorithm is serial
+    dual coordinate ascent in a particular order: the iterates depend on
+    ``random_state``, ``B``, ``inner_passes``, ``pair_sweeps`` and on which
+    bundles share a worker, never on timing.
+
+    **What a round communicates.** Per chained pair, ``W_a`` and ``W_b``
+    cross between the two workers once per link after the first (``2S - 1``
+    times, plus once more when they arrive from elsewhere); a joint pair
+    moves them only if they arrive from elsewhere. Per task a small info
+    dict reaches the client at the end of the epoch. No example and no dual variable moves. Task keys:
+    ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"`` (``link = 1..2S``)
+    for chains, ``f"{key_prefix}-r{round}-b{a}-b{b}-j-{token}"`` for joint
+    pair tasks (``a < b``), ``f"{key_prefix}-r{round}-b{p}-b{p}-{token}"``
+    for intra-bundle tasks (``round`` counts from 0 over the fit), each
+    followed by small ``getitem`` tasks (``...-w0``, ``-seg``, ``-info``)
+    on the same worker; ``f"{key_prefix}-primal-e{epoch}-p{p}-g{g}-{token}"``
+    and ``f"{key_prefix}-norm-e{epoch}-p{p}-{token}"`` for the certificate.
 
     **Stopping rule.** After every epoch the duality gap is computed: ``D``
     from the segment sums and ``sum_c ||w_c||^2`` (one task per bundle), ``P``
     from the hinge sums of every bundle's rows against all classes (tasks on
-    the rows' worker; the weight blocks travel there, at most
-    ``_TASK_BYTES`` = 256 MiB of them per task). The run stops when
-    ``(P - D) / |P| <= tol``; ``P(coef) - P* <= P - D`` is then certified.
-    After ``max_iter`` epochs without that, a ``ConvergenceWarning`` is emitted.
+    the rows' worker, to which the weight blocks travel, at most 256 MiB of
+    densified weights per task). The run stops when ``(P - D) / |P| <= tol``;
+    then ``P(coef) - P* <= P - D`` is certified. After ``max_iter`` epochs
+    without that, a ``ConvergenceWarning`` is emitted.
 
     Parameters
     ----------
@@ -279,23 +380,25 @@ def solve_ww(
     max_iter : int >= 1
         Maximum number of epochs.
     n_bundles : int, optional
-        ``B``, 1 <= B <= n_classes (a larger value raises ``ValueError``).
-        Default ``min(2 * n_workers, n_classes)``. ``B`` sets the parallelism:
-        a round has ``floor(B / 2)`` independent pair chains.
+        ``B``, ``1 <= B <= n_classes`` (a larger value raises ``ValueError``).
+        Default ``min(2 * n_workers, n_classes)``. A round runs
+        ``floor(B / 2)`` pairs in parallel and the intra round ``B`` tasks.
     inner_passes : int >= 1
-        Coordinate passes over a segment per half task.
+        Coordinate passes over its variables per task.
+    pair_sweeps : int >= 1 or "auto"
+        ``S`` above. ``"auto"``: 4 when the pair's two dense weight blocks
+        take at most 16 MiB, else 1 (alternating moves the blocks each time).
     random_state : int, numpy Generator / RandomState or None
-        Seeds the row orders; a fixed value makes the whole fit reproducible.
+        Seeds the row orders; a fixed value makes the fit reproducible.
     verbose : int
         Print one line per epoch when > 0.
     key_prefix : str
     sparse_coef : bool, optional
-        Keep every ``W_p`` as a CSR matrix instead of a dense array. Default:
-        sparse when ``n_classes * n_columns * 8 > max_dense_bytes``. In the
-        sparse layout a task densifies only the columns its rows touch
-        (``(n_classes_in_p + n_classes_in_q) * n_cols_touched_p * 8`` bytes),
-        no ``K x d`` dense matrix is ever built, and ``coef`` is returned as
-        CSR.
+        Keep every weight block as a CSR matrix instead of a dense array.
+        Default: sparse when ``n_classes * n_columns * 8 > max_dense_bytes``.
+        In the sparse layout a task densifies only the columns its rows touch
+        (``(n_classes_in_a + n_classes_in_b) * n_cols_touched * 8`` bytes), no
+        ``K x d`` dense matrix is ever built, and ``coef`` is CSR.
     max_dense_bytes : int
         Threshold of the automatic ``sparse_coef`` choice (default 1 GiB).
     return_dual : bool
@@ -308,25 +411,32 @@ def solve_ww(
     SolverResult
         ``coef`` of shape ``(n_classes, blocks.n_columns)`` (ndarray, or CSR
         with ``sparse_coef``); ``primal``, ``dual``, ``gap``, ``rel_gap`` of
-        the last epoch; ``n_iter`` epochs; ``history`` with one record per
-        epoch (``round`` = epoch, ``n_tasks`` = tasks submitted in the epoch,
-        gap evaluation included, ``bytes`` = weight-block bytes that crossed
-        between workers, plus ``epoch_time``, ``n_moved`` coordinate steps that
-        changed a variable, ``nnz_alpha``); ``state`` with ``classes`` (the
-        classes of every bundle), ``workers``, ``shuffle_bytes`` and
-        optionally ``alpha``.
+        the last epoch; ``n_iter`` epochs; ``history``, one record per epoch
+        (``round`` = epoch; ``n_tasks`` = tasks submitted in the epoch,
+        certificate included; ``bytes`` = weight-block bytes that crossed
+        between workers; plus ``epoch_time``, ``n_moved`` = coordinate steps
+        that changed a variable, ``nnz_alpha``); ``state`` with ``classes``
+        (the classes of each bundle), ``workers``, ``n_bundles``,
+        ``pair_sweeps``, ``shuffle_bytes`` (example bytes the shuffle moved),
+        ``sparse_coef`` and, with ``return_dual``, ``alpha``.
 
     Notes
     -----
     Memory per worker: its bundles' rows; their dual segments (non-zeros
-    only, 12 bytes each plus 8 per row per segment); the weight blocks in
-    flight. In the dense layout a half task holds
-    ``(n_classes_in_p + n_classes_in_q) * d * 8`` bytes, a primal task up to
-    all of ``W`` in ``_TASK_BYTES`` pieces. Tasks are pinned to their
-    bundle's worker (``allow_other_workers=False``) so rows never move: a
-    fit does not survive the loss of a worker.
+    only: 12 bytes each plus 8 per row per segment); the weight blocks in
+    flight. A dense-layout pair task holds a ``d x (n_classes_in_a +
+    n_classes_in_b)`` float64 slab (plus its two inputs); a primal task up
+    to 256 MiB of weights at a time. Tasks are pinned to their bundle's
+    worker (``allow_other_workers=False``) so that rows never move: a fit
+    does not survive the loss of a worker.
+
+    Convergence in epochs is slower than single-machine coordinate descent
+    over all variables (the blocks of one round are solved against frozen
+    others), and plain dual coordinate ascent needs many passes for a
+    small gap on ill-conditioned data (hundreds of epochs for 1e-4 on
+    ``dna`` at C = 1).
     """
-    _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes)
+    _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps)
     K = int(n_classes)
     C = float(C)
     client = blocks.client
@@ -338,10 +448,16 @@ def solve_ww(
     history = History(verbose=verbose, name="solve_ww")
     token = new_token()
     kp = key_prefix
+    passes = int(inner_passes)
 
     bundles = shuffle_by_class(blocks, K, B, key_prefix=f"{kp}-shuffle")
     wk = bundles.workers
     ncls = [len(c) for c in bundles.classes]
+    if pair_sweeps == "auto":
+        biggest = sorted(ncls)[-2:] if B > 1 else ncls
+        sweeps = _AUTO_SWEEPS if sum(biggest) * d * 8 <= _AUTO_SWEEPS_BYTES else 1
+    else:
+        sweeps = int(pair_sweeps)
 
     def submit(func, *args, key, where):
         return client.submit(func, *args, key=f"{key}-{token}", workers=[where],
@@ -351,7 +467,7 @@ def solve_ww(
         return client.submit(operator.getitem, fut, i, key=f"{key}-{token}", workers=[where],
                              allow_other_workers=False, pure=False)
 
-    # state: weight blocks, their location and size, the dual segments and their sums
+    # state: weight blocks (future, worker, size), dual segments (future, sum, nnz)
     W = [submit(_w_zeros, ncls[p], d, sparse, key=f"{kp}-init-w-p{p}", where=wk[p])
          for p in range(B)]
     wloc = list(wk)
@@ -359,16 +475,22 @@ def solve_ww(
     empty = [submit(_empty_segment, bundles.futures[p], key=f"{kp}-init-seg-p{p}", where=wk[p])
              for p in range(B)]
     seg = [[empty[p] for _ in range(B)] for p in range(B)]
+    del empty
     seg_sum = np.zeros((B, B))
     seg_nnz = np.zeros((B, B), dtype=np.int64)
-    del empty
     schedule = [rnd for rnd in one_factorization(B) if rnd]
-    transfers = []
+    infos = []  # futures of the info dicts of this epoch's tasks
+    transfers = []  # sizes of the weight blocks that crossed: int or (info index, bundle)
 
-    def fetch(p, where):
-        # a weight block that lives elsewhere crosses to ``where``
+    def move(p, where):
         if wloc[p] != where:
             transfers.append(wsize[p])
+            wloc[p] = where
+
+    def produced(ps, where, info_index):
+        for p in ps:
+            wloc[p] = where
+            wsize[p] = (info_index, p)
 
     rnd_no = 0
     converged = False
@@ -377,43 +499,58 @@ def solve_ww(
     for epoch in range(1, max_iter + 1):
         t_epoch = time.perf_counter()
         n_tasks = 0
-        infos = []  # (future, kind, p, q) kind in {"half", "intra"}
-        transfers.clear()  # sizes: int or (index into infos, field)
-
+        infos.clear()
+        transfers.clear()
         for rnd in schedule:
             load = {}
             for a, b in rnd:
-                # start on the bundle whose worker has started fewer pairs this round
+                base = f"{kp}-r{rnd_no}-b{a}-b{b}"
+                if wk[a] == wk[b]:
+                    where = wk[a]
+                    move(a, where)
+                    move(b, where)
+                    fut = submit(_ww_joint, bundles.futures[a], bundles.futures[b],
+                                 seg[a][b], seg[b][a], W[a], W[b], a, b, C, next_seed(),
+                                 passes, sparse, key=f"{base}-j", where=where)
+                    W[a] = pick(fut, 0, f"{base}-j-w0", where)
+                    W[b] = pick(fut, 1, f"{base}-j-w1", where)
+                    seg[a][b] = pick(fut, 2, f"{base}-j-seg0", where)
+                    seg[b][a] = pick(fut, 3, f"{base}-j-seg1", where)
+                    infos.append(pick(fut, 4, f"{base}-j-info", where))
+                    produced((a, b), where, len(infos) - 1)
+                    n_tasks += 6
+                    continue
+                # chain: start on the bundle whose worker has started fewer chains this round
                 p, q = (a, b) if load.get(wk[a], 0) <= load.get(wk[b], 0) else (b, a)
                 load[wk[p]] = load.get(wk[p], 0) + 1
-                base = f"{kp}-r{rnd_no}-b{a}-b{b}"
-                for h, (own, tgt) in enumerate(((p, q), (q, p)), start=1):
-                    where = wk[own]
-                    fetch(own, where)
-                    fetch(tgt, where)
-                    fut = submit(_ww_half, bundles.futures[own], seg[own][tgt], W[own], W[tgt],
-                                 C, next_seed(), int(inner_passes), sparse,
-                                 key=f"{base}-h{h}", where=where)
-                    W[own] = pick(fut, 0, f"{base}-h{h}-w0", where)
-                    W[tgt] = pick(fut, 1, f"{base}-h{h}-w1", where)
-                    seg[own][tgt] = pick(fut, 2, f"{base}-h{h}-seg", where)
-                    infos.append((pick(fut, 3, f"{base}-h{h}-info", where), "half", own, tgt))
-                    i = len(infos) - 1
-                    wloc[own] = wloc[tgt] = where
-                    wsize[own] = (i, "nb_own")
-                    wsize[tgt] = (i, "nb_tgt")
-                    n_tasks += 5
+                part_seed = {p: next_seed(), q: next_seed()}
+                link = 0
+                for s in range(sweeps):
+                    for own, tgt in ((p, q), (q, p)):
+                        link += 1
+                        where = wk[own]
+                        move(own, where)
+                        move(tgt, where)
+                        key = f"{base}-h{link}"
+                        fut = submit(_ww_half, bundles.futures[own], seg[own][tgt], W[own],
+                                     W[tgt], own, tgt, C, part_seed[own], s, sweeps,
+                                     next_seed(), passes, sparse, key=key, where=where)
+                        W[own] = pick(fut, 0, f"{key}-w0", where)
+                        W[tgt] = pick(fut, 1, f"{key}-w1", where)
+                        seg[own][tgt] = pick(fut, 2, f"{key}-seg", where)
+                        infos.append(pick(fut, 3, f"{key}-info", where))
+                        produced((own, tgt), where, len(infos) - 1)
+                        n_tasks += 5
             rnd_no += 1
         for p in range(B):
             base = f"{kp}-r{rnd_no}-b{p}-b{p}"
-            fetch(p, wk[p])
-            fut = submit(_ww_intra, bundles.futures[p], seg[p][p], W[p], C, next_seed(),
-                         int(inner_passes), sparse, key=base, where=wk[p])
+            move(p, wk[p])
+            fut = submit(_ww_intra, bundles.futures[p], seg[p][p], W[p], p, C, next_seed(),
+                         passes, sparse, key=base, where=wk[p])
             W[p] = pick(fut, 0, f"{base}-w0", wk[p])
             seg[p][p] = pick(fut, 1, f"{base}-seg", wk[p])
-            infos.append((pick(fut, 2, f"{base}-info", wk[p]), "intra", p, p))
-            wloc[p] = wk[p]
-            wsize[p] = (len(infos) - 1, "nb_own")
+            infos.append(pick(fut, 2, f"{base}-info", wk[p]))
+            produced((p,), wk[p], len(infos) - 1)
             n_tasks += 4
         rnd_no += 1
 
@@ -434,7 +571,7 @@ def solve_ww(
                 cur_bytes += nb
             groups.append(cur)
             for g, grp in enumerate(groups):
-                for q in set(grp) | {p}:
+                for q in {*grp, p}:
                     if wloc[q] != wk[p] and (q, wk[p]) not in shipped:
                         shipped.add((q, wk[p]))
                         transfers.append(wsize[q])
@@ -442,23 +579,20 @@ def solve_ww(
                                       *[W[q] for q in grp],
                                       key=f"{kp}-primal-e{epoch}-p{p}-g{g}", where=wk[p]))
                 n_tasks += 1
-        info_vals, norms, hinges = client.gather(
-            [[f for f, *_ in infos], norm_f, hinge_f])
+        info_vals, norms, hinges = client.gather([list(infos), norm_f, hinge_f])
         del norm_f, hinge_f
-        nbytes = 0
-        for s in transfers:
-            nbytes += s if isinstance(s, int) else int(info_vals[s[0]][s[1]])
+        nbytes = sum(s if _is_int(s) else int(info_vals[s[0]]["nbytes"][s[1]])
+                     for s in transfers)
         n_moved = 0
-        for val, (_, _kind, p, q) in zip(info_vals, infos, strict=True):
-            seg_sum[p, q] = val["sum"]
-            seg_nnz[p, q] = val["nnz"]
+        for val in info_vals:
             n_moved += val["moved"]
-        # turn sizes known only through infos into numbers for the next epoch
-        for p in range(B):
-            if not isinstance(wsize[p], int):
-                i, field = wsize[p]
-                wsize[p] = int(info_vals[i][field])
-        infos.clear()
+            for p, q, total, nnz in val["seg"]:
+                seg_sum[p, q] = total
+                seg_nnz[p, q] = nnz
+        for p in range(B):  # sizes known through this epoch's infos become numbers
+            if not _is_int(wsize[p]):
+                i, r = wsize[p]
+                wsize[p] = int(info_vals[i]["nbytes"][r])
         sq = float(np.sum(norms))
         primal = 0.5 * sq + C * float(np.sum(hinges))
         dual = float(seg_sum.sum()) - 0.5 * sq
@@ -468,31 +602,33 @@ def solve_ww(
         if relative_gap(primal, dual) <= tol:
             converged = True
             break
+    infos.clear()
 
     rel = relative_gap(primal, dual)
     if not converged:
         warn_not_converged("solve_ww", max_iter, rel, tol)
 
     # assemble coef on the client from the weight blocks (weights only, never rows)
-    blocks_w = client.gather(W)
+    w_blocks = client.gather(W)
     order = np.concatenate(bundles.classes)
     if sparse:
-        stacked = sp.vstack(blocks_w, format="csr")
+        stacked = sp.vstack(w_blocks, format="csr")
         inv = np.empty(K, dtype=np.int64)
         inv[order] = np.arange(K)
         coef = stacked[inv]
     else:
         coef = np.empty((K, d))
-        coef[order] = np.concatenate(blocks_w, axis=0)
+        coef[order] = np.concatenate([w.T for w in w_blocks], axis=0)
     state = {
         "classes": [c.copy() for c in bundles.classes],
         "workers": list(wk),
         "n_bundles": B,
+        "pair_sweeps": sweeps,
         "shuffle_bytes": bundles.nbytes_moved,
         "sparse_coef": sparse,
     }
     if return_dual:
-        state["alpha"] = _gather_alpha(client, bundles, seg, blocks.n_samples, K)
+        state["alpha"] = _gather_alpha(client, bundles, seg, blocks.n_samples, K, token)
     del W, seg
     bundles.release()
     return SolverResult(
@@ -508,17 +644,18 @@ def solve_ww(
     )
 
 
-def _gather_alpha(client, bundles, seg, n_samples, K):
+def _gather_alpha(client, bundles, seg, n_samples, K, token):
     """Dense ``(n_samples, K)`` dual variables (tests / small problems)."""
     B = len(bundles)
-    rows = client.gather([client.submit(_bundle_rows, f, pure=False) for f in bundles.futures])
+    rows = client.gather([
+        client.submit(_bundle_rows, f, key=f"ww-alpha-rows-p{p}-{token}", pure=False)
+        for p, f in enumerate(bundles.futures)
+    ])
     segs = client.gather([[seg[p][q] for q in range(B)] for p in range(B)])
     alpha = np.zeros((n_samples, K))
     for p in range(B):
-        r = rows[p][0]
         for q in range(B):
             indptr, indices, data = segs[p][q]
-            counts = np.diff(indptr)
-            rr = np.repeat(r, counts)
+            rr = np.repeat(rows[p], np.diff(indptr))
             alpha[rr, bundles.classes[q][indices]] = data
     return alpha

@@ -1,0 +1,339 @@
+"""The multiclass linear SVM estimator: Weston-Watkins, Lee-Lin-Wahba, Crammer-Singer, OVR."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from ..solvers.cs import solve_cs
+from ..solvers.llw import solve_llw
+from ..solvers.ovr import solve_ovr
+from ..utils.validation import check_labels, check_scalar_params, check_X_y
+from ._base import (
+    class_counts,
+    class_weight_per_class,
+    encode_labels,
+    is_dask,
+    linear_decision,
+    make_blocks,
+    resolve_client,
+    row_weights,
+)
+
+__all__ = ["SOLVERS", "MulticlassSVC"]
+
+
+def solve_ww(blocks, n_classes, **kwargs):
+    """:func:`dasksvm.solvers.ww.solve_ww`, imported when first used."""
+    from ..solvers.ww import solve_ww as _solve_ww
+
+    return _solve_ww(blocks, n_classes, **kwargs)
+
+
+#: multi_class -> solver; every solver is ``f(blocks, n_classes, *, C, tol, max_iter,
+#: random_state, verbose, ...) -> SolverResult`` with coef of shape (n_classes, n_columns).
+SOLVERS = {"ww": solve_ww, "llw": solve_llw, "cs": solve_cs, "ovr": solve_ovr}
+
+#: multi_class -> the estimator parameters only that machine uses (and their defaults)
+_SPECIFIC = {"ww": {"n_bundles": None}, "llw": {}, "cs": {}, "ovr": {}}
+
+
+class MulticlassSVC(ClassifierMixin, BaseEstimator):
+    """Multiclass linear SVM on Dask, certified by the duality gap.
+
+    One weight vector w_k per class, trained by one of four machines
+    (formulations.md section 2), with C_i = C * class_weight[y_i] *
+    sample_weight_i and, when ``fit_intercept``, LIBLINEAR's intercept: a
+    constant column ``intercept_scaling`` appended to X whose weights are
+    regularized like the others.
+
+    ``"ww"`` (Weston-Watkins)::
+
+        min 1/2 sum_k ||w_k||^2 + sum_i C_i sum_{k != y_i} max(0, 1 - (w_{y_i} - w_k).x_i)
+
+    ``"llw"`` (Lee-Lin-Wahba)::
+
+        min 1/2 sum_k ||w_k||^2 + sum_i C_i sum_{k != y_i} max(0, 1 + w_k.x_i)
+        s.t. sum_k w_k = 0
+
+    ``"cs"`` (Crammer-Singer, scikit-learn's ``multi_class="crammer_singer"``)::
+
+        min 1/2 sum_k ||w_k||^2 + sum_i C_i max_k ([k != y_i] + (w_k - w_{y_i}).x_i)
+
+    ``"ovr"`` (one-vs-rest, scikit-learn's default ``LinearSVC`` with
+    ``loss="hinge"``): for every k independently::
+
+        min 1/2 ||w_k||^2 + sum_i C_i max(0, 1 - y^k_i w_k.x_i),  y^k_i = +-1 for y_i = k / != k
+
+    Stopping rule: the solver's relative duality gap (P - D) / |P| <= tol
+    (for ``"ovr"`` every class's own gap). What a round communicates:
+    ``"ww"`` moves the weight vectors of pairs of class bundles between
+    workers (examples are grouped by class once, at the start of fit);
+    ``"llw"``, ``"cs"`` and ``"ovr"`` are row-parallel CoCoA+: each round
+    sends every row block the K x d model restricted to its touched columns
+    and all-reduces the blocks' sparse changes of it (see the solvers in
+    :mod:`dasksvm.solvers`). Dual variables never leave their workers.
+
+    Parameters
+    ----------
+    multi_class : {"ww", "llw", "cs", "ovr"}
+    C : float > 0
+    fit_intercept : bool
+    intercept_scaling : float > 0
+    tol : float > 0
+        Relative duality gap at which the solver stops.
+    max_iter : int >= 1
+        Rounds at most (``"ww"``: epochs of the pair schedule); a
+        ConvergenceWarning is issued when they end before ``tol``.
+    n_bundles : int, optional
+        ``"ww"`` only: number of class bundles (2 <= n_bundles <=
+        n_classes). Passing it with another machine is an error.
+    class_weight : None, "balanced" or dict
+        Multiplies C per class ("balanced": n_samples / (n_classes *
+        count_k)). With ``"ovr"`` the weight of an example's own class is
+        used in every binary problem (LIBLINEAR weights only the positive
+        class).
+    random_state : int, RandomState or None
+        Seeds the coordinate orders.
+    client : distributed.Client, optional
+        Defaults to :func:`dasksvm.parallel.get_client`.
+    verbose : int
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_classes, n_features)
+    intercept_ : ndarray of shape (n_classes,)
+        ``intercept_scaling`` times the weights of the intercept column
+        (zeros without ``fit_intercept``).
+    classes_ : ndarray of shape (n_classes,)
+        Sorted distinct labels (any type numpy can sort, e.g. strings).
+    n_iter_ : int
+    history_ : list of dict
+        One record per round: round, primal, dual, gap, rel_gap, time (s),
+        n_tasks, bytes (plus machine-specific keys, e.g. ``class_rel_gaps``
+        for ``"ovr"``).
+    converged_ : bool
+    primal_, dual_, rel_gap_ : float
+        The certificate of the returned model.
+    n_features_in_ : int
+
+    Notes
+    -----
+    Input: numpy arrays, scipy sparse matrices or dask arrays (dense or CSR
+    blocks, chunked along rows only). ``predict`` and ``decision_function``
+    are lazy (``map_blocks``) on dask input. With two classes
+    ``decision_function`` returns the 1-d difference of the two classes'
+    scores (positive for ``classes_[1]``), as scikit-learn classifiers do;
+    ``coef_`` keeps both rows.
+    """
+
+    def __init__(
+        self,
+        multi_class="ww",
+        C=1.0,
+        *,
+        fit_intercept=True,
+        intercept_scaling=1.0,
+        tol=1e-3,
+        max_iter=1000,
+        n_bundles=None,
+        class_weight=None,
+        random_state=None,
+        client=None,
+        verbose=0,
+    ):
+        self.multi_class = multi_class
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_bundles = n_bundles
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.client = client
+        self.verbose = verbose
+
+    _scalar_constraints = {
+        "C": ("real", 0.0, None, True),
+        "intercept_scaling": ("real", 0.0, None, True),
+        "tol": ("real", 0.0, None, True),
+        "max_iter": ("int", 1, None, False),
+        "verbose": ("int", 0, None, False),
+    }
+
+    def _check_params(self):
+        if not isinstance(self.multi_class, str) or self.multi_class not in SOLVERS:
+            raise ValueError(
+                f"multi_class must be one of {list(SOLVERS)}, got {self.multi_class!r}"
+            )
+        check_scalar_params(self, self._scalar_constraints)
+        for name, default in {k: v for s in _SPECIFIC.values() for k, v in s.items()}.items():
+            if name not in _SPECIFIC[self.multi_class] and getattr(self, name) != default:
+                users = [m for m, s in _SPECIFIC.items() if name in s]
+                raise ValueError(
+                    f"{name} is only used with multi_class in {users}; "
+                    f"got {name}={getattr(self, name)!r} with multi_class={self.multi_class!r}"
+                )
+        if self.n_bundles is not None and (
+            not isinstance(self.n_bundles, numbers.Integral)
+            or isinstance(self.n_bundles, bool)
+            or self.n_bundles < 2
+        ):
+            raise ValueError(f"n_bundles must be None or an integer >= 2, got {self.n_bundles!r}")
+
+    def _seed(self):
+        rs = self.random_state
+        if rs is None or isinstance(rs, numbers.Integral):
+            return rs
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(0, 2**31 - 1))
+        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+
+    def _solver_kwargs(self, n_classes):
+        kw = dict(
+            C=float(self.C),
+            tol=float(self.tol),
+            max_iter=int(self.max_iter),
+            random_state=self._seed(),
+            verbose=int(self.verbose),
+            key_prefix=self.multi_class,
+        )
+        if self.multi_class == "ww" and self.n_bundles is not None:
+            if self.n_bundles > n_classes:
+                raise ValueError(
+                    f"n_bundles={self.n_bundles} is larger than the number of classes "
+                    f"({n_classes}); use at most n_classes bundles"
+                )
+            kw["n_bundles"] = int(self.n_bundles)
+        return kw
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on X (n_samples, n_features) and y (n_samples,) with at least two labels.
+
+        Parameters
+        ----------
+        X : array-like, scipy sparse or dask array of shape (n_samples, n_features)
+        y : array-like or dask array of shape (n_samples,)
+            Any labels numpy can sort (numbers, strings).
+        sample_weight : array of shape (n_samples,), optional
+            Multiplies C per example.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X, y, sample_weight = check_X_y(X, y, sample_weight)
+        classes = check_labels(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has only one class ({classes[0]!r}); MulticlassSVC needs at least 2 classes"
+                if len(classes)
+                else "y has no labels"
+            )
+        n_classes = len(classes)
+        kwargs = self._solver_kwargs(n_classes)
+        balanced = isinstance(self.class_weight, str) and self.class_weight == "balanced"
+        counts = class_counts(y, classes) if balanced else None
+        cw = class_weight_per_class(self.class_weight, classes, counts)
+        y_idx = encode_labels(y, classes, np.arange(n_classes, dtype=np.float64))
+        weight = None
+        if self.class_weight is not None or sample_weight is not None:
+            weight = row_weights(y, classes, cw, sample_weight)
+        client = resolve_client(self.client)
+        blocks = make_blocks(
+            client,
+            X,
+            y_idx,
+            weight,
+            fit_intercept=self.fit_intercept,
+            intercept_scaling=self.intercept_scaling,
+            name=f"{self.multi_class}-data",
+        )
+        try:
+            result = SOLVERS[self.multi_class](blocks, n_classes, **kwargs)
+        finally:
+            blocks.release()
+        coef = result.coef
+        if hasattr(coef, "toarray"):
+            coef = coef.toarray()
+        coef = np.asarray(coef, dtype=np.float64).reshape(n_classes, -1)
+        n_features = X.shape[1]
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        self.coef_ = np.ascontiguousarray(coef[:, :n_features])
+        if self.fit_intercept:
+            self.intercept_ = self.intercept_scaling * coef[:, n_features].copy()
+        else:
+            self.intercept_ = np.zeros(n_classes)
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.converged_ = result.converged
+        self.primal_ = result.primal
+        self.dual_ = result.dual
+        self.rel_gap_ = result.rel_gap
+        return self
+
+    def _scores(self, X):
+        self._check_fitted()
+        return linear_decision(X, self.coef_, self.intercept_, self.n_features_in_)
+
+    def decision_function(self, X):
+        """Class scores X @ coef_.T + intercept_.
+
+        Returns
+        -------
+        ndarray or dask array
+            Shape (n_samples, n_classes); with two classes shape (n_samples,)
+            holding score_1 - score_0. Lazy for dask X.
+        """
+        scores = self._scores(X)
+        if len(self.classes_) == 2:
+            if is_dask(scores):
+                return scores.map_blocks(_binary_margin, drop_axis=1, dtype=np.float64)
+            return _binary_margin(scores)
+        return scores
+
+    def predict(self, X):
+        """The label of the largest score, shape (n_samples,); lazy for dask X."""
+        scores = self._scores(X)
+        classes = self.classes_
+        if is_dask(scores):
+            return scores.map_blocks(
+                _argmax_labels, classes, drop_axis=1, dtype=classes.dtype,
+                meta=np.empty((0,), dtype=classes.dtype),
+            )
+        return _argmax_labels(scores, classes)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on (X, y) (computed for dask input)."""
+        pred = self.predict(X)
+        if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
+            import dask
+
+            pred, y, sample_weight = dask.compute(pred, y, sample_weight)
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
+
+    def _check_fitted(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "coef_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+def _binary_margin(scores):
+    return scores[:, 1] - scores[:, 0]
+
+
+def _argmax_labels(scores, classes):
+    return classes[np.argmax(scores, axis=1)]

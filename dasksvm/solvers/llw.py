@@ -1,0 +1,211 @@
+"""Lee-Lin-Wahba multiclass SVM by row-parallel CoCoA+ with the auxiliary v
+(formulations.md section 2b)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels.multiclass import llw_local, llw_loss
+from .multiclass_objectives import (
+    SparseRows,
+    accumulate,
+    apply_step,
+    check_solver_params,
+    line_search,
+    prepare_block,
+    restrict_rows,
+    run_rounds,
+)
+
+__all__ = ["LOCAL_V", "solve_llw"]
+
+# local_v -> whether the local solver keeps v optimal for the block's own changes
+LOCAL_V = {"track": True, "fixed": False}
+
+
+def _llw_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma, track_v):
+    """One block's task of one round: loss at the round's model, then local passes.
+
+    Returns ``(BlockState, (SparseRows dU, [loss, lin, dlin]), proposal)``
+    with lin = sum of the block's alpha (alpha[i, y_i] is always 0) and
+    dlin its change; the proposal (new alpha) is applied next round with the
+    client's step gamma.
+    """
+    st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
+    if W_local is None:
+        W_local = np.zeros((len(st.cols), n_classes))
+    loss = llw_loss(st.indptr, st.indices, st.data, st.y, st.c, W_local)
+    lin = float(st.alpha.sum())
+    if not passes:
+        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, n_classes)), st.n_columns)
+        return st, accumulate(prev, (empty, np.array([loss, lin, 0.0]))), None
+    view = W_local
+    if prev is not None:  # ring: start from the model after the previous blocks' changes
+        pos, vals = restrict_rows(prev[0], st.cols)
+        view = W_local.copy()
+        # W = -(U + v): with v tracked W moves by center(dU), with v fixed by -dU
+        view[pos] += _center(vals) if track_v else -vals
+    alpha = st.alpha.copy()
+    dU = llw_local(
+        st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, track_v,
+        passes, seed,
+    )
+    dlin = float(alpha.sum()) - lin
+    rows = SparseRows.from_local(st.cols, dU, st.n_columns)
+    return st, accumulate(prev, (rows, np.array([loss, lin, dlin]))), alpha
+
+
+def _center(U):
+    """-(U + v) with v = -(1/K) sum_k u_k: the LLW model of U, rows summing to 0."""
+    return U.mean(axis=1, keepdims=True) - U
+
+
+class _LLWModel:
+    """Client side: U (n_columns, K), W = -(U + v) with v optimal, the steps."""
+
+    def __init__(self, n_columns, n_classes, line_search, track_v):
+        self.track_v = bool(track_v)
+        self.U = np.zeros((n_columns, n_classes))
+        self.W = np.zeros((n_columns, n_classes))
+        self.certified = self.W
+        self.line_search = line_search
+
+    def slice(self, cols):
+        return self.W[cols]
+
+    def task_args(self):
+        return (self.track_v,)
+
+    def update(self, total, updated):
+        dU, (loss, lin, dlin) = total
+        W = self.W
+        dW = _center(dU.values)  # change of W per unit step, on the touched rows
+        wsq = float(np.sum(W * W))
+        wd = float(np.sum(W[dU.indices] * dW))
+        dd = float(np.sum(dW * dW))
+        gamma = float(line_search(wd, dd, dlin, self.line_search)) if updated else 1.0
+        self.certified = W
+        self.U = self.U.copy()
+        self.U[dU.indices] += gamma * dU.values
+        # the v step: v = -(1/K) sum_k u_k, i.e. W = center(U); only touched rows move
+        self.W = W.copy()
+        self.W[dU.indices] = _center(self.U[dU.indices])
+        primal = 0.5 * wsq + loss
+        dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
+        rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
+        return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
+                "extra": {"gamma": gamma}}
+
+    def coef(self):
+        return np.ascontiguousarray(self.certified.T)
+
+
+def solve_llw(
+    blocks,
+    n_classes,
+    *,
+    C=1.0,
+    tol=1e-3,
+    max_iter=1000,
+    local_passes=1,
+    sigma=None,
+    line_search=True,
+    local_v="track",
+    schedule="parallel",
+    random_state=None,
+    verbose=0,
+    key_prefix="llw",
+    split_every=8,
+):
+    """Certified Lee-Lin-Wahba multiclass SVM: row-parallel CoCoA+ with an auxiliary v.
+
+    Minimizes
+
+        P(W) = 1/2 sum_k ||w_k||^2 + sum_i C_i sum_{k != y_i} max(0, 1 + w_k . x_i)
+        subject to sum_k w_k = 0
+
+    (C_i = C times the row's weight). With u_k = sum_{i: y_i != k}
+    alpha_{i,k} x_i and the multiplier v of the constraint, w_k = -(u_k + v)
+    and D(alpha, v) = sum alpha - 1/2 sum_k ||u_k + v||^2, 0 <= alpha_{i,k}
+    <= C_i. For fixed v the dual separates over classes and over rows up to
+    the shared U, so the row blocks run CoCoA+ on alpha (local curvature
+    sigma' ||x_i||^2, sigma' = number of blocks by default); after every
+    round v <- -(1/K) sum_k u_k in closed form, which makes W = -(U + v) sum
+    to zero exactly (to rounding) and maximizes D over v.
+
+    One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
+    ``-allreduce-r{t}``):
+
+    1. the client scatters to every block W_t restricted to the block's
+       touched columns (a (n_touched_k, K) float64 array);
+    2. each block computes its share of the loss at W_t, runs
+       ``local_passes`` passes of dual coordinate ascent over its
+       alpha_{i,k} (k != y_i) with v fixed, and keeps the proposed alpha on
+       its worker (never sent);
+    3. one all-reduce sums the blocks' changes of U (touched columns x K,
+       zero rows dropped) and three scalars (loss, sum of alpha, its change);
+    4. the client takes the step gamma in [0, 1] maximizing
+       max_v D(alpha + gamma d_alpha, v) (an exact line search on a concave
+       quadratic; gamma = 1, plain CoCoA+ "adding", without ``line_search``),
+       sets U_{t+1} = U_t + gamma dU and v_{t+1} = -(1/K) sum_k u_k, and
+       records P(W_t), D(alpha_{t+1}, v_{t+1}) and the gap. P is evaluated
+       at W_t = -(U_t + v_t), which satisfies the constraint, so the gap is
+       a true certificate.
+
+    Stopping rule: the first round with (P(W_t) - D) / |P(W_t)| <= tol
+    returns W_t. After ``max_iter`` update rounds one more round evaluates
+    P(W_T) against D(alpha_T, v_T), and a ConvergenceWarning is issued if
+    tol is still not met.
+
+    Parameters
+    ----------
+    blocks : dasksvm.parallel.BlockSet
+        Labels encoded as class indices 0..n_classes-1 (float); the
+        intercept column, if any, already appended (its weights then also
+        sum to zero over the classes).
+    n_classes : int >= 2
+    C : float > 0
+    tol : float > 0
+        Relative duality gap to reach.
+    max_iter : int >= 1
+        Update rounds at most.
+    local_passes : int >= 1
+        Passes over its rows each block makes per round.
+    sigma : float > 0, optional
+        sigma' of the local subproblems (default: number of blocks).
+    line_search : bool
+        Exact line search on the step (default) instead of gamma = 1.
+    random_state : int or None
+    verbose : int
+    key_prefix : str
+    split_every : int
+        Fan-in of the reduction tree.
+
+    Returns
+    -------
+    SolverResult
+        ``coef`` of shape (n_classes, n_columns) with columns summing to 0;
+        ``state["alpha"]`` holds futures of the blocks' dual variables
+        (n_rows_k, n_classes), which stay on their workers.
+    """
+    check_solver_params(n_classes, C, tol, max_iter, local_passes)
+    if local_v not in LOCAL_V:
+        raise ValueError(f"local_v must be one of {sorted(LOCAL_V)}, got {local_v!r}")
+    model = _LLWModel(blocks.n_columns, int(n_classes), line_search, LOCAL_V[local_v])
+    return run_rounds(
+        blocks,
+        n_classes,
+        _llw_round,
+        model,
+        C=C,
+        tol=tol,
+        max_iter=max_iter,
+        local_passes=local_passes,
+        sigma=sigma,
+        random_state=random_state,
+        verbose=verbose,
+        key_prefix=key_prefix,
+        split_every=split_every,
+        name="Lee-Lin-Wahba",
+        schedule=schedule,
+    )
