@@ -36,6 +36,15 @@ def solve_ww(blocks, n_classes, **kwargs):
 #: random_state, verbose, ...) -> SolverResult`` with coef of shape (n_classes, n_columns).
 SOLVERS = {"ww": solve_ww, "llw": solve_llw, "cs": solve_cs, "ovr": solve_ovr}
 
+#: estimator parameter -> (kind, low, high, low_open) for check_scalar_params
+_SCALARS = {
+    "C": ("real", 0.0, None, True),
+    "intercept_scaling": ("real", 0.0, None, True),
+    "tol": ("real", 0.0, None, True),
+    "max_iter": ("int", 1, None, False),
+    "verbose": ("int", 0, None, False),
+}
+
 #: multi_class -> the estimator parameters only that machine uses (and their defaults)
 _SPECIFIC = {"ww": {"n_bundles": None}, "llw": {}, "cs": {}, "ovr": {}}
 
@@ -156,20 +165,12 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         self.client = client
         self.verbose = verbose
 
-    _scalar_constraints = {
-        "C": ("real", 0.0, None, True),
-        "intercept_scaling": ("real", 0.0, None, True),
-        "tol": ("real", 0.0, None, True),
-        "max_iter": ("int", 1, None, False),
-        "verbose": ("int", 0, None, False),
-    }
-
     def _check_params(self):
         if not isinstance(self.multi_class, str) or self.multi_class not in SOLVERS:
             raise ValueError(
                 f"multi_class must be one of {list(SOLVERS)}, got {self.multi_class!r}"
             )
-        check_scalar_params(self, self._scalar_constraints)
+        check_scalar_params(self, _SCALARS)
         for name, default in {k: v for s in _SPECIFIC.values() for k, v in s.items()}.items():
             if name not in _SPECIFIC[self.multi_class] and getattr(self, name) != default:
                 users = [m for m, s in _SPECIFIC.items() if name in s]
@@ -193,14 +194,14 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
 
     def _solver_kwargs(self, n_classes):
-        kw = dict(
-            C=float(self.C),
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            random_state=self._seed(),
-            verbose=int(self.verbose),
-            key_prefix=self.multi_class,
-        )
+        kw = {
+            "C": float(self.C),
+            "tol": float(self.tol),
+            "max_iter": int(self.max_iter),
+            "random_state": self._seed(),
+            "verbose": int(self.verbose),
+            "key_prefix": self.multi_class,
+        }
         if self.multi_class == "ww" and self.n_bundles is not None:
             if self.n_bundles > n_classes:
                 raise ValueError(

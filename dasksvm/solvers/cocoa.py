@@ -9,7 +9,7 @@ from ..parallel import allreduce, reduce_task_count, to_dense
 from ._common import broadcast, dual_bound, round_seeds, sparse_or_dense
 from .result import History, SolverResult, warn_not_converged
 
-__all__ = ["solve_cocoa", "AGGREGATIONS"]
+__all__ = ["AGGREGATIONS", "solve_cocoa"]
 
 # aggregation -> (gamma, sigma as a function of the number of blocks K)
 AGGREGATIONS = {

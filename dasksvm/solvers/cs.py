@@ -5,50 +5,37 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import cs_local, cs_loss
-from .multiclass_objectives import (
-    SparseRows,
-    accumulate,
-    apply_step,
-    check_solver_params,
-    line_search,
-    prepare_block,
-    restrict_rows,
-    run_rounds,
-)
+from .multiclass_objectives import check_solver_params, line_search, run_rounds
 
 __all__ = ["solve_cs"]
 
 
-def _cs_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma):
-    """One block's task of one round: loss at the round's model, then local passes.
+class _CSSpec:
+    """The Crammer-Singer machine for :func:`block_round` (runs on the workers).
 
-    Returns ``(BlockState, (SparseRows dW, [loss, lin, dlin]), proposal)``
-    where lin = sum_i alpha_{i,y_i} (the dual's linear term: since every
-    alpha_i sums to 0, -sum_{k != y_i} alpha_{i,k} = alpha_{i,y_i}) and the
-    proposal is the block's new alpha, applied next round with the client's
-    step gamma.
+    Dual linear term: lin = sum_i alpha_{i,y_i}; since every alpha_i sums to
+    0 it equals -sum_i sum_{k != y_i} alpha_{i,k}.
     """
-    st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
-    if W_local is None:
-        W_local = np.zeros((len(st.cols), n_classes))
-    loss = cs_loss(st.indptr, st.indices, st.data, st.y, st.c, W_local)
-    rows_i = np.arange(len(st.y))
-    lin = float(st.alpha[rows_i, st.y].sum())
-    if not passes:
-        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, n_classes)), st.n_columns)
-        return st, accumulate(prev, (empty, np.array([loss, lin, 0.0]))), None
-    view = W_local
-    if prev is not None:  # ring: start from the model after the previous blocks' changes
-        pos, vals = restrict_rows(prev[0], st.cols)
-        view = W_local.copy()
+
+    def width(self, n_classes):
+        return n_classes
+
+    def n_scalars(self, n_classes):
+        return 1
+
+    def loss(self, st, W):
+        return np.array([cs_loss(st.indptr, st.indices, st.data, st.y, st.c, W)])
+
+    def lin(self, st, alpha):
+        return np.array([alpha[np.arange(len(st.y)), st.y].sum()])
+
+    def local(self, st, alpha, view, sigma, passes, seed):
+        return cs_local(
+            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, passes, seed
+        )
+
+    def shift(self, view, pos, vals):
         view[pos] += vals
-    alpha = st.alpha.copy()
-    dW = cs_local(
-        st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, passes, seed
-    )
-    dlin = float(alpha[rows_i, st.y].sum()) - lin
-    rows = SparseRows.from_local(st.cols, dW, st.n_columns)
-    return st, accumulate(prev, (rows, np.array([loss, lin, dlin]))), alpha
 
 
 class _CSModel:
@@ -66,7 +53,7 @@ class _CSModel:
         return ()
 
     def update(self, total, updated):
-        dW, (loss, lin, dlin) = total
+        dW, (loss, lin, dlin) = total[0], total[1]
         W = self.W
         wsq = float(np.sum(W * W))
         wd = float(np.sum(W[dW.indices] * dW.values))
@@ -92,7 +79,7 @@ def solve_cs(
     C=1.0,
     tol=1e-3,
     max_iter=1000,
-    local_passes=1,
+    local_passes="auto",
     sigma=None,
     line_search=True,
     schedule="parallel",
@@ -180,7 +167,7 @@ def solve_cs(
     return run_rounds(
         blocks,
         n_classes,
-        _cs_round,
+        _CSSpec(),
         model,
         C=C,
         tol=tol,

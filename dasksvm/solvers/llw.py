@@ -6,16 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import llw_local, llw_loss
-from .multiclass_objectives import (
-    SparseRows,
-    accumulate,
-    apply_step,
-    check_solver_params,
-    line_search,
-    prepare_block,
-    restrict_rows,
-    run_rounds,
-)
+from .multiclass_objectives import check_solver_params, line_search, run_rounds
 
 __all__ = ["LOCAL_V", "solve_llw"]
 
@@ -23,36 +14,34 @@ __all__ = ["LOCAL_V", "solve_llw"]
 LOCAL_V = {"track": True, "fixed": False}
 
 
-def _llw_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma, track_v):
-    """One block's task of one round: loss at the round's model, then local passes.
+class _LLWSpec:
+    """The Lee-Lin-Wahba machine for :func:`block_round` (runs on the workers).
 
-    Returns ``(BlockState, (SparseRows dU, [loss, lin, dlin]), proposal)``
-    with lin = sum of the block's alpha (alpha[i, y_i] is always 0) and
-    dlin its change; the proposal (new alpha) is applied next round with the
-    client's step gamma.
+    Dual linear term: lin = sum of the block's alpha (alpha[i, y_i] stays 0).
+    ``track_v``: see :func:`dasksvm.kernels.multiclass.llw_local`.
     """
-    st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
-    if W_local is None:
-        W_local = np.zeros((len(st.cols), n_classes))
-    loss = llw_loss(st.indptr, st.indices, st.data, st.y, st.c, W_local)
-    lin = float(st.alpha.sum())
-    if not passes:
-        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, n_classes)), st.n_columns)
-        return st, accumulate(prev, (empty, np.array([loss, lin, 0.0]))), None
-    view = W_local
-    if prev is not None:  # ring: start from the model after the previous blocks' changes
-        pos, vals = restrict_rows(prev[0], st.cols)
-        view = W_local.copy()
+
+    def width(self, n_classes, track_v):
+        return n_classes
+
+    def n_scalars(self, n_classes, track_v):
+        return 1
+
+    def loss(self, st, W, track_v):
+        return np.array([llw_loss(st.indptr, st.indices, st.data, st.y, st.c, W)])
+
+    def lin(self, st, alpha, track_v):
+        return np.array([alpha.sum()])
+
+    def local(self, st, alpha, view, sigma, passes, seed, track_v):
+        return llw_local(
+            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, track_v,
+            passes, seed,
+        )
+
+    def shift(self, view, pos, vals, track_v):
         # W = -(U + v): with v tracked W moves by center(dU), with v fixed by -dU
         view[pos] += _center(vals) if track_v else -vals
-    alpha = st.alpha.copy()
-    dU = llw_local(
-        st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, track_v,
-        passes, seed,
-    )
-    dlin = float(alpha.sum()) - lin
-    rows = SparseRows.from_local(st.cols, dU, st.n_columns)
-    return st, accumulate(prev, (rows, np.array([loss, lin, dlin]))), alpha
 
 
 def _center(U):
@@ -77,7 +66,7 @@ class _LLWModel:
         return (self.track_v,)
 
     def update(self, total, updated):
-        dU, (loss, lin, dlin) = total
+        dU, (loss, lin, dlin) = total[0], total[1]
         W = self.W
         dW = _center(dU.values)  # change of W per unit step, on the touched rows
         wsq = float(np.sum(W * W))
@@ -107,7 +96,7 @@ def solve_llw(
     C=1.0,
     tol=1e-3,
     max_iter=1000,
-    local_passes=1,
+    local_passes="auto",
     sigma=None,
     line_search=True,
     local_v="track",
@@ -195,7 +184,7 @@ def solve_llw(
     return run_rounds(
         blocks,
         n_classes,
-        _llw_round,
+        _LLWSpec(),
         model,
         C=C,
         tol=tol,

@@ -197,6 +197,18 @@ def scatter_per_block(client, blocks, arrays):
     return out, int(sum(a.nbytes for a in arrays))
 
 
+#: local_passes="auto" aims at this many (non-zero x class) updates per block per round
+AUTO_WORK = 5_000_000
+AUTO_MAX_PASSES = 10
+
+
+def auto_passes(blocks, n_classes):
+    """Passes per round for ``local_passes="auto"``: enough that a round's compute is
+    not dwarfed by its ~50 ms of scheduling (at most 10, at least 1)."""
+    work = max(max(blocks.nnz, default=0), max(blocks.n_rows, default=1)) * n_classes
+    return int(min(AUTO_MAX_PASSES, max(1, AUTO_WORK // max(work, 1))))
+
+
 def check_solver_params(n_classes, C, tol, max_iter, local_passes):
     """Shared argument checks of the multiclass solvers."""
     if not isinstance(n_classes, numbers.Integral) or n_classes < 2:
@@ -207,8 +219,10 @@ def check_solver_params(n_classes, C, tol, max_iter, local_passes):
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not isinstance(local_passes, numbers.Integral) or local_passes < 1:
-        raise ValueError(f"local_passes must be an integer >= 1, got {local_passes!r}")
+    if local_passes != "auto" and (
+        not isinstance(local_passes, numbers.Integral) or local_passes < 1
+    ):
+        raise ValueError(f"local_passes must be 'auto' or an integer >= 1, got {local_passes!r}")
 
 
 def restrict_rows(rows, cols):
@@ -268,10 +282,67 @@ def line_search(wd, dd, dlin, enabled=True):
     return np.clip(g, 0.0, 1.0)
 
 
+def block_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma, lap,
+                spec, *args):
+    """One block's task of one round (or of one lap of a ring round), on its worker.
+
+    Parameters
+    ----------
+    block : Block
+    state : None (round 0), or the block's output of the previous round
+        (``lap == 0``: the client's step ``gamma`` is applied to its proposal
+        first) or of the previous lap (``lap > 0``: continue from its
+        proposal).
+    W_local : ndarray (n_touched, m) or None
+        The round's model on the block's touched columns (None: zeros).
+    prev : partial or None
+        Ring schedule: the summed changes of the blocks that ran before this
+        one in the round; the local view starts from W_local plus them.
+    spec : object
+        The machine: ``width``, ``loss``, ``lin``, ``local`` and ``shift``
+        (see the solvers).
+
+    Returns
+    -------
+    (BlockState, partial, proposal)
+        The partial is ``(SparseRows of the change of the model, scalars)``
+        with scalars = [loss at W_local, dual linear term at the round's
+        alpha, its change] (each of length ``spec.n_scalars``), accumulated
+        onto ``prev``; the proposal (new alpha) stays on the worker.
+    """
+    if lap == 0:
+        st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
+        start = st.alpha
+    else:
+        st, _, start = state
+    m = spec.width(n_classes, *args)
+    if W_local is None:
+        W_local = np.zeros((len(st.cols), m))
+    ns = spec.n_scalars(n_classes, *args)
+    if lap == 0:
+        loss = spec.loss(st, W_local, *args)
+        lin = spec.lin(st, start, *args)
+    else:
+        loss = lin = np.zeros(ns)
+    if not passes:
+        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, m)), st.n_columns)
+        return st, accumulate(prev, (empty, np.concatenate([loss, lin, np.zeros(ns)]))), None
+    view = W_local
+    if prev is not None:
+        pos, vals = restrict_rows(prev[0], st.cols)
+        view = W_local.copy()
+        spec.shift(view, pos, vals, *args)
+    alpha = start.copy()
+    dW = spec.local(st, alpha, view, sigma, passes, seed, *args)
+    dlin = spec.lin(st, alpha, *args) - spec.lin(st, start, *args)
+    rows = SparseRows.from_local(st.cols, dW, st.n_columns)
+    return st, accumulate(prev, (rows, np.concatenate([loss, lin, dlin]))), alpha
+
+
 def run_rounds(
     blocks,
     n_classes,
-    round_fn,
+    spec,
     model,
     *,
     C,
@@ -288,22 +359,20 @@ def run_rounds(
 ):
     """The round loop the row-parallel multiclass solvers share.
 
-    Round t: scatter ``model.slice(cols_k)`` to every block; submit
-    ``round_fn(block, state, W_local, prev, seed, C, n_classes, sigma,
-    passes, gamma, *model.task_args())`` per block (key
-    ``{key_prefix}-local-r{t}``), which returns ``(BlockState, partial,
-    proposal)``; pick the partials (``-partial-r{t}``); let
-    ``model.update(total)`` certify the round's model and take the step.
+    Round t: scatter ``model.slice(cols_k)`` to every block; run
+    :func:`block_round` on every block (task keys ``{key_prefix}-local-r{t}``);
+    pick the partials (``-partial-r{t}``); let ``model.update(total)``
+    certify the round's model and take the step.
 
     ``schedule="parallel"`` (CoCoA+): all blocks run at once from the same
-    model (``prev`` is None) and the partials are all-reduced
-    (``-allreduce-r{t}``). ``schedule="ring"`` (block Gauss-Seidel): block k
-    starts once block k-1 is done, from the round's model plus the summed
-    changes of blocks 0..k-1, handed from worker to worker as ``prev`` (a
-    partial: touched rows x classes); the last block's partial is the round's
-    total and is the only thing gathered. The ring is exact sequential dual
-    coordinate ascent over all blocks (use sigma = 1): no parallel compute,
-    but it converges in as few rounds as one block does.
+    model, ``local_passes`` passes each, and the partials are all-reduced
+    (``-allreduce-r{t}``). ``schedule="ring"`` (distributed sequential
+    coordinate ascent): the round goes ``local_passes`` times around the
+    blocks, one pass per visit; every visit starts from the round's model
+    plus all changes made so far in the round, handed from worker to worker
+    as a partial (touched rows x classes); only the last partial is gathered.
+    The ring runs no two blocks at once, but converges in as few rounds as a
+    single block does (use sigma = 1, its default).
 
     Stops when the certificate's stopping gap is <= tol; after ``max_iter``
     update rounds one evaluation round (no local passes) certifies the last
@@ -326,6 +395,8 @@ def run_rounds(
     sigma = float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if local_passes == "auto":
+        local_passes = auto_passes(blocks, int(n_classes))
     seeds = round_seeds(random_state, nb)
     cols = block_columns(blocks, key=f"{key_prefix}-cols")
     history = History(verbose, key_prefix)
@@ -338,11 +409,18 @@ def run_rounds(
             slices, down = [None] * nb, 0
         else:
             slices, down = scatter_per_block(client, blocks, [model.slice(c) for c in cols])
-        args = (float(C), int(n_classes), sigma, passes, gamma, *model.task_args())
+        targs = model.task_args()
         if schedule == "parallel":
             outs = blocks.map(
-                round_fn,
-                *args,
+                block_round,
+                float(C),
+                int(n_classes),
+                sigma,
+                passes,
+                gamma,
+                0,
+                spec,
+                *targs,
                 key=f"{key_prefix}-local-r{t}",
                 per_block=[states, slices, [None] * nb, seeds(t)],
             )
@@ -352,32 +430,41 @@ def run_rounds(
             )
             n_tasks = n_round_tasks(nb, split_every)
         else:
-            outs, prev, sd = [], None, seeds(t)
-            for k in range(nb):
-                where = {"workers": [blocks.workers[k]], "allow_other_workers": True, "pure": False}
-                out = client.submit(
-                    round_fn,
-                    blocks.futures[k],
-                    states[k],
-                    slices[k],
-                    prev,
-                    sd[k],
-                    *args,
-                    key=f"{key_prefix}-local-r{t}-b{k}-{blocks.token}",
-                    **where,
-                )
-                prev = client.submit(
-                    operator.getitem,
-                    out,
-                    1,
-                    key=f"{key_prefix}-partial-r{t}-b{k}-{blocks.token}",
-                    **where,
-                )
-                outs.append(out)
+            outs, prev, sd = list(states), None, seeds(t)
+            laps = max(passes, 1)
+            for lap in range(laps):
+                for k in range(nb):
+                    where = {
+                        "workers": [blocks.workers[k]],
+                        "allow_other_workers": True,
+                        "pure": False,
+                    }
+                    tag = f"r{t}-l{lap}-b{k}-{blocks.token}"
+                    outs[k] = client.submit(
+                        block_round,
+                        blocks.futures[k],
+                        outs[k],
+                        slices[k],
+                        prev,
+                        (sd[k] + 104_729 * lap) % (2**31 - 1),
+                        float(C),
+                        int(n_classes),
+                        sigma,
+                        1 if passes else 0,
+                        gamma,
+                        lap,
+                        spec,
+                        *targs,
+                        key=f"{key_prefix}-local-{tag}",
+                        **where,
+                    )
+                    prev = client.submit(
+                        operator.getitem, outs[k], 1, key=f"{key_prefix}-partial-{tag}", **where
+                    )
             last = client.gather(prev)
             total = last[:2]
             up = (last[2] if len(last) > 2 else 0) + _nbytes(last)
-            n_tasks = 2 * nb
+            n_tasks = 2 * nb * laps
         states = outs
         step = model.update(total, passes > 0)
         gamma = step["gamma"]

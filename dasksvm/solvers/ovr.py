@@ -6,50 +6,38 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import ovr_local, ovr_loss
-from .multiclass_objectives import (
-    SparseRows,
-    accumulate,
-    apply_step,
-    check_solver_params,
-    line_search,
-    prepare_block,
-    restrict_rows,
-    run_rounds,
-)
+from .multiclass_objectives import check_solver_params, line_search, run_rounds
 
 __all__ = ["solve_ovr"]
 
 
-def _ovr_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma, classes):
-    """One block's task of one round for the m classes still running (``classes``).
+class _OVRSpec:
+    """The one-vs-rest machine for :func:`block_round` (runs on the workers).
 
-    Returns ``(BlockState, (SparseRows dW (touched rows x m), [loss (m), lin
-    (m), dlin (m)]), proposal)``: per class the hinge loss at the round's
-    model, sum_i alpha_{i,k} and its change; ``gamma`` is the (K,) vector of
-    the client's per-class steps for the previous proposal.
+    Works on the m classes still running (``classes``); per class the hinge
+    loss, lin = sum_i alpha_{i,k} and its change.
     """
-    st = prepare_block(block, n_classes, C) if state is None else apply_step(state, gamma)
-    m = len(classes)
-    if W_local is None:
-        W_local = np.zeros((len(st.cols), m))
-    loss = ovr_loss(st.indptr, st.indices, st.data, st.y, st.c, W_local, classes)
-    lin = st.alpha[:, classes].sum(axis=0)
-    if not passes:
-        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, m)), st.n_columns)
-        return st, accumulate(prev, (empty, np.concatenate([loss, lin, np.zeros(m)]))), None
-    view = W_local
-    if prev is not None:  # ring: start from the model after the previous blocks' changes
-        pos, vals = restrict_rows(prev[0], st.cols)
-        view = W_local.copy()
+
+    def width(self, n_classes, classes):
+        return len(classes)
+
+    def n_scalars(self, n_classes, classes):
+        return len(classes)
+
+    def loss(self, st, W, classes):
+        return ovr_loss(st.indptr, st.indices, st.data, st.y, st.c, W, classes)
+
+    def lin(self, st, alpha, classes):
+        return alpha[:, classes].sum(axis=0)
+
+    def local(self, st, alpha, view, sigma, passes, seed, classes):
+        return ovr_local(
+            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, classes, sigma,
+            passes, seed,
+        )
+
+    def shift(self, view, pos, vals, classes):
         view[pos] += vals
-    alpha = st.alpha.copy()
-    dW = ovr_local(
-        st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, classes, sigma,
-        passes, seed,
-    )
-    dlin = alpha[:, classes].sum(axis=0) - lin
-    rows = SparseRows.from_local(st.cols, dW, st.n_columns)
-    return st, accumulate(prev, (rows, np.concatenate([loss, lin, dlin]))), alpha
 
 
 class _OVRModel:
@@ -119,7 +107,7 @@ def solve_ovr(
     C=1.0,
     tol=1e-3,
     max_iter=1000,
-    local_passes=1,
+    local_passes="auto",
     sigma=None,
     line_search=True,
     schedule="parallel",
@@ -184,7 +172,7 @@ def solve_ovr(
     return run_rounds(
         blocks,
         n_classes,
-        _ovr_round,
+        _OVRSpec(),
         model,
         C=C,
         tol=tol,

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import ConvergenceWarning
 
-__all__ = ["SolverResult", "History", "relative_gap"]
+__all__ = ["History", "SolverResult", "relative_gap"]
 
 
 def relative_gap(primal, dual):

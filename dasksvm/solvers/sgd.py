@@ -9,7 +9,7 @@ from ..parallel import allreduce, reduce_task_count
 from ._common import broadcast, dual_bound
 from .result import History, SolverResult, warn_not_converged
 
-__all__ = ["solve_sgd", "LEARNING_RATES"]
+__all__ = ["LEARNING_RATES", "solve_sgd"]
 
 # step t = 1, 2, ... -> step size, for the objective P (1-strongly convex)
 LEARNING_RATES = {

@@ -98,12 +98,42 @@ def _w_sqnorm(W):
 
 
 # ---------------------------------------------------------------------------------------
-# tasks (run on the workers)
+# dual variables of a bundle: one CSR matrix (n_rows_in_bundle, K), classes in bundle order
 # ---------------------------------------------------------------------------------------
 
 
-def _empty_segment(bundle):
-    return (np.zeros(bundle.n_rows + 1, np.int64), np.zeros(0, np.int32), np.zeros(0))
+def _alpha_zeros(bundle, n_classes):
+    return sp.csr_matrix((bundle.n_rows, n_classes), dtype=np.float64), 0
+
+
+def _alpha_take(M, ranges):
+    """Columns ``lo:hi`` of every range, side by side, as a CSR triple."""
+    idx = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+    sub = M[:, idx].tocsr()
+    return sub.indptr.astype(np.int64), sub.indices.astype(np.int32), sub.data
+
+
+def _alpha_put(M, ranges, indptr, indices, data):
+    """``M`` with the columns of ``ranges`` replaced by the CSR triple (local columns)."""
+    idx = np.concatenate([np.arange(lo, hi) for lo, hi in ranges])
+    keep = np.ones(M.shape[1], dtype=bool)
+    keep[idx] = False
+    old = M.tocoo()
+    m = keep[old.col]
+    rows = np.repeat(np.arange(M.shape[0], dtype=np.int64), np.diff(indptr))
+    out = sp.csr_matrix(
+        (np.concatenate([old.data[m], data]),
+         (np.concatenate([old.row[m].astype(np.int64), rows]),
+          np.concatenate([old.col[m].astype(np.int64), idx[indices]]))),
+        shape=M.shape,
+    )
+    out.sort_indices()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# tasks (run on the workers)
+# ---------------------------------------------------------------------------------------
 
 
 def _rows_view(bundle, sparse):
@@ -115,48 +145,59 @@ def _full(n, v):
     return np.full(n, v, dtype=np.int64)
 
 
-def _ww_half(bundle, seg, W_own, W_tgt, p, q, C, part_seed, link, n_links, seed, passes,
-             sparse):
-    """One link of a cross-worker pair chain: rows of bundle ``p`` against the classes of ``q``.
+def _n_cls(W, sparse):
+    return W.shape[0] if sparse else W.shape[1]
 
-    Visits the ``link``-th of ``n_links`` random parts of the bundle's rows
-    (the parts are fixed by ``part_seed``). Runs on ``p``'s worker; only the
-    weight blocks may have come from elsewhere.
 
-    Returns ``(W_own, W_tgt, segment, info)``.
+def _ww_link(bundle, alpha, Wpair, own_first, ranges, C, part_seed, link, n_links, seed,
+             passes, sparse):
+    """One link of a cross-worker pair chain (runs on the bundle's worker).
+
+    Bundle ``p`` is the pair's first bundle when ``own_first``. Visits the
+    ``link``-th of ``n_links`` random parts of the bundle's rows (parts fixed
+    by ``part_seed``) and, for each, all its variables against the classes of
+    both bundles of the pair (intra-bundle pairs included). ``Wpair`` holds
+    the pair's two weight blocks, in pair order; only they may have come
+    from another worker.
+
+    Returns ``((W_a, W_b), (alpha, moved))``.
     """
-    na = W_own.shape[0] if sparse else W_own.shape[1]
-    nb = W_tgt.shape[0] if sparse else W_tgt.shape[1]
+    M, moved_before = alpha
+    W_a, W_b = Wpair
+    na, nb = _n_cls(W_a, sparse), _n_cls(W_b, sparse)
     n = bundle.n_rows
     cols = bundle.cols if sparse else None
-    m = len(cols) if sparse else W_own.shape[0]
+    m = len(cols) if sparse else W_a.shape[0]
     Wt = np.empty((m, na + nb))
-    _w_load(W_own, cols, Wt[:, :na])
-    _w_load(W_tgt, cols, Wt[:, na:])
+    _w_load(W_a, cols, Wt[:, :na])
+    _w_load(W_b, cols, Wt[:, na:])
     if n_links > 1:
         rows = np.array_split(np.random.default_rng(part_seed).permutation(n), n_links)[link]
     else:
         rows = np.arange(n)
+    own = bundle.label + (0 if own_first else na)
+    s_indptr, s_indices, s_data = _alpha_take(M, ranges)
     indptr, indices, data = _rows_view(bundle, sparse)
-    s_indptr, s_indices, s_data, total, moved = ww_cd_pass(
-        indptr, indices, data, bundle.sqnorm, bundle.label, _full(n, na), _full(n, nb),
-        _full(n, -1), C * bundle.weight, Wt, seg[0], seg[1], seg[2],
-        rows.astype(np.int64), seed, passes,
+    r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
+        indptr, indices, data, bundle.sqnorm, own, _full(n, 0), _full(n, na + nb), own,
+        C * bundle.weight, Wt, s_indptr, s_indices, s_data, rows.astype(np.int64), seed,
+        passes,
     )
-    new_own = _w_store(W_own, cols, Wt[:, :na])
-    new_tgt = _w_store(W_tgt, cols, Wt[:, na:])
-    info = {"seg": [(p, q, total, int(s_data.shape[0]))], "moved": moved,
-            "nbytes": {p: _w_nbytes(new_own), q: _w_nbytes(new_tgt)}}
-    return new_own, new_tgt, (s_indptr, s_indices, s_data), info
+    new_a = _w_store(W_a, cols, Wt[:, :na])
+    new_b = _w_store(W_b, cols, Wt[:, na:])
+    return (new_a, new_b), (_alpha_put(M, ranges, r_indptr, r_indices, r_data),
+                            moved_before + moved)
 
 
-def _ww_joint(bundle_a, bundle_b, seg_ab, seg_ba, W_a, W_b, a, b, C, seed, passes, sparse):
-    """A pair whose two bundles share a worker: one random order over both bundles' rows.
+def _ww_joint(bundle_a, bundle_b, alpha_a, alpha_b, W_a, W_b, ranges, C, seed, passes,
+              sparse):
+    """A pair whose two bundles share a worker: all the variables of both bundles' rows
+    against the pair's classes, in one random order over the rows of both.
 
-    Returns ``(W_a, W_b, segment_ab, segment_ba, info)``.
+    Returns ``(W_a, W_b, (alpha_a, moved), (alpha_b, moved))``.
     """
-    na = W_a.shape[0] if sparse else W_a.shape[1]
-    nb = W_b.shape[0] if sparse else W_b.shape[1]
+    (Ma, mva), (Mb, mvb) = alpha_a, alpha_b
+    na, nb = _n_cls(W_a, sparse), _n_cls(W_b, sparse)
     n1, n2 = bundle_a.n_rows, bundle_b.n_rows
     X = sp.vstack([bundle_a.X, bundle_b.X], format="csr")
     if sparse:
@@ -172,56 +213,62 @@ def _ww_joint(bundle_a, bundle_b, seg_ab, seg_ba, W_a, W_b, a, b, C, seed, passe
     _w_load(W_b, cols, Wt[:, na:])
     n = n1 + n2
     own = np.concatenate([bundle_a.label, na + bundle_b.label]).astype(np.int64)
-    off = np.concatenate([_full(n1, na), _full(n2, 0)])
-    ntg = np.concatenate([_full(n1, nb), _full(n2, na)])
-    s_indptr = np.concatenate([seg_ab[0], seg_ba[0][1:] + seg_ab[0][-1]])
-    s_indices = np.concatenate([seg_ab[1], seg_ba[1]])
-    s_data = np.concatenate([seg_ab[2], seg_ba[2]])
-    cap = C * np.concatenate([bundle_a.weight, bundle_b.weight])
-    sq = np.concatenate([bundle_a.sqnorm, bundle_b.sqnorm])
+    ia, xa, da = _alpha_take(Ma, ranges)
+    ib, xb, db = _alpha_take(Mb, ranges)
     r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
-        X.indptr, indices, X.data, sq, own, off, ntg, _full(n, -1), cap, Wt,
-        s_indptr, s_indices, s_data, np.arange(n, dtype=np.int64), seed, passes,
+        X.indptr, indices, X.data, np.concatenate([bundle_a.sqnorm, bundle_b.sqnorm]), own,
+        _full(n, 0), _full(n, na + nb), own,
+        C * np.concatenate([bundle_a.weight, bundle_b.weight]), Wt,
+        np.concatenate([ia, ib[1:] + ia[-1]]), np.concatenate([xa, xb]),
+        np.concatenate([da, db]), np.arange(n, dtype=np.int64), seed, passes,
     )
     cut = r_indptr[n1]
-    new_ab = (r_indptr[: n1 + 1].copy(), r_indices[:cut].copy(), r_data[:cut].copy())
-    new_ba = (r_indptr[n1:] - cut, r_indices[cut:].copy(), r_data[cut:].copy())
-    new_a = _w_store(W_a, cols, Wt[:, :na])
-    new_b = _w_store(W_b, cols, Wt[:, na:])
-    info = {"seg": [(a, b, float(new_ab[2].sum()), len(new_ab[2])),
-                    (b, a, float(new_ba[2].sum()), len(new_ba[2]))],
-            "moved": moved, "nbytes": {a: _w_nbytes(new_a), b: _w_nbytes(new_b)}}
-    return new_a, new_b, new_ab, new_ba, info
+    new_ma = _alpha_put(Ma, ranges, r_indptr[: n1 + 1], r_indices[:cut], r_data[:cut])
+    new_mb = _alpha_put(Mb, ranges, r_indptr[n1:] - cut, r_indices[cut:], r_data[cut:])
+    # attribute the moves to bundle a (only the total over bundles is reported)
+    return (_w_store(W_a, cols, Wt[:, :na]), _w_store(W_b, cols, Wt[:, na:]),
+            (new_ma, mva + moved), (new_mb, mvb))
 
 
-def _ww_intra(bundle, seg, W_own, p, C, seed, passes, sparse):
-    """The pairs of classes inside one bundle. Returns ``(W_own, segment, info)``."""
-    na = W_own.shape[0] if sparse else W_own.shape[1]
+def _ww_solo(bundle, alpha, W, ranges, C, seed, passes, sparse):
+    """All the variables of one bundle when it is the only one (``n_bundles=1``).
+
+    Returns ``(W, (alpha, moved))``.
+    """
+    M, moved_before = alpha
+    na = _n_cls(W, sparse)
     n = bundle.n_rows
     cols = bundle.cols if sparse else None
-    Wt = _w_dense_t(W_own, cols)
+    Wt = _w_dense_t(W, cols)
     if not sparse:
         Wt = Wt.copy()  # inputs are never mutated
+    s_indptr, s_indices, s_data = _alpha_take(M, ranges)
     indptr, indices, data = _rows_view(bundle, sparse)
-    s_indptr, s_indices, s_data, total, moved = ww_cd_pass(
+    r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
         indptr, indices, data, bundle.sqnorm, bundle.label, _full(n, 0), _full(n, na),
-        bundle.label, C * bundle.weight, Wt, seg[0], seg[1], seg[2],
+        bundle.label, C * bundle.weight, Wt, s_indptr, s_indices, s_data,
         np.arange(n, dtype=np.int64), seed, passes,
     )
-    new_own = _w_store(W_own, cols, Wt)
-    info = {"seg": [(p, p, total, int(s_data.shape[0]))], "moved": moved,
-            "nbytes": {p: _w_nbytes(new_own)}}
-    return new_own, (s_indptr, s_indices, s_data), info
+    return _w_store(W, cols, Wt), (_alpha_put(M, ranges, r_indptr, r_indices, r_data),
+                                   moved_before + moved)
 
 
-def _ww_hinge(bundle, W_own, sparse, own_index, targets, *Ws):
-    """Weighted WW hinge sum of the bundle's rows against the classes of ``Ws``.
+def _ww_certify(bundle, alpha, W_own, sparse, own_index, targets, stats, *Ws):
+    """One bundle's share of the certificate (runs on the bundle's worker).
 
-    ``targets[j]`` is the bundle index of ``Ws[j]``; the row's own class is
-    skipped where ``targets[j] == own_index``. Returns ``sum_i weight_i * h_i``.
+    ``hinge`` = ``sum_i weight_i sum_c max(0, 1 - (w_{y_i} - w_c).x_i)`` over
+    the classes of the blocks ``Ws`` (``targets[j]`` is the bundle of
+    ``Ws[j]``; the row's own class is skipped). With ``stats`` also the
+    bundle's ``sum_c ||w_c||^2``, the size of its weight block, and the sum,
+    non-zeros and cumulative moves of its dual variables.
     """
+    out = {"hinge": 0.0}
+    if stats:
+        M, moved = alpha
+        out.update(sq=_w_sqnorm(W_own), nbytes=_w_nbytes(W_own), alpha_sum=float(M.sum()),
+                   alpha_nnz=int(M.nnz), moved=int(moved))
     if bundle.n_rows == 0:
-        return 0.0
+        return out
     indptr, indices, data = _rows_view(bundle, sparse)
     cols = bundle.cols if sparse else None
     own = ww_own_scores(indptr, indices, data, bundle.label, _w_dense_t(W_own, cols))
@@ -229,11 +276,8 @@ def _ww_hinge(bundle, W_own, sparse, own_index, targets, *Ws):
     for q, Wq in zip(targets, Ws, strict=True):
         total += ww_hinge_sums(indptr, indices, data, own, bundle.label, _w_dense_t(Wq, cols),
                                q == own_index)
-    return float(np.dot(bundle.weight, total))
-
-
-def _ww_sqnorm(W):
-    return _w_sqnorm(W)
+    out["hinge"] = float(np.dot(bundle.weight, total))
+    return out
 
 
 def _bundle_rows(bundle):
@@ -453,8 +497,10 @@ def solve_ww(
     bundles = shuffle_by_class(blocks, K, B, key_prefix=f"{kp}-shuffle")
     wk = bundles.workers
     ncls = [len(c) for c in bundles.classes]
+    offs = np.concatenate([[0], np.cumsum(ncls)]).astype(np.int64)
+    rng_of = [(int(offs[p]), int(offs[p + 1])) for p in range(B)]
     if pair_sweeps == "auto":
-        biggest = sorted(ncls)[-2:] if B > 1 else ncls
+        biggest = sorted(ncls)[-2:]
         sweeps = _AUTO_SWEEPS if sum(biggest) * d * 8 <= _AUTO_SWEEPS_BYTES else 1
     else:
         sweeps = int(pair_sweeps)
@@ -467,30 +513,21 @@ def solve_ww(
         return client.submit(operator.getitem, fut, i, key=f"{key}-{token}", workers=[where],
                              allow_other_workers=False, pure=False)
 
-    # state: weight blocks (future, worker, size), dual segments (future, sum, nnz)
+    # state: weight blocks (future, worker, bytes) and dual variables (future, on wk[p])
     W = [submit(_w_zeros, ncls[p], d, sparse, key=f"{kp}-init-w-p{p}", where=wk[p])
          for p in range(B)]
     wloc = list(wk)
     wsize = [(ncls[p] + 1) * 4 if sparse else ncls[p] * d * 8 for p in range(B)]
-    empty = [submit(_empty_segment, bundles.futures[p], key=f"{kp}-init-seg-p{p}", where=wk[p])
-             for p in range(B)]
-    seg = [[empty[p] for _ in range(B)] for p in range(B)]
-    del empty
-    seg_sum = np.zeros((B, B))
-    seg_nnz = np.zeros((B, B), dtype=np.int64)
+    alpha = [submit(_alpha_zeros, bundles.futures[p], K, key=f"{kp}-init-alpha-p{p}",
+                    where=wk[p]) for p in range(B)]
+    moved_before = 0
     schedule = [rnd for rnd in one_factorization(B) if rnd]
-    infos = []  # futures of the info dicts of this epoch's tasks
-    transfers = []  # sizes of the weight blocks that crossed: int or (info index, bundle)
+    transfers = []  # bytes of the weight blocks that crossed between workers this epoch
 
     def move(p, where):
         if wloc[p] != where:
             transfers.append(wsize[p])
             wloc[p] = where
-
-    def produced(ps, where, info_index):
-        for p in ps:
-            wloc[p] = where
-            wsize[p] = (info_index, p)
 
     rnd_no = 0
     converged = False
@@ -499,66 +536,59 @@ def solve_ww(
     for epoch in range(1, max_iter + 1):
         t_epoch = time.perf_counter()
         n_tasks = 0
-        infos.clear()
         transfers.clear()
+        if B == 1:
+            base = f"{kp}-r{rnd_no}-b0-b0"
+            fut = submit(_ww_solo, bundles.futures[0], alpha[0], W[0], [rng_of[0]], C,
+                         next_seed(), passes, sparse, key=base, where=wk[0])
+            W[0] = pick(fut, 0, f"{base}-w0", wk[0])
+            alpha[0] = pick(fut, 1, f"{base}-alpha", wk[0])
+            n_tasks += 3
+            rnd_no += 1
         for rnd in schedule:
             load = {}
             for a, b in rnd:
                 base = f"{kp}-r{rnd_no}-b{a}-b{b}"
+                ranges = [rng_of[a], rng_of[b]]
                 if wk[a] == wk[b]:
                     where = wk[a]
                     move(a, where)
                     move(b, where)
-                    fut = submit(_ww_joint, bundles.futures[a], bundles.futures[b],
-                                 seg[a][b], seg[b][a], W[a], W[b], a, b, C, next_seed(),
-                                 passes, sparse, key=f"{base}-j", where=where)
+                    fut = submit(_ww_joint, bundles.futures[a], bundles.futures[b], alpha[a],
+                                 alpha[b], W[a], W[b], ranges, C, next_seed(), passes, sparse,
+                                 key=f"{base}-j", where=where)
                     W[a] = pick(fut, 0, f"{base}-j-w0", where)
                     W[b] = pick(fut, 1, f"{base}-j-w1", where)
-                    seg[a][b] = pick(fut, 2, f"{base}-j-seg0", where)
-                    seg[b][a] = pick(fut, 3, f"{base}-j-seg1", where)
-                    infos.append(pick(fut, 4, f"{base}-j-info", where))
-                    produced((a, b), where, len(infos) - 1)
-                    n_tasks += 6
+                    alpha[a] = pick(fut, 2, f"{base}-j-alpha0", where)
+                    alpha[b] = pick(fut, 3, f"{base}-j-alpha1", where)
+                    n_tasks += 5
                     continue
                 # chain: start on the bundle whose worker has started fewer chains this round
-                p, q = (a, b) if load.get(wk[a], 0) <= load.get(wk[b], 0) else (b, a)
-                load[wk[p]] = load.get(wk[p], 0) + 1
-                part_seed = {p: next_seed(), q: next_seed()}
+                first, second = (a, b) if load.get(wk[a], 0) <= load.get(wk[b], 0) else (b, a)
+                load[wk[first]] = load.get(wk[first], 0) + 1
+                part_seed = {first: next_seed(), second: next_seed()}
+                pair = [W[a], W[b]]
                 link = 0
-                for s in range(sweeps):
-                    for own, tgt in ((p, q), (q, p)):
+                for sweep in range(sweeps):
+                    for p in (first, second):
                         link += 1
-                        where = wk[own]
-                        move(own, where)
-                        move(tgt, where)
+                        where = wk[p]
+                        move(a, where)
+                        move(b, where)
                         key = f"{base}-h{link}"
-                        fut = submit(_ww_half, bundles.futures[own], seg[own][tgt], W[own],
-                                     W[tgt], own, tgt, C, part_seed[own], s, sweeps,
-                                     next_seed(), passes, sparse, key=key, where=where)
-                        W[own] = pick(fut, 0, f"{key}-w0", where)
-                        W[tgt] = pick(fut, 1, f"{key}-w1", where)
-                        seg[own][tgt] = pick(fut, 2, f"{key}-seg", where)
-                        infos.append(pick(fut, 3, f"{key}-info", where))
-                        produced((own, tgt), where, len(infos) - 1)
-                        n_tasks += 5
+                        fut = submit(_ww_link, bundles.futures[p], alpha[p], pair, p == a,
+                                     ranges, C, part_seed[p], sweep, sweeps, next_seed(),
+                                     passes, sparse, key=key, where=where)
+                        pair = pick(fut, 0, f"{key}-w", where)
+                        alpha[p] = pick(fut, 1, f"{key}-alpha", where)
+                        n_tasks += 3
+                W[a] = pick(pair, 0, f"{base}-w0", wloc[a])
+                W[b] = pick(pair, 1, f"{base}-w1", wloc[b])
+                n_tasks += 2
             rnd_no += 1
-        for p in range(B):
-            base = f"{kp}-r{rnd_no}-b{p}-b{p}"
-            move(p, wk[p])
-            fut = submit(_ww_intra, bundles.futures[p], seg[p][p], W[p], p, C, next_seed(),
-                         passes, sparse, key=base, where=wk[p])
-            W[p] = pick(fut, 0, f"{base}-w0", wk[p])
-            seg[p][p] = pick(fut, 1, f"{base}-seg", wk[p])
-            infos.append(pick(fut, 2, f"{base}-info", wk[p]))
-            produced((p,), wk[p], len(infos) - 1)
-            n_tasks += 4
-        rnd_no += 1
 
-        # certificate: sum_c ||w_c||^2 per bundle, hinge sums per bundle of rows
-        norm_f = [submit(_ww_sqnorm, W[p], key=f"{kp}-norm-e{epoch}-p{p}", where=wloc[p])
-                  for p in range(B)]
-        n_tasks += B
-        hinge_f = []
+        # certificate: one task per bundle (more when the weights are large), on its worker
+        cert_f = []
         shipped = set()
         for p in range(B):
             groups, cur, cur_bytes = [], [], 0
@@ -575,34 +605,27 @@ def solve_ww(
                     if wloc[q] != wk[p] and (q, wk[p]) not in shipped:
                         shipped.add((q, wk[p]))
                         transfers.append(wsize[q])
-                hinge_f.append(submit(_ww_hinge, bundles.futures[p], W[p], sparse, p, grp,
-                                      *[W[q] for q in grp],
-                                      key=f"{kp}-primal-e{epoch}-p{p}-g{g}", where=wk[p]))
+                cert_f.append(submit(_ww_certify, bundles.futures[p], alpha[p], W[p], sparse,
+                                     p, grp, g == 0, *[W[q] for q in grp],
+                                     key=f"{kp}-certify-e{epoch}-p{p}-g{g}", where=wk[p]))
                 n_tasks += 1
-        info_vals, norms, hinges = client.gather([list(infos), norm_f, hinge_f])
-        del norm_f, hinge_f
-        nbytes = sum(s if _is_int(s) else int(info_vals[s[0]]["nbytes"][s[1]])
-                     for s in transfers)
-        n_moved = 0
-        for val in info_vals:
-            n_moved += val["moved"]
-            for p, q, total, nnz in val["seg"]:
-                seg_sum[p, q] = total
-                seg_nnz[p, q] = nnz
-        for p in range(B):  # sizes known through this epoch's infos become numbers
-            if not _is_int(wsize[p]):
-                i, r = wsize[p]
-                wsize[p] = int(info_vals[i]["nbytes"][r])
-        sq = float(np.sum(norms))
-        primal = 0.5 * sq + C * float(np.sum(hinges))
-        dual = float(seg_sum.sum()) - 0.5 * sq
-        history.add(epoch, primal, dual, n_tasks=n_tasks, nbytes=nbytes,
-                    epoch_time=time.perf_counter() - t_epoch, n_moved=int(n_moved),
-                    nnz_alpha=int(seg_nnz.sum()))
+        certs = client.gather(cert_f)
+        del cert_f
+        stats = [c for c in certs if "sq" in c]
+        for p, st in enumerate(stats):
+            wsize[p] = st["nbytes"]
+        sq = sum(st["sq"] for st in stats)
+        moved_total = sum(st["moved"] for st in stats)
+        primal = 0.5 * sq + C * sum(c["hinge"] for c in certs)
+        dual = sum(st["alpha_sum"] for st in stats) - 0.5 * sq
+        history.add(epoch, primal, dual, n_tasks=n_tasks, nbytes=int(sum(transfers)),
+                    epoch_time=time.perf_counter() - t_epoch,
+                    n_moved=int(moved_total - moved_before),
+                    nnz_alpha=int(sum(st["alpha_nnz"] for st in stats)))
+        moved_before = moved_total
         if relative_gap(primal, dual) <= tol:
             converged = True
             break
-    infos.clear()
 
     rel = relative_gap(primal, dual)
     if not converged:
@@ -628,8 +651,8 @@ def solve_ww(
         "sparse_coef": sparse,
     }
     if return_dual:
-        state["alpha"] = _gather_alpha(client, bundles, seg, blocks.n_samples, K, token)
-    del W, seg
+        state["alpha"] = _gather_alpha(client, bundles, alpha, blocks.n_samples, K, token)
+    del W, alpha
     bundles.release()
     return SolverResult(
         coef=coef,
@@ -644,18 +667,15 @@ def solve_ww(
     )
 
 
-def _gather_alpha(client, bundles, seg, n_samples, K, token):
+def _gather_alpha(client, bundles, alpha, n_samples, K, token):
     """Dense ``(n_samples, K)`` dual variables (tests / small problems)."""
-    B = len(bundles)
     rows = client.gather([
         client.submit(_bundle_rows, f, key=f"ww-alpha-rows-p{p}-{token}", pure=False)
         for p, f in enumerate(bundles.futures)
     ])
-    segs = client.gather([[seg[p][q] for q in range(B)] for p in range(B)])
-    alpha = np.zeros((n_samples, K))
-    for p in range(B):
-        for q in range(B):
-            indptr, indices, data = segs[p][q]
-            rr = np.repeat(rows[p], np.diff(indptr))
-            alpha[rr, bundles.classes[q][indices]] = data
-    return alpha
+    mats = client.gather(alpha)
+    order = np.concatenate(bundles.classes)
+    out = np.zeros((n_samples, K))
+    for r, (M, _) in zip(rows, mats, strict=True):
+        out[np.ix_(r, order)] = M.toarray()
+    return out

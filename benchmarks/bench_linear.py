@@ -1,0 +1,735 @@
+"""Benchmark: dasksvm.LinearSVC (CoCoA+ and SGD) against LIBLINEAR, SGDClassifier and Spark.
+
+Every method solves the same problem on the same training rows, the
+scikit-learn / LIBLINEAR primal with a regularized intercept
+(formulations.md section 1)
+
+    P(w, b) = 1/2 (||w||^2 + b^2) + C sum_i loss(y_i (w.x_i + b)),
+
+loss = hinge or squared hinge, intercept_scaling = 1. The methods:
+
+* ``liblinear``: ``sklearn.svm.LinearSVC(dual=True)`` at its default ``tol``
+  (its ``max_iter`` raised to ``--liblinear-max-iter`` so that it can reach
+  that tol). Its final primal ``P_LL`` is the reference objective.
+* ``cocoa-1w`` / ``cocoa-2w``: ``dasksvm.LinearSVC(solver="cocoa")`` on a real
+  ``LocalCluster`` of 1 / 2 single-threaded worker processes; the training set
+  is loaded with ``dasksvm.datasets.load_svmlight`` (files) or
+  ``make_classification`` (generated sets), cut into ``--blocks-per-worker``
+  row blocks per worker and persisted before the clock starts.
+* ``dasksvm-sgd``: ``dasksvm.LinearSVC(solver="sgd")`` on the largest cluster.
+* ``sgdclassifier``: ``sklearn.linear_model.SGDClassifier`` with
+  ``alpha = 1 / (C n)``; the intercept is fitted as LIBLINEAR's (a constant
+  column appended to X, ``fit_intercept=False``), so it minimizes P / (C n).
+* ``spark``: Spark MLlib ``LinearSVC`` (hinge only) on ``local[2]`` with
+  ``standardization=False``, ``regParam = 1 / (C n)``, the same constant
+  column and ``fitIntercept=False`` (Spark leaves its own intercept
+  unregularized), ``maxIter = --spark-max-iter``. JVM start and data
+  loading are timed separately from ``fit``.
+
+Measured per method: time to reach ``P_LL (1 + 1e-6)`` (dasksvm: the
+``time`` of the first ``history_`` record whose primal is that low, counted
+from the start of the solver; scikit-learn / Spark: their whole ``fit``, when
+their final primal is that low), the whole ``fit`` wall time, the final
+relative objective ``(P - P_LL) / P_LL`` (every primal recomputed here from
+the returned ``coef_``/``intercept_`` on the same rows), test accuracy,
+rounds, bytes moved per round, peak RSS per worker / process (sampled with
+psutil from this process), plus the numba JIT cost of a first tiny fit on
+each cluster and the per-round overhead of CoCoA+ with 8 blocks and
+d = 50,000 (``--overhead-rounds`` rounds of a problem with negligible
+compute).
+
+Results: ``benchmarks/results/linear.json`` and ``linear.md``.
+
+Usage::
+
+    python benchmarks/bench_linear.py [--datasets a9a w8a mr_tfidf sparse dense]
+        [--scale 0.05] [--quick] [--workers 1 2] [--no-spark]
+
+``--scale`` shrinks the generated sets (sparse: 2M x 1M with 100 non-zeros
+per row becomes round(2M s) x round(1M s); dense: 1M x 100 becomes
+round(1M s) x 100); the sizes actually run are written to the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
+
+from _common import (  # noqa: E402
+    RESULTS_DIR,
+    PeakRSS,
+    Timer,
+    env_info,
+    fmt,
+    loadavg,
+    md_table,
+    write_json,
+    write_text,
+)
+
+DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
+SLACK = 1e-6  # "reached P_LL" means P <= P_LL * (1 + SLACK)
+LOSSES = ("hinge", "squared_hinge")
+
+REAL = {
+    "a9a": {"train": "a9a.xz", "test": "a9a.t.xz", "n_features": 123},
+    "w8a": {"file": "w8a.xz", "n_features": 300, "test_fraction": 0.2, "seed": 0},
+    "mr_tfidf": {"train": "mr_tfidf.train.xz", "test": "mr_tfidf.test.xz", "n_features": 7727},
+}
+GENERATED = {
+    # full sizes; --scale multiplies n (and d for the sparse set)
+    "sparse": {"n": 2_000_000, "d": 1_000_000, "nnz_per_row": 100, "scale_d": True},
+    "dense": {"n": 1_000_000, "d": 100, "nnz_per_row": None, "scale_d": False},
+}
+
+
+def log(*a):
+    print(f"[{time.strftime('%H:%M:%S')} load {loadavg()[0]}]", *a, flush=True)
+
+
+# --------------------------------------------------------------------------- objective
+
+
+def primal(X, y_pm, w, b, C, loss):
+    """1/2 (||w||^2 + b^2) + C sum loss(y (Xw + b)): the LIBLINEAR primal, intercept_scaling=1."""
+    m = 1.0 - y_pm * (np.asarray(X @ w).ravel() + b)
+    np.maximum(m, 0.0, out=m)
+    s = float(m @ m) if loss == "squared_hinge" else float(m.sum())
+    return 0.5 * (float(w @ w) + b * b) + C * s
+
+
+def accuracy(X, y_pm, w, b):
+    pred = np.where(np.asarray(X @ w).ravel() + b > 0, 1.0, -1.0)
+    return float(np.mean(pred == y_pm))
+
+
+def to_pm(y, classes):
+    """Labels -> -1/+1 with classes[1] (the larger label) positive, as LinearSVC does."""
+    return np.where(np.asarray(y) == classes[1], 1.0, -1.0)
+
+
+def append_ones(X):
+    if sp.issparse(X):
+        return sp.hstack([X, np.ones((X.shape[0], 1))], format="csr")
+    return np.hstack([X, np.ones((X.shape[0], 1))])
+
+
+def time_to_target(history, p_ref):
+    """(time, round) of the first record with primal <= p_ref (1 + SLACK), else (None, None)."""
+    bound = p_ref * (1.0 + SLACK)
+    for rec in history:
+        if rec["primal"] <= bound:
+            return rec["time"], rec["round"]
+    return None, None
+
+
+# --------------------------------------------------------------------------- data
+
+
+def gen_sizes(name, scale):
+    g = GENERATED[name]
+    n = max(1000, int(round(g["n"] * scale)))
+    d = max(100, int(round(g["d"] * scale))) if g["scale_d"] else g["d"]
+    n_test = max(500, min(n // 5, 200_000))
+    return n, d, n_test
+
+
+def gen_chunks(n, n_test, K):
+    bounds = np.linspace(0, n, K + 1).astype(int)
+    return tuple(int(x) for x in np.diff(bounds)) + (n_test,)
+
+
+def gen_arrays(name, scale, K, seed):
+    """make_classification for train + test rows: train = first K blocks, test = last block."""
+    from dasksvm.datasets import make_classification
+
+    g = GENERATED[name]
+    n, d, n_test = gen_sizes(name, scale)
+    X, y = make_classification(
+        n + n_test, d, nnz_per_row=g["nnz_per_row"], chunks=gen_chunks(n, n_test, K),
+        random_state=seed,
+    )
+    return X, y, n
+
+
+def prepare(name, args, cache):
+    """The in-memory copy of one dataset (for scikit-learn, Spark and evaluation).
+
+    Returns a dict with X/y train/test (CSR or ndarray; labels as loaded),
+    a description and what the dask loader needs.
+    """
+    import dask
+    from dasksvm.datasets import load_svmlight
+
+    info = {"name": name}
+    with Timer() as t:
+        if name in REAL:
+            spec = REAL[name]
+            nf = spec["n_features"]
+            if "file" in spec:  # no test split: split with a fixed seed, write both parts
+                from sklearn.datasets import dump_svmlight_file
+
+                X, y = dask.compute(*load_svmlight(DATA_DIR / spec["file"], n_features=nf),
+                                    scheduler="threads")
+                rng = np.random.RandomState(spec["seed"])
+                perm = rng.permutation(X.shape[0])
+                n_test = int(round(spec["test_fraction"] * X.shape[0]))
+                te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+                train_path = cache / f"{name}.train.seed{spec['seed']}"
+                test_path = cache / f"{name}.test.seed{spec['seed']}"
+                if not train_path.exists():
+                    dump_svmlight_file(X[tr], y[tr], str(train_path), zero_based=False)
+                    dump_svmlight_file(X[te], y[te], str(test_path), zero_based=False)
+                info["source"] = (f"{spec['file']} split {1 - spec['test_fraction']:.0%}/"
+                                  f"{spec['test_fraction']:.0%} with RandomState({spec['seed']})")
+            else:
+                train_path, test_path = DATA_DIR / spec["train"], DATA_DIR / spec["test"]
+                info["source"] = f"{spec['train']} / {spec['test']}"
+            Xtr, ytr = dask.compute(*load_svmlight(train_path, n_features=nf), scheduler="threads")
+            Xte, yte = dask.compute(*load_svmlight(test_path, n_features=nf), scheduler="threads")
+            info["train_path"] = str(train_path)
+        else:
+            n, d, n_test = gen_sizes(name, args.scale)
+            X, y, n = gen_arrays(name, args.scale, 4, args.seed)
+            Xtr, ytr = dask.compute(X[:n], y[:n], scheduler="threads")
+            Xte, yte = dask.compute(X[n:], y[n:], scheduler="threads")
+            g = GENERATED[name]
+            info["source"] = (
+                f"make_classification({n + n_test}, {d}, nnz_per_row={g['nnz_per_row']}, "
+                f"random_state={args.seed}); first {n} rows train, last {n_test} test "
+                f"(full size {g['n']} x {g['d']}, scale {args.scale})"
+            )
+    if sp.issparse(Xtr):
+        Xtr, Xte = sp.csr_matrix(Xtr), sp.csr_matrix(Xte)
+        for M in (Xtr, Xte):  # sklearn's liblinear wants int32 indices
+            M.indices = M.indices.astype(np.int32)
+            M.indptr = M.indptr.astype(np.int32)
+    else:
+        Xtr, Xte = np.ascontiguousarray(Xtr), np.ascontiguousarray(Xte)
+    classes = np.unique(np.asarray(ytr))
+    info.update(
+        X=Xtr, y=np.asarray(ytr), X_test=Xte, y_test=np.asarray(yte), classes=classes,
+        y_pm=to_pm(ytr, classes), y_test_pm=to_pm(yte, classes),
+        n=Xtr.shape[0], d=Xtr.shape[1], n_test=Xte.shape[0],
+        nnz=int(Xtr.nnz) if sp.issparse(Xtr) else int(Xtr.size),
+        kind="sparse CSR" if sp.issparse(Xtr) else "dense",
+        prepare_s=t.elapsed,
+    )
+    log(f"{name}: {info['n']} x {info['d']} ({info['kind']}, nnz {info['nnz']}), "
+        f"test {info['n_test']}, prepared in {t.elapsed:.1f}s")
+    return info
+
+
+def dask_data(client, ds, K, args):
+    """Training rows as a persisted row-chunked dask array with K blocks."""
+    from distributed import wait
+
+    if ds["name"] in REAL:
+        from dasksvm.datasets import load_svmlight
+
+        X, y = load_svmlight(ds["train_path"], n_features=ds["d"])
+        n = X.shape[0]
+        rows = tuple(int(v) for v in np.diff(np.linspace(0, n, K + 1).astype(int)))
+        X, y = X.rechunk((rows, -1)), y.rechunk((rows,))
+    else:
+        X, y, n = gen_arrays(ds["name"], args.scale, K, args.seed)
+        X, y = X.blocks[:K], y.blocks[:K]
+    X, y = client.persist([X, y])
+    wait([X, y])
+    return X, y
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def record(ds, method, loss, C, w, b, *, fit_s, p_ref=None, **extra):
+    """One result row: objective and accuracy computed here from (w, b)."""
+    p = primal(ds["X"], ds["y_pm"], w, b, C, loss)
+    rec = {
+        "dataset": ds["name"], "method": method, "loss": loss,
+        "primal": p, "test_accuracy": accuracy(ds["X_test"], ds["y_test_pm"], w, b),
+        "fit_s": fit_s, "loadavg": loadavg(),
+    }
+    if p_ref is not None:
+        rec["rel_objective"] = (p - p_ref) / p_ref
+    rec.update(extra)
+    return rec
+
+
+def run_liblinear(ds, loss, args):
+    from sklearn.svm import LinearSVC
+
+    clf = LinearSVC(C=args.C, loss=loss, dual=True, max_iter=args.liblinear_max_iter,
+                    random_state=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with PeakRSS({"main": os.getpid()}) as mem, Timer() as t:
+            clf.fit(ds["X"], ds["y"])
+    converged = not any("converge" in str(c.message).lower() for c in caught)
+    w, b = clf.coef_.ravel().astype(np.float64), float(clf.intercept_[0])
+    rec = record(ds, "liblinear", loss, args.C, w, b, fit_s=t.elapsed,
+                 rounds=int(np.max(clf.n_iter_)), converged=converged,
+                 max_iter=args.liblinear_max_iter, **mem.summary())
+    rec["rel_objective"] = 0.0
+    rec["time_to_target_s"] = t.elapsed
+    return rec
+
+
+def run_sgdclassifier(ds, loss, args, p_ref):
+    from sklearn.linear_model import SGDClassifier
+
+    Xa = append_ones(ds["X"])
+    clf = SGDClassifier(loss=loss, alpha=1.0 / (args.C * ds["n"]), fit_intercept=False,
+                        max_iter=args.sgdclassifier_max_iter, random_state=args.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with PeakRSS({"main": os.getpid()}) as mem, Timer() as t:
+            clf.fit(Xa, ds["y_pm"])
+    converged = not any("converge" in str(c.message).lower() for c in caught)
+    coef = clf.coef_.ravel()
+    rec = record(ds, "sgdclassifier", loss, args.C, coef[:-1], float(coef[-1]), fit_s=t.elapsed,
+                 p_ref=p_ref, rounds=int(clf.n_iter_), converged=converged, **mem.summary())
+    rec["time_to_target_s"] = t.elapsed if rec["rel_objective"] <= SLACK else None
+    return rec
+
+
+def run_dasksvm(client, worker_pids, ds, X, y, solver, loss, args, p_ref, label, n_blocks):
+    from dasksvm import LinearSVC
+
+    max_iter = args.max_iter if solver == "cocoa" else args.sgd_max_iter
+    clf = LinearSVC(C=args.C, loss=loss, solver=solver, tol=args.tol, max_iter=max_iter,
+                    random_state=args.seed, client=client)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with PeakRSS(worker_pids) as mem, Timer() as t:
+            clf.fit(X, y)
+    hist = clf.history_
+    t_hit, r_hit = time_to_target(hist, p_ref)
+    solve_s = hist[-1]["time"]
+    rounds = len(hist) - 1
+    per_round = [h["bytes"] for h in hist[1:]] or [hist[0]["bytes"]]
+    rec = record(
+        ds, label, loss, args.C, clf.coef_.ravel(), float(clf.intercept_[0]), fit_s=t.elapsed,
+        p_ref=p_ref, solver=solver, n_blocks=n_blocks, n_workers=len(worker_pids),
+        rounds=int(clf.n_iter_), converged=bool(clf.converged_), rel_gap=float(clf.rel_gap_),
+        solver_s=solve_s, block_build_s=t.elapsed - solve_s,
+        time_to_target_s=t_hit, round_at_target=r_hit,
+        s_per_round=solve_s / max(rounds, 1),
+        bytes_per_round=float(np.median(per_round)),
+        history_primal_final=float(clf.primal_), **mem.summary(),
+        history=[{"round": h["round"], "time": round(h["time"], 4), "primal": h["primal"],
+                  "rel_gap": h["rel_gap"]} for h in hist][:: max(1, len(hist) // 200)],
+    )
+    return rec
+
+
+def warm_jit(client, K, seed):
+    """Time a tiny fit of every (solver, loss) twice on a fresh cluster: the first
+    pays numba's compile / cache load in the workers, the second does not."""
+    from distributed import wait
+
+    from dasksvm import LinearSVC
+    from dasksvm.datasets import make_classification
+
+    X, y = make_classification(400, 50, nnz_per_row=5, chunks=400 // K, random_state=seed)
+    X, y = client.persist([X, y])
+    wait([X, y])
+    times = []
+    for _ in range(2):
+        with Timer() as t, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for solver in ("cocoa", "sgd"):
+                for loss in LOSSES:
+                    LinearSVC(loss=loss, solver=solver, max_iter=3, tol=0.0,
+                              client=client).fit(X, y)
+        times.append(t.elapsed)
+    del X, y
+    return {"first_tiny_fits_s": times[0], "second_tiny_fits_s": times[1],
+            "jit_s": times[0] - times[1]}
+
+
+def overhead_bench(client, args):
+    """CoCoA+ rounds on 8 blocks, d = 50,000, negligible compute: seconds per round."""
+    from distributed import wait
+
+    from dasksvm import LinearSVC
+    from dasksvm.datasets import make_classification
+
+    out = {}
+    for K in (8,):
+        n = 8 * 128
+        X, y = make_classification(n, 50_000, nnz_per_row=10, chunks=n // K,
+                                   random_state=args.seed)
+        X, y = client.persist([X, y])
+        wait([X, y])
+        clf = LinearSVC(loss="hinge", solver="cocoa", tol=0.0, max_iter=args.overhead_rounds,
+                        client=client)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(X, y)
+        t = np.array([h["time"] for h in clf.history_])
+        d = np.diff(t)
+        out[f"K{K}"] = {
+            "n_blocks": K, "n_rows": n, "d": 50_000, "nnz_per_row": 10,
+            "n_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
+            "rounds": len(d), "mean_ms": 1e3 * float(d.mean()),
+            "median_ms": 1e3 * float(np.median(d)), "p90_ms": 1e3 * float(np.percentile(d, 90)),
+            "min_ms": 1e3 * float(d.min()),
+            "bytes_per_round": float(np.median([h["bytes"] for h in clf.history_[1:]])),
+            "loadavg": loadavg(),
+        }
+        del X, y
+    return out
+
+
+def run_dask_phase(datasets, refs, args, results):
+    from distributed import Client, LocalCluster
+
+    env = {}
+    for nw in args.workers:
+        K = nw * args.blocks_per_worker
+        label = f"cocoa-{nw}w"
+        with Timer() as tc:
+            cluster = LocalCluster(n_workers=nw, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None)
+            client = Client(cluster)
+        pids = client.run(os.getpid)
+        worker_pids = {addr: pid for addr, pid in pids.items()}
+        log(f"cluster {nw} worker(s) up in {tc.elapsed:.1f}s")
+        jit = warm_jit(client, K, args.seed)
+        log(f"  JIT: first tiny fits {jit['first_tiny_fits_s']:.2f}s, "
+            f"second {jit['second_tiny_fits_s']:.2f}s")
+        env[f"{nw}w"] = {"cluster_start_s": tc.elapsed, "n_blocks": K, **jit}
+        for ds in datasets:
+            with Timer() as tl:
+                X, y = dask_data(client, ds, K, args)
+            env[f"{nw}w"][f"load_persist_{ds['name']}_s"] = tl.elapsed
+            log(f"  {ds['name']}: loaded + persisted in {K} blocks in {tl.elapsed:.1f}s")
+            runs = [("cocoa", label)]
+            if nw == max(args.workers) and not args.no_sgd:
+                runs.append(("sgd", f"dasksvm-sgd-{nw}w"))
+            for solver, name in runs:
+                for loss in args.losses:
+                    p_ref = refs[(ds["name"], loss)]
+                    rec = run_dasksvm(client, worker_pids, ds, X, y, solver, loss, args, p_ref,
+                                      name, K)
+                    results.append(rec)
+                    log(f"    {name} {loss}: t_target {fmt(rec['time_to_target_s'])}s "
+                        f"solve {rec['solver_s']:.2f}s rounds {rec['rounds']} "
+                        f"rel_obj {rec['rel_objective']:.2e} conv {rec['converged']} "
+                        f"acc {rec['test_accuracy']:.4f}")
+            del X, y
+        if nw == max(args.workers) and args.overhead_rounds:
+            env["overhead"] = overhead_bench(client, args)
+            log(f"  overhead: {env['overhead']}")
+        client.close()
+        cluster.close()
+        gc.collect()
+    return env
+
+
+# --------------------------------------------------------------------------- Spark
+
+
+def spark_libsvm(ds, cache, tag):
+    """Training rows + a constant column as a 1-based libsvm file with 0/1 labels."""
+    from sklearn.datasets import dump_svmlight_file
+
+    path = cache / f"spark-{ds['name']}-{tag}.libsvm"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        Xa = append_ones(ds["X"])
+        dump_svmlight_file(Xa, (ds["y_pm"] > 0).astype(np.int64), str(tmp), zero_based=False)
+        tmp.rename(path)
+    return path
+
+
+def run_spark_phase(datasets, refs, args, results, cache):
+    import psutil
+
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    files = {}
+    for ds in datasets:
+        with Timer() as t:
+            files[ds["name"]] = spark_libsvm(ds, cache, args.tag)
+        log(f"spark input {files[ds['name']].name} ready in {t.elapsed:.1f}s")
+    from pyspark.ml.classification import LinearSVC as SparkLinearSVC
+    from pyspark.sql import SparkSession
+
+    with Timer() as tj:
+        spark = (
+            SparkSession.builder.master("local[2]").appName("dasksvm-bench-linear")
+            .config("spark.driver.memory", args.spark_driver_memory)
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.shuffle.partitions", "2")
+            .getOrCreate()
+        )
+        spark.range(1).count()  # the JVM is up and can run a job
+    spark.sparkContext.setLogLevel("ERROR")
+    log(f"Spark session (JVM) started in {tj.elapsed:.1f}s")
+    jvm_pids = {"jvm": p.pid for p in psutil.Process().children(recursive=True)
+                if "java" in p.name().lower()}
+    env = {"jvm_start_s": tj.elapsed, "master": "local[2]",
+           "driver_memory": args.spark_driver_memory, "max_iter": args.spark_max_iter}
+    try:
+        for ds in datasets:
+            if "hinge" not in args.losses:
+                continue
+            with Timer() as tl:
+                df = (spark.read.format("libsvm").option("numFeatures", str(ds["d"] + 1))
+                      .load(str(files[ds["name"]])).repartition(2).cache())
+                n = df.count()
+            assert n == ds["n"], (n, ds["n"])
+            env[f"load_{ds['name']}_s"] = tl.elapsed
+            svc = SparkLinearSVC(maxIter=args.spark_max_iter, regParam=1.0 / (args.C * n),
+                                 fitIntercept=False, standardization=False, tol=1e-6)
+            with PeakRSS(jvm_pids) as mem, Timer() as t:
+                model = svc.fit(df)
+            coef = model.coefficients.toArray()
+            try:
+                summ = model.summary() if callable(model.summary) else model.summary
+                obj_hist = list(summ.objectiveHistory)
+                iters = int(summ.totalIterations)
+            except Exception:  # noqa: BLE001
+                obj_hist, iters = [], None
+            p_ref = refs[(ds["name"], "hinge")]
+            rec = record(ds, "spark", "hinge", args.C, coef[:-1], float(coef[-1]), fit_s=t.elapsed,
+                         p_ref=p_ref, rounds=iters, converged=(iters is not None
+                                                               and iters < args.spark_max_iter),
+                         spark_objective_times_Cn=(obj_hist[-1] * args.C * n) if obj_hist else None,
+                         load_s=tl.elapsed, jvm_start_s=tj.elapsed, **mem.summary())
+            rec["time_to_target_s"] = t.elapsed if rec["rel_objective"] <= SLACK else None
+            results.append(rec)
+            log(f"  spark {ds['name']}: fit {t.elapsed:.1f}s iters {iters} "
+                f"rel_obj {rec['rel_objective']:.2e} acc {rec['test_accuracy']:.4f}")
+            df.unpersist()
+    finally:
+        spark.stop()
+    return env
+
+
+# --------------------------------------------------------------------------- report
+
+
+def targets(results, env, args):
+    """The three targets of the brief, on the generated sets."""
+    by = {(r["dataset"], r["method"], r["loss"]): r for r in results}
+    two = f"cocoa-{max(args.workers)}w"
+    out = []
+    for name in GENERATED:
+        for loss in args.losses:
+            ll, cc = by.get((name, "liblinear", loss)), by.get((name, two, loss))
+            if ll and cc:
+                ratio = (cc["time_to_target_s"] / ll["fit_s"]) if cc["time_to_target_s"] else None
+                out.append({"target": f"{name} {loss}: {two} time to P_LL <= 0.7 x LIBLINEAR",
+                            "value": ratio, "goal": 0.7, "met": ratio is not None and ratio <= 0.7,
+                            "detail": f"{fmt(cc['time_to_target_s'])}s vs {ll['fit_s']:.3g}s"})
+        sk, cc = by.get((name, "spark", "hinge")), by.get((name, two, "hinge"))
+        if sk and cc and cc["time_to_target_s"]:
+            with_jvm = (sk["fit_s"] + sk["jvm_start_s"]) / cc["time_to_target_s"]
+            without = sk["fit_s"] / cc["time_to_target_s"]
+            note = "" if sk["time_to_target_s"] else " (Spark did not reach P_LL)"
+            out.append({"target": f"{name} hinge: Spark (incl. JVM start) / {two} >= 10x",
+                        "value": with_jvm, "goal": 10, "met": with_jvm >= 10,
+                        "detail": f"({sk['fit_s']:.3g}+{sk['jvm_start_s']:.3g})s vs "
+                                  f"{cc['time_to_target_s']:.3g}s{note}"})
+            out.append({"target": f"{name} hinge: Spark fit only / {two} >= 5x",
+                        "value": without, "goal": 5, "met": without >= 5,
+                        "detail": f"{sk['fit_s']:.3g}s vs {cc['time_to_target_s']:.3g}s{note}"})
+    ov = env.get("dask", {}).get("overhead", {}).get("K8")
+    if ov:
+        out.append({"target": "CoCoA+ overhead per round, 8 blocks, d = 50k <= 20 ms",
+                    "value": ov["median_ms"], "goal": 20, "met": ov["median_ms"] <= 20,
+                    "detail": f"median {ov['median_ms']:.1f} ms, mean {ov['mean_ms']:.1f} ms, "
+                              f"{ov['n_workers']} workers"})
+    return out
+
+
+def markdown(payload):
+    env, cfg, res = payload["environment"], payload["config"], payload["results"]
+    lines = ["# Linear SVM benchmark: dasksvm vs LIBLINEAR, SGDClassifier, Spark MLlib\n"]
+    lines.append(
+        f"Run {env['date']} on {env['cpu_count']} cores / {env['memory_gib']} GiB "
+        f"(shared machine; load average at start {env['loadavg_start']}, "
+        f"at end {payload['loadavg_end']}). Command: `{' '.join(cfg['command'])}`. "
+        f"Total wall time {payload['total_s']:.0f} s.\n"
+    )
+    lines.append(
+        f"C = {cfg['C']}, dasksvm tol = {cfg['tol']} (relative duality gap), cocoa max_iter = "
+        f"{cfg['max_iter']}, sgd max_iter = {cfg['sgd_max_iter']}, LIBLINEAR max_iter = "
+        f"{cfg['liblinear_max_iter']} (default tol 1e-4), Spark maxIter = {cfg['spark_max_iter']} "
+        f"(tol 1e-6), {cfg['blocks_per_worker']} block(s) per worker. Target objective P_LL = "
+        "LIBLINEAR's final primal; 'time to P_LL' is the first dasksvm round with "
+        f"P <= P_LL (1 + {SLACK:g}) (solver clock, data already persisted), or the whole fit "
+        "for scikit-learn / Spark when they end at or below P_LL.\n"
+    )
+    lines.append("## Data\n")
+    rows = [[d["name"], d["source"], f"{d['n']:,}", f"{d['d']:,}", f"{d['nnz']:,}",
+             f"{d['n_test']:,}", d["kind"]] for d in payload["datasets"]]
+    lines.append(md_table(["dataset", "source", "n train", "d", "nnz", "n test", "storage"],
+                          rows, "llrrrrl"))
+    lines.append("\n## Results\n")
+    lines.append(
+        "rel obj = (P - P_LL) / P_LL. Peak RSS: dasksvm = largest worker process (holds its "
+        "blocks); scikit-learn = this process, with the growth during fit in brackets; Spark = "
+        "the JVM. bytes/round: dasksvm's history (broadcast of w plus the partials).\n"
+    )
+    hdr = ["dataset", "loss", "method", "time to P_LL (s)", "fit wall (s)", "rel obj",
+           "test acc", "rounds", "converged", "bytes/round", "peak RSS MiB"]
+    rows = []
+    for r in res:
+        mem = fmt(r.get("peak_mib"), ".0f")
+        if r["method"] in ("liblinear", "sgdclassifier"):
+            mem = f"{mem} (+{fmt(r.get('delta_mib'), '.0f')})"
+        rows.append([
+            r["dataset"], r["loss"], r["method"], fmt(r.get("time_to_target_s"), ".3g", "not reached"),
+            fmt(r["fit_s"], ".3g"), fmt(r.get("rel_objective"), ".2e"), fmt(r["test_accuracy"], ".4f"),
+            fmt(r.get("rounds"), "d"), fmt(r.get("converged")), fmt(r.get("bytes_per_round"), ".3g"),
+            mem,
+        ])
+    lines.append(md_table(hdr, rows, "lllrrrrrlrr"))
+    lines.append("\n## Fixed costs\n")
+    de = payload["environment"].get("dask", {})
+    rows = []
+    for k, v in de.items():
+        if k == "overhead":
+            continue
+        rows.append([k, fmt(v["cluster_start_s"], ".2f"), fmt(v["first_tiny_fits_s"], ".2f"),
+                     fmt(v["second_tiny_fits_s"], ".2f"), fmt(v["jit_s"], ".2f")])
+    if rows:
+        lines.append(md_table(["cluster", "LocalCluster start (s)", "4 tiny fits, first (s)",
+                               "same, second (s)", "JIT (s) = difference"], rows, "lrrrr"))
+    sp_env = payload["environment"].get("spark")
+    if sp_env:
+        lines.append(f"\nSpark: JVM / session start {sp_env['jvm_start_s']:.1f} s "
+                     f"(master {sp_env['master']}, driver memory {sp_env['driver_memory']}); "
+                     "loading + caching the libsvm input: "
+                     + ", ".join(f"{k[5:-2]} {v:.1f} s" for k, v in sp_env.items()
+                                 if k.startswith("load_")) + ".\n")
+    ov = de.get("overhead", {}).get("K8")
+    if ov:
+        lines.append(
+            f"\nPer-round overhead (CoCoA+, hinge, {ov['n_blocks']} blocks on {ov['n_workers']} "
+            f"workers, {ov['n_rows']} rows, d = {ov['d']:,}, {ov['nnz_per_row']} nnz/row, "
+            f"{ov['rounds']} rounds): median {ov['median_ms']:.1f} ms, mean {ov['mean_ms']:.1f} ms, "
+            f"p90 {ov['p90_ms']:.1f} ms, min {ov['min_ms']:.1f} ms per round; "
+            f"{ov['bytes_per_round']:.3g} bytes per round.\n")
+    lines.append("\n## Targets\n")
+    rows = [[t["target"], fmt(t["value"], ".3g"), t["goal"], "met" if t["met"] else "MISSED",
+             t["detail"]] for t in payload["targets"]]
+    lines.append(md_table(["target", "value", "goal", "", "detail"], rows, "lrrll"))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", nargs="+", default=["a9a", "w8a", "mr_tfidf", "sparse", "dense"],
+                   choices=list(REAL) + list(GENERATED))
+    p.add_argument("--scale", type=float, default=0.05,
+                   help="size of the generated sets relative to 2M x 1M (sparse) / 1M x 100 (dense)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: scale 0.005, fewer rounds, a9a/mr_tfidf/sparse/dense")
+    p.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    p.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--blocks-per-worker", type=int, default=1)
+    p.add_argument("--C", type=float, default=1.0)
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--max-iter", type=int, default=500, help="cocoa rounds")
+    p.add_argument("--sgd-max-iter", type=int, default=200, help="dasksvm sgd rounds")
+    p.add_argument("--liblinear-max-iter", type=int, default=10_000)
+    p.add_argument("--sgdclassifier-max-iter", type=int, default=1000)
+    p.add_argument("--spark-max-iter", type=int, default=1000)
+    p.add_argument("--spark-driver-memory", default="4g")
+    p.add_argument("--overhead-rounds", type=int, default=100)
+    p.add_argument("--no-spark", action="store_true")
+    p.add_argument("--no-sgd", action="store_true", help="skip dasksvm solver='sgd'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "dasksvm-bench"))
+    p.add_argument("--out", default=str(RESULTS_DIR / "linear"),
+                   help="output path without extension (.json and .md are written)")
+    args = p.parse_args(argv)
+    if args.quick:
+        if "--scale" not in (argv or sys.argv):
+            args.scale = 0.005
+        if "--datasets" not in (argv or sys.argv):
+            args.datasets = ["a9a", "mr_tfidf", "sparse", "dense"]
+        args.max_iter = min(args.max_iter, 200)
+        args.sgd_max_iter = min(args.sgd_max_iter, 50)
+        args.spark_max_iter = min(args.spark_max_iter, 200)
+        args.overhead_rounds = min(args.overhead_rounds, 50)
+    args.tag = f"s{args.scale:g}-seed{args.seed}"
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    cache = Path(args.cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    env = env_info(extra_modules=("pyspark", "psutil"))
+    log(f"bench_linear: {vars(args)}")
+
+    datasets = [prepare(name, args, cache) for name in args.datasets]
+    results, refs = [], {}
+    for ds in datasets:  # single-process references first: P_LL is needed by everything else
+        for loss in args.losses:
+            rec = run_liblinear(ds, loss, args)
+            refs[(ds["name"], loss)] = rec["primal"]
+            results.append(rec)
+            log(f"{ds['name']} liblinear {loss}: {rec['fit_s']:.2f}s iters {rec['rounds']} "
+                f"conv {rec['converged']} P {rec['primal']:.6g} acc {rec['test_accuracy']:.4f}")
+            rec = run_sgdclassifier(ds, loss, args, refs[(ds["name"], loss)])
+            results.append(rec)
+            log(f"{ds['name']} sgdclassifier {loss}: {rec['fit_s']:.2f}s epochs {rec['rounds']} "
+                f"rel_obj {rec['rel_objective']:.2e} acc {rec['test_accuracy']:.4f}")
+
+    env["dask"] = run_dask_phase(datasets, refs, args, results)
+    if not args.no_spark:
+        env["spark"] = run_spark_phase(datasets, refs, args, results, cache)
+
+    order = {n: i for i, n in enumerate(args.datasets)}
+    results.sort(key=lambda r: (order[r["dataset"]], r["loss"]))
+    cfg = {k: v for k, v in vars(args).items()}
+    cfg["command"] = ["python"] + sys.argv
+    payload = {
+        "benchmark": "linear",
+        "environment": env,
+        "config": cfg,
+        "slack": SLACK,
+        "datasets": [{k: v for k, v in d.items()
+                      if k not in ("X", "y", "X_test", "y_test", "y_pm", "y_test_pm", "classes")}
+                     for d in datasets],
+        "results": results,
+    }
+    payload["targets"] = targets(results, env, args)
+    payload["loadavg_end"] = loadavg()
+    payload["total_s"] = time.perf_counter() - t_start
+    out = Path(args.out)
+    write_json(out.with_suffix(".json"), payload)
+    write_text(out.with_suffix(".md"), markdown(payload))
+    log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} "
+        f"in {payload['total_s']:.0f}s total")
+    print(markdown(payload))
+
+
+if __name__ == "__main__":
+    main()
