@@ -20,9 +20,9 @@ __all__ = [
     "PeakRSS",
     "Timer",
     "env_info",
+    "fmt",
     "loadavg",
     "md_table",
-    "fmt",
     "write_json",
     "write_text",
 ]
@@ -74,7 +74,7 @@ class PeakRSS:
     peak : dict name -> bytes, largest sample (entry and exit included)
     """
 
-    def __init__(self, pids, *, children=False, interval=0.02):
+    def __init__(self, pids, *, children=False, interval=0.05):
         import psutil
 
         self._psutil = psutil
