@@ -316,3 +316,20 @@ def test_bad_input(thread_client):
         est.fit(np.zeros((0, 3)), np.zeros(0))
     with pytest.raises(ValueError, match="features"):
         LinearSVC(client=thread_client).fit(X, y).predict(rng.randn(2, 4))
+
+
+def test_kernels_run_without_jit():
+    """The kernel check above, with numba's JIT off (pure Python kernels)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import tests.test_linear as t; t.test_one_block_is_liblinear_dual_cd(); print('ok')"
+    )
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
