@@ -29,7 +29,7 @@ __all__ = ["solve_ww"]
 #: Largest dense weight slab (bytes) one primal-evaluation task builds at once.
 _TASK_BYTES = 256 * 2**20
 #: ``pair_sweeps="auto"`` alternates this often when the pair's weights are small...
-_AUTO_SWEEPS = 4
+_AUTO_SWEEPS = 2
 #: ...that is, when the two dense weight blocks together take at most this many bytes.
 _AUTO_SWEEPS_BYTES = 16 * 2**20
 
@@ -357,58 +357,59 @@ def solve_ww(
     bundles of whole classes (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`:
     classes balanced by row count, bundles balanced over workers; examples
     cross the network once, never through the client). Bundle ``p`` keeps on
-    its worker its rows and their dual variables, as ``B`` *segments* of
-    non-zeros (segment ``(p, q)``: ``alpha_{i,c}`` with ``y_i`` in ``p`` and
-    ``c`` in ``q``). The weight block ``W_p`` (the ``w_c`` of ``p``'s
-    classes) is the only thing that moves between workers.
+    its worker its rows and their dual variables (a CSR matrix
+    ``(n_rows_p, K)`` of the non-zero ``alpha``). The weight block ``W_p``
+    (the ``w_c`` of ``p``'s classes) is the only thing that moves between
+    workers.
 
     **One epoch** = the rounds of :func:`~dasksvm.parallel.schedule.one_factorization`
-    ``(B)`` (``B - 1`` rounds, or ``B`` with a bye when ``B`` is odd) plus one
-    intra-bundle round; every dual variable is visited ``inner_passes``
-    times per epoch. A round holds disjoint bundle pairs ``{a, b}``, which
-    run in parallel. A pair touches ``W_a`` and ``W_b`` only:
+    ``(B)`` (``B - 1`` rounds, or ``B`` with a bye when ``B`` is odd). A
+    round holds disjoint bundle pairs ``{a, b}``, which run in parallel. The
+    task(s) of pair ``{a, b}`` update every variable ``alpha_{i,c}`` with
+    ``y_i`` in ``a`` or ``b`` and ``c`` in ``a`` or ``b``: the class pairs
+    across the two bundles and, as they touch ``W_a`` or ``W_b`` only, the
+    pairs inside each bundle too (so a bundle's intra-bundle variables are
+    visited in each of its ``B - 1`` rounds, which converged faster in our
+    runs than a separate intra-bundle round; with ``B = 1`` an epoch is one
+    task over all variables). Every cross pair is visited once per epoch,
+    each time ``inner_passes`` times:
 
-    - when ``a`` and ``b`` live on the same worker, one *joint* task runs
-      ``inner_passes`` coordinate passes over segments ``(a, b)`` and
-      ``(b, a)`` together, rows of both bundles in one random order;
-    - otherwise the pair is a *chain* of ``2 * S`` half tasks
-      (``S = pair_sweeps``): the rows of each bundle are cut into ``S``
-      random parts, and the chain alternates between the two workers, each
-      link running ``inner_passes`` passes over one part of its own rows
-      against the other bundle's classes, then handing the updated
-      ``(W_a, W_b)`` to the next link. Rows stay; weights travel.
-      Alternating often matters: the ``(a, b)`` and ``(b, a)`` segments pull
-      ``w_a - w_b`` in opposite directions, and solving one against a
-      frozen other converges slowly (block Gauss-Seidel); ``S = 4`` cut the
-      epochs to a given gap by up to 10x in our runs.
+    - when ``a`` and ``b`` live on the same worker, one *joint* task runs the
+      passes over the rows of both bundles in one random order;
+    - otherwise the pair is a *chain* of ``2 * S`` tasks (``S`` =
+      ``pair_sweeps``): the rows of each bundle are cut into ``S`` random
+      parts and the chain alternates between the two workers, each link
+      running the passes over one part of its own rows and handing the
+      updated ``(W_a, W_b)`` to the next link. Rows stay; weights travel.
+      Alternating often matters: ``a``'s rows and ``b``'s rows pull
+      ``w_a - w_b`` in opposite directions, and solving one side against the
+      other frozen converges slowly (block Gauss-Seidel).
 
-    The intra-bundle round runs segment ``(p, p)`` on every bundle at once.
     Every update is applied to the one current copy of the weight blocks it
     touches, so ``W`` always equals ``W(alpha)`` and the algorithm is serial
     dual coordinate ascent in a particular order: the iterates depend on
     ``random_state``, ``B``, ``inner_passes``, ``pair_sweeps`` and on which
     bundles share a worker, never on timing.
 
-    **What a round communicates.** Per chained pair, ``W_a`` and ``W_b``
-    cross between the two workers once per link after the first (``2S - 1``
-    times, plus once more when they arrive from elsewhere); a joint pair
-    moves them only if they arrive from elsewhere. Per task a small info
-    dict reaches the client at the end of the epoch. No example and no dual variable moves. Task keys:
-    ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"`` (``link = 1..2S``)
-    for chains, ``f"{key_prefix}-r{round}-b{a}-b{b}-j-{token}"`` for joint
-    pair tasks (``a < b``), ``f"{key_prefix}-r{round}-b{p}-b{p}-{token}"``
-    for intra-bundle tasks (``round`` counts from 0 over the fit), each
-    followed by small ``getitem`` tasks (``...-w0``, ``-seg``, ``-info``)
-    on the same worker; ``f"{key_prefix}-primal-e{epoch}-p{p}-g{g}-{token}"``
-    and ``f"{key_prefix}-norm-e{epoch}-p{p}-{token}"`` for the certificate.
+    **What a round communicates.** A chained pair moves ``(W_a, W_b)``
+    between its two workers once per link after the first (``2S - 1``
+    times), plus once if they arrive from another worker; a joint pair moves
+    them only if they arrive from elsewhere. No example and no dual
+    variable ever moves. Task keys: ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"``
+    (``link = 1..2S``) for chains, ``f"{key_prefix}-r{round}-b{a}-b{b}-j-{token}"``
+    for joint pair tasks (``a < b``), ``f"{key_prefix}-r{round}-b0-b0-{token}"``
+    when ``B = 1`` (``round`` counts from 0 over the fit), each followed by
+    small ``getitem`` tasks (``...-w``, ``-w0``, ``-w1``, ``-alpha``) on the
+    same worker; ``f"{key_prefix}-certify-e{epoch}-p{p}-g{g}-{token}"`` for
+    the certificate and ``f"{key_prefix}-shuffle-..."`` for the shuffle.
 
-    **Stopping rule.** After every epoch the duality gap is computed: ``D``
-    from the segment sums and ``sum_c ||w_c||^2`` (one task per bundle), ``P``
-    from the hinge sums of every bundle's rows against all classes (tasks on
-    the rows' worker, to which the weight blocks travel, at most 256 MiB of
-    densified weights per task). The run stops when ``(P - D) / |P| <= tol``;
-    then ``P(coef) - P* <= P - D`` is certified. After ``max_iter`` epochs
-    without that, a ``ConvergenceWarning`` is emitted.
+    **Stopping rule.** After every epoch one task per bundle (more when the
+    weights are large), on the bundle's worker, returns its rows' hinge sums
+    against all classes, its ``sum_c ||w_c||^2`` and its ``sum alpha``; the
+    weight blocks travel to it (at most 256 MiB of densified weights per
+    task). The run stops when ``(P - D) / |P| <= tol``, which certifies
+    ``P(coef) - P* <= P - D``. After ``max_iter`` epochs without that, a
+    ``ConvergenceWarning`` is emitted.
 
     Parameters
     ----------
@@ -425,13 +426,15 @@ def solve_ww(
         Maximum number of epochs.
     n_bundles : int, optional
         ``B``, ``1 <= B <= n_classes`` (a larger value raises ``ValueError``).
-        Default ``min(2 * n_workers, n_classes)``. A round runs
-        ``floor(B / 2)`` pairs in parallel and the intra round ``B`` tasks.
+        Default ``min(2 * n_workers, n_classes)``; a round runs
+        ``floor(B / 2)`` pairs in parallel.
     inner_passes : int >= 1
-        Coordinate passes over its variables per task.
+        Coordinate passes over its variables per task. With ``B = 1`` each
+        pass is a full pass of single-machine dual coordinate descent; with
+        ``B > 1`` extra passes help little (the rounds' blocks are coupled).
     pair_sweeps : int >= 1 or "auto"
-        ``S`` above. ``"auto"``: 4 when the pair's two dense weight blocks
-        take at most 16 MiB, else 1 (alternating moves the blocks each time).
+        ``S`` above. ``"auto"``: 2 when the two largest weight blocks take at
+        most 16 MiB dense, else 1 (each alternation moves the blocks).
     random_state : int, numpy Generator / RandomState or None
         Seeds the row orders; a fixed value makes the fit reproducible.
     verbose : int
@@ -458,27 +461,29 @@ def solve_ww(
         the last epoch; ``n_iter`` epochs; ``history``, one record per epoch
         (``round`` = epoch; ``n_tasks`` = tasks submitted in the epoch,
         certificate included; ``bytes`` = weight-block bytes that crossed
-        between workers; plus ``epoch_time``, ``n_moved`` = coordinate steps
-        that changed a variable, ``nnz_alpha``); ``state`` with ``classes``
-        (the classes of each bundle), ``workers``, ``n_bundles``,
-        ``pair_sweeps``, ``shuffle_bytes`` (example bytes the shuffle moved),
-        ``sparse_coef`` and, with ``return_dual``, ``alpha``.
+        between workers, sizes of sparse blocks as of the previous epoch's
+        end; plus ``epoch_time``, ``n_moved`` = coordinate steps that changed
+        a variable, ``nnz_alpha``); ``state`` with ``classes`` (the classes of
+        each bundle), ``workers``, ``n_bundles``, ``pair_sweeps``,
+        ``shuffle_bytes`` (example bytes the shuffle moved), ``sparse_coef``
+        and, with ``return_dual``, ``alpha``.
 
     Notes
     -----
-    Memory per worker: its bundles' rows; their dual segments (non-zeros
-    only: 12 bytes each plus 8 per row per segment); the weight blocks in
-    flight. A dense-layout pair task holds a ``d x (n_classes_in_a +
-    n_classes_in_b)`` float64 slab (plus its two inputs); a primal task up
-    to 256 MiB of weights at a time. Tasks are pinned to their bundle's
-    worker (``allow_other_workers=False``) so that rows never move: a fit
-    does not survive the loss of a worker.
+    Memory per worker: its bundles' rows; their dual variables (non-zeros
+    only: 12 bytes each plus 8 per row); the weight blocks in flight. A
+    dense-layout pair task holds a ``d x (n_classes_in_a + n_classes_in_b)``
+    float64 slab plus its two inputs; a certificate task up to 256 MiB of
+    densified weights at a time. Tasks are pinned to their bundle's worker
+    (``allow_other_workers=False``) so that rows never move: a fit does not
+    survive the loss of a worker.
 
-    Convergence in epochs is slower than single-machine coordinate descent
-    over all variables (the blocks of one round are solved against frozen
-    others), and plain dual coordinate ascent needs many passes for a
-    small gap on ill-conditioned data (hundreds of epochs for 1e-4 on
-    ``dna`` at C = 1).
+    Dual coordinate ascent needs many passes for a small gap on
+    ill-conditioned data: on ``dna`` (C = 0.1) about 280 passes reach a
+    relative gap of 1e-4 on one machine, and the distributed schedule takes
+    somewhat more epochs than that (the blocks of a round are solved against
+    frozen others). For small problems the epochs are latency-bound (about
+    ``2 * (B - 1) * S`` sequential task hops each).
     """
     _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps)
     K = int(n_classes)

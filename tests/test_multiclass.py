@@ -1,0 +1,550 @@
+"""Multiclass SVMs (LLW, Crammer-Singer, one-vs-rest; the estimator for all four machines).
+
+References: a cvxpy / Clarabel solve of the LLW primal (with its sum-to-zero
+constraint), LIBLINEAR through scikit-learn for Crammer-Singer and
+one-vs-rest (tol=1e-8), and the obvious numpy primal objectives below. The
+tolerance is 1e-4 relative on the primal objective; the solvers run to a
+relative duality gap below it, so P - P* <= gap certifies the match and the
+comparison checks the certificate.
+"""
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from dasksvm.exceptions import ConvergenceWarning
+from dasksvm.estimators.multiclass import SOLVERS, MulticlassSVC
+from dasksvm.kernels.multiclass import cs_subproblem
+from dasksvm.parallel import BlockSet
+from dasksvm.solvers.cs import solve_cs
+from dasksvm.solvers.llw import solve_llw
+from dasksvm.solvers.ovr import solve_ovr
+
+from ._reference import load_xz, with_intercept
+
+# ----------------------------------------------------------------------------
+# reference objectives (plain numpy) and reference solvers
+# ----------------------------------------------------------------------------
+
+
+def _scores(W, X):
+    return np.asarray(X @ W.T)
+
+
+def llw_primal(W, X, y, c):
+    """1/2 sum_k ||w_k||^2 + sum_i c_i sum_{k != y_i} max(0, 1 + w_k.x_i)."""
+    H = np.maximum(0.0, 1.0 + _scores(W, X))
+    H[np.arange(len(y)), y] = 0.0
+    return 0.5 * float(np.sum(W * W)) + float(np.sum(c * H.sum(axis=1)))
+
+
+def cs_primal(W, X, y, c):
+    """1/2 sum_k ||w_k||^2 + sum_i c_i max_k ([k != y_i] + (w_k - w_{y_i}).x_i)."""
+    S = _scores(W, X)
+    n = len(y)
+    M = 1.0 + S - S[np.arange(n), y][:, None]
+    M[np.arange(n), y] = 0.0
+    return 0.5 * float(np.sum(W * W)) + float(np.sum(c * M.max(axis=1)))
+
+
+def ovr_primals(W, X, y, c):
+    """Per class k: 1/2 ||w_k||^2 + sum_i c_i max(0, 1 - y^k_i w_k.x_i), shape (K,)."""
+    S = _scores(W, X)
+    K = W.shape[0]
+    Y = np.where(y[:, None] == np.arange(K)[None, :], 1.0, -1.0)
+    return 0.5 * np.sum(W * W, axis=1) + (c[:, None] * np.maximum(0.0, 1.0 - Y * S)).sum(axis=0)
+
+
+def llw_cvxpy(X, y, C, K):
+    """min of the LLW primal with sum_k w_k = 0, by cvxpy / Clarabel."""
+    import cvxpy as cp
+
+    n, d = X.shape
+    W = cp.Variable((K, d))
+    mask = np.ones((n, K))
+    mask[np.arange(n), y] = 0.0
+    hinge = cp.multiply(mask, cp.pos(1 + X @ W.T))
+    prob = cp.Problem(
+        cp.Minimize(0.5 * cp.sum_squares(W) + C * cp.sum(hinge)), [cp.sum(W, axis=0) == 0]
+    )
+    prob.solve(solver="CLARABEL")
+    return float(prob.value)
+
+
+def full_coef(model):
+    """coef_ with the intercept column's weights appended (the solver's variables)."""
+    if not model.fit_intercept:
+        return model.coef_
+    return np.hstack([model.coef_, model.intercept_[:, None] / model.intercept_scaling])
+
+
+# ----------------------------------------------------------------------------
+# data (cached per session)
+# ----------------------------------------------------------------------------
+
+_CACHE = {}
+SUBSETS = {"dna": ("dna.scale", None), "satimage": ("satimage.scale", 1500),
+           "pendigits": ("pendigits.scale", 2000), "sector": ("sector_pdsparse.heldout", 500)}
+
+
+def _data(data_dir, name):
+    """(X CSR, y class indices, labels) of a (subset of a) training file."""
+    if name not in _CACHE:
+        fname, n = SUBSETS[name]
+        X, labels = load_xz(data_dir / f"{fname}.xz")
+        if n is not None:
+            rows = np.sort(np.random.RandomState(0).choice(X.shape[0], n, replace=False))
+            X, labels = X[rows], labels[rows]
+        _, y = np.unique(labels, return_inverse=True)
+        _CACHE[name] = (X, y.astype(np.int64), labels)
+    return _CACHE[name]
+
+
+def _llw_star(data_dir, name, C):
+    key = ("llw*", name, C)
+    if key not in _CACHE:
+        X, y, _ = _data(data_dir, name)
+        _CACHE[key] = llw_cvxpy(X, y, C, int(y.max()) + 1)
+    return _CACHE[key]
+
+
+def _blocks(client, X, y, n_blocks, weight=None):
+    return BlockSet.from_arrays(client, X, y.astype(np.float64), weight, n_blocks=n_blocks)
+
+
+def _check_certificate(res, P_true, P_star, tol=1e-4):
+    """The reported primal is the model's; P - P* <= gap; P within tol of P*."""
+    assert res.primal == pytest.approx(P_true, rel=1e-9)
+    assert res.dual <= P_star * (1 + 1e-7)
+    assert P_true - P_star <= res.gap + 1e-7 * abs(P_star)
+    assert abs(P_true - P_star) <= tol * abs(P_star)
+
+
+# ----------------------------------------------------------------------------
+# kernels
+# ----------------------------------------------------------------------------
+
+
+def _cs_subproblem_bisect(A, B, yi, cy):
+    """Reference for the per-example QP: a_k = min(C_k, (beta - B_k) / A), beta by bisection
+    on sum_k a_k = 0 (A > 0); for A = 0 the best vertex of the feasible polytope."""
+    K = len(B)
+    ub = np.zeros(K)
+    ub[yi] = cy
+    if A == 0:
+        best = np.zeros(K)
+        for k in range(K):
+            if k != yi:
+                a = np.zeros(K)
+                a[yi], a[k] = cy, -cy
+                if B @ a < B @ best:
+                    best = a
+        return best
+    lo, hi = B.min() - A * cy - 1.0, B.max() + A * cy + 1.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if np.minimum(ub, (mid - B) / A).sum() > 0:
+            hi = mid
+        else:
+            lo = mid
+    return np.minimum(ub, (0.5 * (lo + hi) - B) / A)
+
+
+def test_cs_subproblem_is_exact():
+    """The sort-based per-example solution against bisection on the multiplier."""
+    rng = np.random.RandomState(0)
+    for trial in range(200):
+        K = int(rng.randint(2, 9))
+        A = 0.0 if trial % 7 == 0 else float(rng.uniform(0.05, 5.0))
+        B = rng.normal(size=K) * 2
+        yi, cy = int(rng.randint(K)), float(rng.uniform(0.1, 2.0))
+        out, work = np.empty(K), np.empty(K)
+        cs_subproblem(A, B, yi, cy, out, work)
+        ub = np.zeros(K)
+        ub[yi] = cy
+        assert abs(out.sum()) < 1e-10 and np.all(out <= ub + 1e-12)
+        ref = _cs_subproblem_bisect(A, B, yi, cy)
+        f = 0.5 * A * out @ out + B @ out
+        f_ref = 0.5 * A * ref @ ref + B @ ref
+        assert f <= f_ref + 1e-9 * max(1.0, abs(f_ref))
+        if A > 0:  # strictly convex: the minimizer is unique
+            np.testing.assert_allclose(out, ref, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------
+# LLW against cvxpy
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,C",
+    [("dna", 0.05), ("dna", 0.1), ("dna", 1.0), ("satimage", 0.1), ("pendigits", 0.1)],
+)
+def test_llw_matches_cvxpy_one_block(thread_client, data_dir, name, C):
+    X, y, _ = _data(data_dir, name)
+    K = int(y.max()) + 1
+    blocks = _blocks(thread_client, X, y, 1)
+    res = solve_llw(blocks, K, C=C, tol=3e-5, max_iter=400, local_passes=50, random_state=0)
+    assert res.converged
+    assert res.coef.shape == (K, X.shape[1])
+    np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
+    _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, name, C))
+
+
+@pytest.mark.parametrize("n_blocks", [2, 4])
+def test_llw_matches_cvxpy_many_blocks(client, data_dir, n_blocks):
+    """Row-parallel CoCoA+ on 2 and 4 blocks, threads and processes."""
+    from distributed import get_task_stream
+
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, int(y.max()) + 1
+    blocks = _blocks(client, X, y, n_blocks)
+    with get_task_stream(client) as ts:
+        res = solve_llw(blocks, K, C=C, tol=3e-5, max_iter=300, random_state=0)
+    assert res.converged
+    np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
+    _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, "pendigits", C))
+    # one local task per block per round, with readable keys; history per round
+    keys = [t["key"] for t in ts.data]
+    names = [k if isinstance(k, str) else k[0] for k in keys]
+    for r in range(res.n_iter + 1):
+        assert sum(n.startswith(f"llw-local-r{r}-") for n in names) == n_blocks
+    assert len(res.history) == res.n_iter + 1
+    for rec in res.history:
+        assert {"round", "primal", "dual", "gap", "rel_gap", "time", "n_tasks", "bytes"} <= set(rec)
+        assert rec["n_tasks"] == 2 * n_blocks
+    assert all(rec["bytes"] > 0 for rec in res.history)
+    # the duals stay on the workers: the result holds futures, one per block
+    assert len(res.state["alpha"]) == n_blocks
+    alpha = np.vstack(client.gather(res.state["alpha"]))
+    assert alpha.shape == (X.shape[0], K) and np.all(alpha[np.arange(len(y)), y] == 0)
+    assert alpha.min() >= 0 and alpha.max() <= C * (1 + 1e-12)
+
+
+def test_llw_sector_blocks_agree(thread_client, data_dir):
+    """105 classes, 55k sparse features: 1 and 2 blocks reach the same certified optimum.
+
+    (A cvxpy solve of this size takes minutes, so the check is the two
+    certificates: |P_1 - P_2| <= gap_1 + gap_2.)
+    """
+    X, y, _ = _data(data_dir, "sector")
+    C, K = 1.0, int(y.max()) + 1
+    out = []
+    for nb in (1, 2):
+        res = solve_llw(_blocks(thread_client, X, y, nb), K, C=C, tol=1e-3, max_iter=300,
+                        random_state=0)
+        assert res.converged
+        np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
+        assert res.primal == pytest.approx(llw_primal(res.coef, X, y, C), rel=1e-9)
+        out.append(res)
+    assert abs(out[0].primal - out[1].primal) <= out[0].gap + out[1].gap
+    # the model slices sent are a fraction of the dense K x d model
+    dense = K * X.shape[1] * 8
+    assert max(r["bytes_model"] for r in out[1].history) < dense
+
+
+def test_llw_ring_schedule(thread_client, data_dir):
+    """schedule="ring": 3 blocks visited in turn, the changes handed worker to worker."""
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    res = solve_llw(_blocks(thread_client, X, y, 3), K, C=C, tol=3e-5, max_iter=200,
+                    schedule="ring", local_passes=2, random_state=0)
+    assert res.converged
+    assert all(rec["n_tasks"] == 2 * 3 * 2 for rec in res.history[:-1])
+    _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, "pendigits", C))
+
+
+def test_llw_fixed_v_is_exact_too(thread_client, data_dir):
+    """local_v="fixed" (v held during the passes) is slower but certified the same way."""
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    res = solve_llw(_blocks(thread_client, X, y, 1), K, C=C, tol=1e-4, max_iter=300,
+                    local_v="fixed", local_passes=50, random_state=0)
+    assert res.converged
+    _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, "pendigits", C))
+
+
+# ----------------------------------------------------------------------------
+# Crammer-Singer and one-vs-rest against LIBLINEAR
+# ----------------------------------------------------------------------------
+
+
+def _sk(multi_class, X, y, C, fit_intercept):
+    from sklearn.svm import LinearSVC
+
+    kw = {"loss": "hinge"} if multi_class == "ovr" else {"multi_class": "crammer_singer"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LinearSVC(C=C, tol=1e-8, max_iter=200_000, fit_intercept=fit_intercept,
+                         dual=True, **kw).fit(X, y)
+
+
+def _sk_ref(data_dir, multi_class, name, C, fit_intercept):
+    key = (multi_class, name, C, fit_intercept)
+    if key not in _CACHE:
+        X, y, _ = _data(data_dir, name)
+        _CACHE[key] = _sk(multi_class, X, y, C, fit_intercept)
+    return _CACHE[key]
+
+
+@pytest.mark.parametrize("name,C,fit_intercept", [("dna", 0.1, True), ("satimage", 0.1, False)])
+def test_cs_matches_liblinear(thread_client, data_dir, name, C, fit_intercept):
+    X, y, labels = _data(data_dir, name)
+    sk = _sk_ref(data_dir, "cs", name, C, fit_intercept)
+    # one dask chunk = one block (sequential dual coordinate ascent, LIBLINEAR's method)
+    Xd = da.from_array(X, chunks=(X.shape[0], -1), asarray=False)
+    m = MulticlassSVC("cs", C=C, fit_intercept=fit_intercept, tol=3e-5, client=thread_client,
+                      random_state=0).fit(Xd, labels)
+    assert m.converged_
+    Xa = with_intercept(X) if fit_intercept else X
+    P = cs_primal(full_coef(m), Xa, y, C)
+    P_sk = cs_primal(np.hstack([sk.coef_, sk.intercept_[:, None]]) if fit_intercept
+                     else sk.coef_, Xa, y, C)
+    assert m.primal_ == pytest.approx(P, rel=1e-9)
+    assert P - P_sk <= m.primal_ - m.dual_ + 1e-7 * P_sk
+    assert abs(P - P_sk) <= 1e-4 * P_sk
+    assert np.mean(m.predict(X) == np.unique(labels)[sk.predict(X)]) > 0.99
+
+
+@pytest.mark.parametrize("name,C,fit_intercept", [("dna", 0.1, True), ("pendigits", 0.1, False)])
+def test_ovr_matches_liblinear_per_class(thread_client, data_dir, name, C, fit_intercept):
+    X, y, labels = _data(data_dir, name)
+    K = int(y.max()) + 1
+    sk = _sk_ref(data_dir, "ovr", name, C, fit_intercept)
+    Xa = with_intercept(X) if fit_intercept else X
+    res = solve_ovr(
+        BlockSet.from_arrays(thread_client, X, y.astype(float), n_blocks=1,
+                             intercept_scaling=1.0 if fit_intercept else None),
+        K, C=C, tol=3e-5, max_iter=400, local_passes=50, random_state=0,
+    )
+    assert res.converged
+    c = np.full(len(y), C)
+    P = ovr_primals(res.coef, Xa, y, c)
+    Wsk = np.hstack([sk.coef_, sk.intercept_[:, None]]) if fit_intercept else sk.coef_
+    P_sk = ovr_primals(Wsk, Xa, y, c)
+    np.testing.assert_allclose(P, P_sk, rtol=1e-4)
+    last = res.history[-1]
+    gaps = np.array(last["class_rel_gaps"])
+    assert len(gaps) == K and gaps.max() <= 3e-5 and last["max_class_rel_gap"] == gaps.max()
+    # per class, P_k - P_k* <= gap_k (P_k* <= LIBLINEAR's P_k)
+    assert np.all((P - P_sk) / P <= gaps + 1e-9)
+    assert res.primal == pytest.approx(P.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize("solver,primal", [(solve_cs, "cs"), (solve_ovr, "ovr")])
+def test_cs_ovr_many_blocks_processes(process_client, data_dir, solver, primal):
+    """4 blocks on worker processes against the certified 1-block optimum."""
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    ref = solver(_blocks(process_client, X, y, 1), K, C=C, tol=1e-5, max_iter=200,
+                 local_passes=50, random_state=0)
+    res = solver(_blocks(process_client, X, y, 4), K, C=C, tol=1e-3, max_iter=300,
+                 random_state=0)
+    assert ref.converged and res.converged
+    c = np.full(len(y), C)
+    P = cs_primal(res.coef, X, y, c) if primal == "cs" else ovr_primals(res.coef, X, y, c).sum()
+    assert res.primal == pytest.approx(P, rel=1e-9)
+    # P - P* <= gap, with P* >= the reference's dual
+    assert P - ref.dual <= res.gap + ref.gap
+    assert abs(P - ref.primal) <= 1e-3 * ref.primal + ref.gap
+
+
+@pytest.mark.parametrize("solver", [solve_llw, solve_cs, solve_ovr])
+def test_max_iter_warns_and_certificate_is_honest(thread_client, data_dir, solver):
+    X, y, _ = _data(data_dir, "dna")
+    C = 0.1
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        res = solver(_blocks(thread_client, X, y, 2), 3, C=C, tol=1e-8, max_iter=3,
+                     random_state=0)
+    assert not res.converged and res.n_iter == 3
+    c = np.full(len(y), C)
+    if solver is solve_llw:
+        P, P_star = llw_primal(res.coef, X, y, c), _llw_star(data_dir, "dna", C)
+    elif solver is solve_cs:
+        P = cs_primal(res.coef, X, y, c)
+        sk = _sk_ref(data_dir, "cs", "dna", C, False)
+        P_star = cs_primal(sk.coef_, X, y, c)
+    else:
+        P = ovr_primals(res.coef, X, y, c).sum()
+        P_star = ovr_primals(_sk_ref(data_dir, "ovr", "dna", C, False).coef_, X, y, c).sum()
+    assert res.primal == pytest.approx(P, rel=1e-9)
+    assert 0 <= P - P_star * (1 + 1e-6) <= res.gap
+    assert res.dual <= P_star * (1 + 1e-6)
+
+
+# ----------------------------------------------------------------------------
+# the estimator
+# ----------------------------------------------------------------------------
+
+MACHINES = ["ww", "llw", "cs", "ovr"]
+ROW_PARALLEL = ["llw", "cs", "ovr"]
+
+
+def _small(data_dir, n=300):
+    X, y, labels = _data(data_dir, "dna")
+    return X[:n], labels[:n]
+
+
+@pytest.mark.parametrize("multi_class", MACHINES)
+def test_string_labels_and_api(thread_client, data_dir, multi_class):
+    X, labels = _small(data_dir)
+    names = np.array(["exon/intron", "intron/exon", "neither"])[labels.astype(int) - 1]
+    m = MulticlassSVC(multi_class, C=0.1, tol=1e-2, client=thread_client, random_state=0)
+    m.fit(X, names)
+    assert list(m.classes_) == sorted(set(names))
+    assert m.coef_.shape == (3, X.shape[1]) and m.intercept_.shape == (3,)
+    assert m.n_features_in_ == X.shape[1] and m.converged_ and m.n_iter_ >= 0
+    assert m.history_ and m.rel_gap_ <= 1e-2
+    pred = m.predict(X)
+    assert pred.dtype == m.classes_.dtype and set(pred) <= set(m.classes_)
+    d = m.decision_function(X)
+    assert d.shape == (X.shape[0], 3)
+    np.testing.assert_array_equal(pred, m.classes_[d.argmax(axis=1)])
+    assert m.score(X, names) > 0.8
+    if multi_class == "llw":
+        np.testing.assert_allclose(m.coef_.sum(axis=0), 0.0, atol=1e-10)
+        np.testing.assert_allclose(m.intercept_.sum(), 0.0, atol=1e-10)
+
+
+@pytest.mark.parametrize("multi_class", ROW_PARALLEL)
+def test_two_classes(thread_client, data_dir, multi_class):
+    X, labels = _small(data_dir)
+    yb = np.where(labels == 3, "neither", "junction")
+    m = MulticlassSVC(multi_class, C=0.1, tol=1e-3, client=thread_client, random_state=0)
+    m.fit(X, yb)
+    assert m.coef_.shape == (2, X.shape[1])
+    d = m.decision_function(X)
+    assert d.shape == (X.shape[0],)
+    np.testing.assert_array_equal(m.predict(X), m.classes_[(d > 0).astype(int)])
+    assert m.score(X, yb) > 0.8
+
+
+@pytest.mark.parametrize("multi_class", ROW_PARALLEL)
+def test_classes_absent_from_blocks_single_example_zero_rows(thread_client, multi_class):
+    """Sorted labels (blocks with one class each), a class with one example,
+    all-zero rows, with and without an intercept: certified like any input."""
+    rng = np.random.RandomState(1)
+    n, d = 90, 6
+    X = rng.normal(size=(n, d))
+    y = np.repeat([0, 1, 2], 30)
+    X[y == 1] += 2.0
+    X[y == 2] -= 2.0
+    X[[5, 40, 70]] = 0.0  # all-zero rows
+    y = np.append(y, 3)  # class 3 has a single example
+    X = np.vstack([X, np.full((1, d), 3.0)])
+    Xd = da.from_array(X, chunks=(31, d))  # block 0 holds class 0 only, ...
+    yd = da.from_array(y, chunks=31)
+    for fit_intercept in (True, False):
+        m = MulticlassSVC(multi_class, C=1.0, tol=1e-4, max_iter=3000, client=thread_client,
+                          fit_intercept=fit_intercept, random_state=0)
+        m.fit(Xd, yd)
+        assert m.converged_ and np.isfinite(m.coef_).all()
+        ref = MulticlassSVC(multi_class, C=1.0, tol=1e-4, max_iter=3000, client=thread_client,
+                            fit_intercept=fit_intercept, random_state=0)
+        ref.fit(da.from_array(X, chunks=(n + 1, d)), y)  # one block
+        gap = (m.primal_ - m.dual_) + (ref.primal_ - ref.dual_)
+        assert abs(m.primal_ - ref.primal_) <= gap
+        assert list(m.classes_) == [0, 1, 2, 3]
+
+
+def test_dask_and_numpy_input_same_model(thread_client, data_dir):
+    X, labels = _small(data_dir, 400)
+    kw = {"C": 0.1, "tol": 1e-3, "client": thread_client, "random_state": 0}
+    a = MulticlassSVC("cs", **kw).fit(X, labels)  # in memory: 2 blocks (one per thread)
+    b = MulticlassSVC("cs", **kw).fit(X.toarray(), labels)
+    c = MulticlassSVC("cs", **kw).fit(
+        da.from_array(X, chunks=(200, -1), asarray=False), da.from_array(labels, chunks=200)
+    )
+    for other in (b, c):
+        np.testing.assert_allclose(other.coef_, a.coef_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(other.intercept_, a.intercept_, rtol=1e-10, atol=1e-12)
+        assert other.n_iter_ == a.n_iter_
+
+
+def test_predict_is_lazy_on_dask_input(thread_client, data_dir):
+    X, labels = _small(data_dir, 400)
+    m = MulticlassSVC("ovr", C=0.1, tol=1e-2, client=thread_client, random_state=0)
+    m.fit(X, labels)
+    Xd = da.from_array(X, chunks=(150, -1), asarray=False)
+    pred, dec = m.predict(Xd), m.decision_function(Xd)
+    assert isinstance(pred, da.Array) and isinstance(dec, da.Array)
+    assert dec.shape == (400, 3)
+    np.testing.assert_array_equal(pred.compute(), m.predict(X))
+    np.testing.assert_allclose(dec.compute(), m.decision_function(X))
+    assert m.score(Xd, da.from_array(labels, chunks=150)) == m.score(X, labels)
+
+
+def test_sample_and_class_weight_scale_C(thread_client, data_dir):
+    X, labels = _small(data_dir, 300)
+    kw = {"tol": 1e-6, "max_iter": 3000, "client": thread_client, "random_state": 0}
+    Xd = da.from_array(X, chunks=(300, -1), asarray=False)
+    a = MulticlassSVC("llw", C=0.2, **kw).fit(Xd, labels)
+    b = MulticlassSVC("llw", C=0.1, **kw).fit(Xd, labels, sample_weight=np.full(300, 2.0))
+    np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-6, atol=1e-8)
+    assert b.primal_ == pytest.approx(a.primal_, rel=1e-9)
+    # class_weight {label: w} is sample_weight w on that class's rows
+    w = np.where(labels == 2, 3.0, 1.0)
+    c = MulticlassSVC("cs", C=0.1, class_weight={2.0: 3.0}, **kw).fit(Xd, labels)
+    e = MulticlassSVC("cs", C=0.1, **kw).fit(Xd, labels, sample_weight=w)
+    np.testing.assert_allclose(c.coef_, e.coef_, rtol=1e-12, atol=1e-12)
+    bal = MulticlassSVC("ovr", C=0.1, class_weight="balanced", **kw).fit(Xd, labels)
+    assert bal.converged_
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"multi_class": "weston"}, "multi_class must be one of"),
+        ({"C": 0.0}, "C must be"),
+        ({"tol": -1.0}, "tol must be"),
+        ({"max_iter": 0}, "max_iter must be"),
+        ({"multi_class": "llw", "n_bundles": 2}, "n_bundles is only used with"),
+        ({"multi_class": "ww", "n_bundles": 1.5}, "n_bundles must be"),
+        ({"multi_class": "ww", "n_bundles": 4}, "larger than the number of classes"),
+    ],
+)
+def test_bad_parameters(thread_client, data_dir, params, match):
+    X, labels = _small(data_dir, 60)
+    with pytest.raises(ValueError, match=match):
+        MulticlassSVC(client=thread_client, **params).fit(X, labels)
+
+
+def test_one_class_is_an_error(thread_client):
+    X = np.random.RandomState(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match="one class"):
+        MulticlassSVC("cs", client=thread_client).fit(X, np.ones(10))
+
+
+def test_registry_covers_every_machine():
+    assert set(SOLVERS) == {"ww", "llw", "cs", "ovr"}
+    import inspect
+
+    for name in ("llw", "cs", "ovr"):
+        params = inspect.signature(SOLVERS[name]).parameters
+        assert {"C", "tol", "max_iter", "random_state", "verbose", "key_prefix"} <= set(params)
+
+
+def test_sklearn_conventions(thread_client, data_dir):
+    """clone / get_params / unfitted errors / sparse input, the cheap part of check_estimator."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.estimator_checks import (
+        check_get_params_invariance,
+        check_no_attributes_set_in_init,
+        check_parameters_default_constructible,
+    )
+
+    est = MulticlassSVC("llw", C=0.5, client=thread_client)
+    check_parameters_default_constructible("MulticlassSVC", est)
+    check_no_attributes_set_in_init("MulticlassSVC", est)
+    check_get_params_invariance("MulticlassSVC", est)
+    assert clone(est).get_params()["C"] == 0.5
+    with pytest.raises(NotFittedError):
+        est.predict(np.zeros((2, 3)))
+    X, labels = _small(data_dir, 120)
+    m = clone(est).fit(sp.csc_matrix(X), labels)
+    with pytest.raises(ValueError, match="features"):
+        m.predict(np.zeros((2, 5)))
