@@ -152,3 +152,30 @@ def test_get_client_prefers_given_and_default(thread_client):
     assert get_client(thread_client) is thread_client
     with thread_client.as_current():
         assert get_client() is thread_client
+
+
+@pytest.mark.parametrize("as_dask", [False, True])
+def test_blockset_shuffle_keeps_every_row_once(client, as_dask):
+    n = 103
+    X = sp.csr_matrix(np.arange(n, dtype=float)[:, None] + 1.0)
+    y = np.arange(n, dtype=float)  # sorted "labels": the row id
+    w = 2.0 * y
+    if as_dask:
+        X, y, w = (
+            da.from_array(X, chunks=(26, 1), asarray=False),
+            da.from_array(y, chunks=26),
+            da.from_array(w, chunks=26),
+        )
+    bs = BlockSet.from_arrays(client, X, y, w, n_blocks=4, shuffle=True, random_state=1,
+                              name="shuf")
+    got = client.gather(bs.futures)
+    ids = np.concatenate([b.y for b in got])
+    assert sorted(ids) == list(range(n))
+    for b in got:  # X, y and weight travel together
+        np.testing.assert_array_equal(b.X.toarray().ravel(), b.y + 1.0)
+        np.testing.assert_array_equal(b.weight, 2.0 * b.y)
+    sizes = [b.n_rows for b in got]
+    assert len(sizes) == 4 and max(sizes) - min(sizes) <= 4
+    # every block holds rows from all over the sorted input
+    assert all(b.y.min() < 30 and b.y.max() > 70 for b in got)
+    bs.release()

@@ -17,7 +17,10 @@ def is_dask(a):
     return isinstance(a, da.Array)
 
 
-def make_blocks(client, X, y_encoded, weight, *, fit_intercept, intercept_scaling, name):
+def make_blocks(
+    client, X, y_encoded, weight, *, fit_intercept, intercept_scaling, name,
+    shuffle=False, random_state=None,
+):
     """Persist X with encoded labels and per-row weights as a BlockSet."""
     return BlockSet.from_arrays(
         client,
@@ -25,6 +28,8 @@ def make_blocks(client, X, y_encoded, weight, *, fit_intercept, intercept_scalin
         y_encoded,
         weight,
         intercept_scaling=intercept_scaling if fit_intercept else None,
+        shuffle=shuffle,
+        random_state=random_state,
         name=name,
     )
 

@@ -67,6 +67,11 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         sgd: return the weighted average of the iterates.
     batch_fraction : float in (0, 1]
         sgd: expected fraction of rows used per step.
+    shuffle : bool
+        Deal the rows over the blocks at random once before fitting (the
+        blocks keep their number and sizes). Files sorted by label otherwise
+        give blocks holding one class each, on which CoCoA+ stalls; the
+        optimum does not depend on it.
     class_weight : None, "balanced" or dict
     random_state : int, RandomState or None
     client : distributed.Client, optional
@@ -112,6 +117,7 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         eta0=1.0,
         averaging=True,
         batch_fraction=1.0,
+        shuffle=True,
         class_weight=None,
         random_state=None,
         client=None,
@@ -130,6 +136,7 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         self.eta0 = eta0
         self.averaging = averaging
         self.batch_fraction = batch_fraction
+        self.shuffle = shuffle
         self.class_weight = class_weight
         self.random_state = random_state
         self.client = client
@@ -210,6 +217,8 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
             weight,
             fit_intercept=self.fit_intercept,
             intercept_scaling=self.intercept_scaling,
+            shuffle=bool(self.shuffle),
+            random_state=self.random_state,
             name="linearsvc-data",
         )
         try:

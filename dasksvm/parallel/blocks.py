@@ -12,6 +12,8 @@ any SVM formula.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -63,7 +65,7 @@ class Block:
         the model can touch).
     """
 
-    __slots__ = ("X", "y", "weight", "index", "cols")
+    __slots__ = ("X", "cols", "index", "weight", "y")
 
     def __init__(self, X, y, weight, index):
         self.X = X
@@ -111,6 +113,32 @@ def make_block(x, y, weight, index, intercept_scaling=None, dtype=np.float64):
     return Block(X, np.asarray(y, dtype=np.float64), weight, index)
 
 
+def split_rows_evenly(x, y, weight, n_out, seed, index):
+    """Deal the rows of one chunk over ``n_out`` destinations at random.
+
+    Row r goes to destination ``perm[r]`` of a random permutation of
+    ``(arange(n) + index) % n_out``, so every destination gets n / n_out rows
+    (up to one) from every chunk. Returns a list of ``n_out`` pieces
+    ``(x, y, weight)``.
+    """
+    x = to_csr(x)
+    y = np.asarray(y)
+    dest = np.random.RandomState(seed).permutation((np.arange(x.shape[0]) + index) % n_out)
+    pieces = []
+    for j in range(n_out):
+        rows = np.flatnonzero(dest == j)
+        pieces.append((x[rows], y[rows], None if weight is None else np.asarray(weight)[rows]))
+    return pieces
+
+
+def make_block_from_pieces(pieces, index, intercept_scaling=None):
+    """Stack the pieces one destination received into its :class:`Block`."""
+    X = sp.vstack([p[0] for p in pieces], format="csr")
+    y = np.concatenate([p[1] for p in pieces])
+    w = None if pieces[0][2] is None else np.concatenate([p[2] for p in pieces])
+    return make_block(X, y, w, index, intercept_scaling)
+
+
 def _block_info(block):
     return block.n_rows, int(block.X.nnz), len(block.cols)
 
@@ -118,7 +146,7 @@ def _block_info(block):
 def _split_rows(n, n_blocks):
     n_blocks = max(1, min(int(n_blocks), n))
     bounds = np.linspace(0, n, n_blocks + 1).astype(int)
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 class BlockSet:
@@ -177,6 +205,8 @@ class BlockSet:
         *,
         n_blocks=None,
         intercept_scaling=None,
+        shuffle=False,
+        random_state=None,
         name="data",
     ):
         """Persist (X, y, weight) as blocks on the workers.
@@ -191,6 +221,16 @@ class BlockSet:
             thread). Dask input keeps its chunks.
         intercept_scaling : float, optional
             Append a column of this constant to every row.
+        shuffle : bool
+            Deal the rows over the blocks at random (once): files sorted by
+            label otherwise give blocks that hold one class each, which slows
+            CoCoA+-type solvers down badly. In-memory input is permuted on
+            the client; dask input is shuffled by tasks (each chunk splits
+            itself into K pieces, ``{name}-split-b{k}``, and block j stacks
+            the j-th piece of every chunk, ``{name}-block-b{j}``: K^2 small
+            pieces, once). The block count and sizes are kept (up to one row).
+        random_state : int or None
+            Seed of the shuffle.
         name : str
             Prefix of the block-building task keys (``f"{name}-block-b{k}"``).
         """
@@ -202,7 +242,41 @@ class BlockSet:
             raise RuntimeError("the dask cluster has no workers")
         token = new_token()
         futures = []
-        if isinstance(X, da.Array):
+        seed = int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
+        if isinstance(X, da.Array) and shuffle and X.numblocks[0] > 1:
+            xs = X.to_delayed().ravel()
+            ys = y.to_delayed().ravel()
+            ws = weight.to_delayed().ravel() if weight is not None else [None] * len(xs)
+            K = len(xs)
+            splits = []
+            for k, (xk, yk, wk) in enumerate(zip(xs, ys, ws, strict=True)):
+                d = dask.delayed(split_rows_evenly, pure=True)(
+                    xk, yk, wk, K, seed + k, k, dask_key_name=f"{name}-split-b{k}-{token}"
+                )
+                splits.append(
+                    client.compute(d, workers=[workers[k % len(workers)]], allow_other_workers=True)
+                )
+            import operator
+
+            for j in range(K):
+                pieces = [
+                    client.submit(operator.getitem, s, j, key=f"{name}-piece-b{k}-b{j}-{token}")
+                    for k, s in enumerate(splits)
+                ]
+                futures.append(
+                    client.submit(
+                        make_block_from_pieces,
+                        pieces,
+                        j,
+                        intercept_scaling,
+                        key=f"{name}-block-b{j}-{token}",
+                        workers=[workers[j % len(workers)]],
+                        allow_other_workers=True,
+                    )
+                )
+            del splits
+            n_cols = X.shape[1]
+        elif isinstance(X, da.Array):
             xs = X.to_delayed().ravel()
             ys = y.to_delayed().ravel()
             ws = weight.to_delayed().ravel() if weight is not None else [None] * len(xs)
@@ -216,10 +290,15 @@ class BlockSet:
         else:
             if n_blocks is None:
                 n_blocks = sum(client.nthreads().values())
+            rows = np.arange(X.shape[0])
+            if shuffle:
+                rows = np.random.RandomState(seed).permutation(X.shape[0])
             for k, (a, b) in enumerate(_split_rows(X.shape[0], n_blocks)):
                 target = workers[k % len(workers)]
+                r = rows[a:b] if shuffle else slice(a, b)
                 blk = make_block(
-                    X[a:b], y[a:b], None if weight is None else weight[a:b], k, intercept_scaling
+                    X[r], np.asarray(y)[r], None if weight is None else np.asarray(weight)[r],
+                    k, intercept_scaling,
                 )
                 futures.append(client.scatter(blk, workers=[target], hash=False))
             n_cols = X.shape[1]
