@@ -99,6 +99,14 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
     n_bundles : int, optional
         ``"ww"`` only: number of class bundles (2 <= n_bundles <=
         n_classes). Passing it with another machine is an error.
+    shuffle : bool
+        Deal the rows over the blocks at random once before fitting (the
+        blocks keep their number and sizes; see
+        :meth:`dasksvm.parallel.BlockSet.from_arrays`). Files sorted by label
+        otherwise give row blocks holding one or a few classes each, on which
+        the row-parallel machines (llw, cs, ovr) stall; the optimum does not
+        depend on it. ``"ww"`` regroups the rows by class anyway, so there it
+        only costs one pass over the data.
     class_weight : None, "balanced" or dict
         Multiplies C per class ("balanced": n_samples / (n_classes *
         count_k)). With ``"ovr"`` the weight of an example's own class is
@@ -148,6 +156,7 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         tol=1e-3,
         max_iter=1000,
         n_bundles=None,
+        shuffle=True,
         class_weight=None,
         random_state=None,
         client=None,
@@ -160,6 +169,7 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         self.tol = tol
         self.max_iter = max_iter
         self.n_bundles = n_bundles
+        self.shuffle = shuffle
         self.class_weight = class_weight
         self.random_state = random_state
         self.client = client
@@ -253,6 +263,8 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
             fit_intercept=self.fit_intercept,
             intercept_scaling=self.intercept_scaling,
             name=f"{self.multi_class}-data",
+            shuffle=bool(self.shuffle),
+            random_state=kwargs["random_state"],
         )
         try:
             result = SOLVERS[self.multi_class](blocks, n_classes, **kwargs)

@@ -50,6 +50,106 @@ def _scores(indptr, indices, data, i, Wt, off, n, out):
 
 
 @njit(nogil=True, cache=True)
+def _row_f(S, tvec, alpha, ci, nt, sk):
+    # f(S) = sum_c clip(t_c - S, -alpha_c, ci - alpha_c) - S  (strictly decreasing in S)
+    tot = -S
+    for c in range(nt):
+        if c == sk or tvec[c] == -np.inf:
+            continue
+        v = tvec[c] - S
+        lo = -alpha[c]
+        hi = ci - alpha[c]
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        tot += v
+    return tot
+
+
+@njit(nogil=True, cache=True)
+def _row_exact(alpha, score, sy, xx, ci, nt, sk, tvec, bp, delta, moved):
+    """Exact maximization of the dual over one row's variables ``alpha_{i,c}`` (c < nt).
+
+    With ``t_c = g_c / ||x_i||^2`` the row's gradients scaled, the maximizer
+    is ``delta_c = clip(t_c - S, -alpha_c, C_i - alpha_c)`` where ``S`` is
+    the root of ``S = sum_c delta_c(S)`` (the shared change of ``w_{y_i}``),
+    found exactly among the sorted breakpoints. Updates ``alpha`` and
+    writes the changes to ``delta`` / ``moved``; returns
+    ``(n_moved, sum of changes)``.
+    """
+    # S >= -sum_c alpha_c, so a variable at zero with t_c <= -sum alpha stays at zero:
+    # only the others ("candidates", flagged by a finite breakpoint) enter the search.
+    total = 0.0
+    for c in range(nt):
+        if c != sk:
+            total += alpha[c]
+    m = 0
+    for c in range(nt):
+        if c == sk:
+            continue
+        t = (1.0 - sy + score[c]) / xx
+        if alpha[c] == 0.0 and t <= -total:
+            tvec[c] = -np.inf
+            continue
+        tvec[c] = t
+        bp[m] = t - (ci - alpha[c])
+        bp[m + 1] = t + alpha[c]
+        m += 2
+    if m == 0:
+        return 0, 0.0
+    b = bp[:m]
+    b.sort()
+    f0 = _row_f(b[0], tvec, alpha, ci, nt, sk)
+    f1 = _row_f(b[m - 1], tvec, alpha, ci, nt, sk)
+    if f0 <= 0.0:
+        S = 0.0  # below every breakpoint: all candidates at their upper bound
+        for c in range(nt):
+            if c != sk and tvec[c] != -np.inf:
+                S += ci - alpha[c]
+    elif f1 >= 0.0:
+        S = 0.0  # above every breakpoint: all variables at zero
+        for c in range(nt):
+            if c != sk:
+                S -= alpha[c]
+    else:
+        lo_k = 0
+        hi_k = m - 1
+        flo = f0
+        fhi = f1
+        while hi_k - lo_k > 1:
+            mid = (lo_k + hi_k) // 2
+            fm = _row_f(b[mid], tvec, alpha, ci, nt, sk)
+            if fm > 0.0:
+                lo_k = mid
+                flo = fm
+            else:
+                hi_k = mid
+                fhi = fm
+        # f is linear between consecutive breakpoints
+        S = b[lo_k] + flo * (b[hi_k] - b[lo_k]) / (flo - fhi)
+    n_mv = 0
+    dy = 0.0
+    for c in range(nt):
+        if c == sk or tvec[c] == -np.inf:
+            continue
+        a = alpha[c]
+        an = a + tvec[c] - S
+        if an < 0.0:
+            an = 0.0
+        elif an > ci:
+            an = ci
+        d = an - a
+        if d != 0.0:
+            alpha[c] = an
+            dy += d
+            delta[n_mv] = d
+            moved[n_mv] = c
+            n_mv += 1
+    return n_mv, dy
+
+
+@njit(nogil=True, cache=True)
 def _grow(buf_row, buf_col, buf_val, nnz, size):
     nr = np.empty(size, np.int64)
     nc = np.empty(size, np.int32)
@@ -62,7 +162,7 @@ def _grow(buf_row, buf_col, buf_val, nnz, size):
 
 @njit(nogil=True, cache=True)
 def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt,
-               s_indptr, s_indices, s_data, rows, seed, passes):
+               s_indptr, s_indices, s_data, rows, seed, passes, exact_rows, sigma):
     """Dual coordinate ascent over a set of WW dual variables.
 
     Row ``i``'s variables are ``alpha_{i,c}`` for the targets ``c`` in
@@ -107,6 +207,12 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
         Seed of the row permutations.
     passes : int
         Number of passes over the visited rows' variables.
+    exact_rows : bool
+        Maximize the dual exactly over all of a row's variables at once
+        (:func:`_row_exact`: they are coupled through ``w_{y_i}``, with
+        curvature ``||x_i||^2 (I + 11^T)``, so single steps converge slowly
+        when a row has many targets) instead of one coordinate step per
+        variable in turn.
 
     Returns
     -------
@@ -126,6 +232,8 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
     score = np.zeros(width)
     delta = np.zeros(width)
     moved = np.empty(width, np.int64)
+    tvec = np.zeros(width)
+    bp = np.zeros(2 * width)
     cur_indptr = s_indptr.astype(np.int64)
     cur_indices = s_indices.astype(np.int32)
     cur_data = s_data.astype(np.float64)
@@ -153,14 +261,21 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
             xx = sqnorm[i]
             ci = cap[i]
             if xx > 0.0:
-                inv = 0.5 / xx
+                sxx = sigma * xx
+                inv = 0.5 / sxx
                 _scores(indptr, indices, data, i, Wt, off, nt, score)
                 sy = 0.0
                 for k in range(indptr[i], indptr[i + 1]):
                     sy += data[k] * Wt[indices[k], y]
-                n_mv = 0
-                dy = 0.0
-                for c in range(nt):
+                if exact_rows:
+                    n_mv, dy = _row_exact(alpha, score, sy, sxx, ci, nt, sk, tvec, bp, delta,
+                                          moved)
+                    nt_loop = 0
+                else:
+                    n_mv = 0
+                    dy = 0.0
+                    nt_loop = nt
+                for c in range(nt_loop):
                     if c == sk:
                         continue
                     a = alpha[c]
@@ -171,7 +286,7 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
                         an = ci
                     d = an - a
                     if d != 0.0:
-                        sy += d * xx
+                        sy += d * sxx
                         dy += d
                         alpha[c] = an
                         delta[n_mv] = d
@@ -182,6 +297,7 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
                     for k in range(indptr[i], indptr[i + 1]):
                         v = data[k]
                         j = indices[k]
+                        v *= sigma
                         Wt[j, y] += dy * v
                         for u in range(n_mv):
                             Wt[j, off + moved[u]] -= delta[u] * v

@@ -1,35 +1,47 @@
 """Group the rows of a :class:`~dasksvm.parallel.blocks.BlockSet` by label into bundles.
 
 Solvers that distribute over *classes* rather than rows (Weston-Watkins)
-need the rows of a class together. :func:`shuffle_by_class` does this once
-per fit, with tasks only:
+need the rows of a group of classes together. :func:`shuffle_by_class` does
+this once per fit, with tasks only:
 
 1. every block counts its rows per class (``K`` integers per block reach the
    client; these counts are the only thing about the data the client sees);
 2. the client assigns the classes to ``B`` bundles, balancing row counts
-   (:func:`assign_bundles`, greedy largest first), and the bundles to workers,
-   balancing rows again (:func:`place_bundles`);
-3. every block splits itself into ``B`` pieces on its own worker (one task per
-   block, then one small ``getitem`` task per piece);
-4. one task per bundle, placed on the bundle's worker, concatenates its
-   pieces into a :class:`Bundle`.
+   (:func:`assign_bundles`, greedy largest first);
+3. every block splits itself into ``B`` parts on its own worker (one task per
+   block, then one small ``getitem`` task per part);
+4. one task per *piece* concatenates parts into a :class:`Bundle`:
 
-The examples move once, from a block's worker to a bundle's worker (a piece
-whose block and bundle share a worker does not move at all); they never pass
-through the client. Nothing here knows any SVM formula: a label is just an
-integer in ``0..K-1`` that says which bundle a row goes to.
+   - layout ``"spread"``: a piece per (bundle, worker), made of the parts of
+     the blocks on that worker: no example leaves its worker;
+   - layout ``"owner"``: one piece per bundle, on a worker chosen to balance
+     rows (:func:`place_bundles`): the examples of a bundle cross the network
+     once, worker to worker.
+
+The examples never pass through the client. Nothing here knows any SVM
+formula: a label is just an integer in ``0..K-1`` that says which bundle a
+row goes to.
 """
 
 from __future__ import annotations
 
 import operator
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from .reduce import new_token
 
-__all__ = ["Bundle", "BundleSet", "assign_bundles", "place_bundles", "shuffle_by_class"]
+__all__ = [
+    "LAYOUTS",
+    "Bundle",
+    "BundlePiece",
+    "BundleSet",
+    "assign_bundles",
+    "place_bundles",
+    "shuffle_by_class",
+]
 
 
 class Bundle:
@@ -159,7 +171,7 @@ def _class_counts(block, n_classes):
         if not np.array_equal(lab, y) or lab.min() < 0 or lab.max() >= n_classes:
             bad = y[(lab != y) | (lab < 0) | (lab >= n_classes)][0]
             raise ValueError(
-                f"block {block.index}: label {bad!r} is not an integer in [0, {n_classes}); "
+                f"block {block.index}: label {float(bad)!r} is not an integer in [0, {n_classes}); "
                 "encode the labels as 0..n_classes-1 first"
             )
     else:
@@ -207,14 +219,31 @@ def _make_bundle(index, classes, n_columns, *pieces):
     return Bundle(X, label, w, rows, classes, index)
 
 
+class BundlePiece(NamedTuple):
+    """One piece of a bundle: rows of the bundle's classes that live on one worker."""
+
+    future: object  # Future of Bundle
+    worker: str
+    n_rows: int
+    nnz: int
+    n_cols: int
+
+
 class BundleSet:
-    """``B`` bundles of classes, each a future of :class:`Bundle` on one worker.
+    """``B`` bundles of classes, each held as pieces (futures of :class:`Bundle`).
+
+    Layouts (see :func:`shuffle_by_class`): ``"owner"``, one piece per bundle
+    on the bundle's own worker; ``"spread"``, one piece per worker holding
+    rows of the bundle, the rows that were on that worker already.
 
     Attributes
     ----------
-    futures : list of Future of Bundle
-    workers : list of str
-        Address of each bundle's worker (tasks on a bundle must run there).
+    layout : {"owner", "spread"}
+    pieces : list of list of BundlePiece
+        The pieces of each bundle (a bundle without rows has none).
+    home : list of str
+        A worker per bundle: the owner (``"owner"``), else the worker of the
+        bundle's largest piece; where per-bundle state not tied to rows starts.
     classes : list of ndarray of int64
         Sorted global labels of each bundle.
     n_rows : list of int
@@ -224,26 +253,24 @@ class BundleSet:
         Bundle of every class, and its position in that bundle's ``classes``.
     n_columns : int
     nbytes_moved : int
-        Bytes of examples that crossed between workers in the shuffle.
-    nnz, n_cols : list of int
-        Non-zeros and touched columns of each bundle.
+        Bytes of examples that crossed between workers in the shuffle (0 for
+        ``"spread"``).
     token : str
         Suffix of the shuffle's task keys.
     """
 
-    def __init__(self, client, futures, workers, classes, n_rows, class_counts, n_columns,
+    def __init__(self, client, layout, pieces, home, classes, n_rows, class_counts, n_columns,
                  nbytes_moved, token):
         self.client = client
-        self.futures = futures
-        self.workers = workers
+        self.layout = layout
+        self.pieces = pieces
+        self.home = home
         self.classes = classes
         self.n_rows = n_rows
         self.class_counts = class_counts
         self.n_columns = n_columns
         self.nbytes_moved = nbytes_moved
         self.token = token
-        self.nnz = [0] * len(futures)
-        self.n_cols = [0] * len(futures)
         K = len(class_counts)
         self.class_to_bundle = np.empty(K, dtype=np.int64)
         self.class_to_local = np.empty(K, dtype=np.int64)
@@ -252,20 +279,29 @@ class BundleSet:
             self.class_to_local[cl] = np.arange(len(cl))
 
     def __len__(self):
-        return len(self.futures)
+        return len(self.classes)
 
     @property
     def n_classes(self):
         return len(self.class_counts)
 
+    @property
+    def futures(self):
+        """All pieces' futures, bundle by bundle."""
+        return [pc.future for ps in self.pieces for pc in ps]
+
     def release(self):
         """Drop the bundles from the cluster's memory."""
-        for f in self.futures:
-            f.release()
-        self.futures = []
+        for ps in self.pieces:
+            for pc in ps:
+                pc.future.release()
+        self.pieces = [[] for _ in self.pieces]
 
 
-def shuffle_by_class(blocks, n_classes, n_bundles, *, key_prefix="shuffle"):
+LAYOUTS = ("spread", "owner")
+
+
+def shuffle_by_class(blocks, n_classes, n_bundles, *, layout="spread", key_prefix="shuffle"):
     """Regroup the rows of ``blocks`` into ``n_bundles`` bundles of whole classes.
 
     Parameters
@@ -274,16 +310,25 @@ def shuffle_by_class(blocks, n_classes, n_bundles, *, key_prefix="shuffle"):
         Blocks whose ``y`` holds integer labels ``0..n_classes-1`` (as float).
     n_classes : int
     n_bundles : int, 1 <= n_bundles <= n_classes
+    layout : {"spread", "owner"}
+        ``"spread"``: every worker groups *its own* rows by bundle, one piece
+        per (bundle, worker); no example leaves its worker. ``"owner"``: each
+        bundle is gathered whole on one worker (bundles placed to balance
+        rows, :func:`place_bundles`); the examples of a bundle cross the
+        network once, worker to worker.
     key_prefix : str
         Task keys are ``f"{key_prefix}-count-b{k}-<token>"``,
         ``f"{key_prefix}-split-b{k}-<token>"``,
         ``f"{key_prefix}-piece-b{k}-p{p}-<token>"`` and
-        ``f"{key_prefix}-bundle-p{p}-<token>"``.
+        ``f"{key_prefix}-bundle-p{p}-w{j}-<token>"`` (``j`` indexes the
+        workers in sorted order; ``"owner"`` uses the owner's index).
 
     Returns
     -------
     BundleSet
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     client = blocks.client
     n_classes = int(n_classes)
     token = new_token()
@@ -297,47 +342,68 @@ def shuffle_by_class(blocks, n_classes, n_bundles, *, key_prefix="shuffle"):
         class_to_bundle[cl] = b
     bundle_rows = [int(counts[cl].sum()) for cl in classes]
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    placed = place_bundles(bundle_rows, workers)
 
     offsets = np.concatenate([[0], np.cumsum(blocks.n_rows)]).astype(np.int64)
     splits = blocks.map(
         _split_block, class_to_bundle, key=f"{key_prefix}-split",
         per_block=[list(offsets[:-1])], n_bundles=B,
     )
-    pieces = [[None] * len(blocks) for _ in range(B)]
+    parts = [[None] * len(blocks) for _ in range(B)]
     size_f = []
     for k, fut in enumerate(splits):
         for p in range(B):
-            pieces[p][k] = client.submit(
+            parts[p][k] = client.submit(
                 operator.getitem, fut, p, key=f"{key_prefix}-piece-b{k}-p{p}-{token}",
-                workers=[blocks.workers[k]], allow_other_workers=True, pure=False,
+                workers=[blocks.workers[k]], allow_other_workers=False, pure=False,
             )
         size_f.append(client.submit(
             operator.getitem, fut, B, key=f"{key_prefix}-sizes-b{k}-{token}",
-            workers=[blocks.workers[k]], allow_other_workers=True, pure=False,
+            workers=[blocks.workers[k]], allow_other_workers=False, pure=False,
         ))
+    sizes = client.gather(size_f)
+    # (bundle, worker, block indices) of every piece to build
+    plan = []
+    if layout == "owner":
+        placed = place_bundles(bundle_rows, workers)
+        for p in range(B):
+            plan.append((p, placed[p], list(range(len(blocks)))))
+        moved = sum(sizes[k][p] for k in range(len(blocks)) for p in range(B)
+                    if blocks.workers[k] != placed[p])
+    else:
+        for p in range(B):
+            for w in workers:
+                ks = [k for k in range(len(blocks)) if blocks.workers[k] == w]
+                if any(sizes[k][p] for k in ks):
+                    plan.append((p, w, ks))
+        moved = 0
     futures = [
         client.submit(
-            _make_bundle, p, classes[p], blocks.n_columns, *pieces[p],
-            key=f"{key_prefix}-bundle-p{p}-{token}", workers=[placed[p]],
+            _make_bundle, p, classes[p], blocks.n_columns, *[parts[p][k] for k in ks],
+            key=f"{key_prefix}-bundle-p{p}-w{workers.index(w)}-{token}", workers=[w],
             allow_other_workers=False, pure=False,
         )
-        for p in range(B)
+        for p, w, ks in plan
     ]
-    sizes = client.gather(size_f)
-    moved = sum(sizes[k][p] for k in range(len(blocks)) for p in range(B)
-                if blocks.workers[k] != placed[p])
     infos = client.gather([
-        client.submit(_bundle_info, f, key=f"{key_prefix}-info-p{p}-{token}",
-                      workers=[placed[p]], allow_other_workers=False, pure=False)
-        for p, f in enumerate(futures)
+        client.submit(_bundle_info, f, key=f"{key_prefix}-info-{i}-{token}",
+                      workers=[w], allow_other_workers=False, pure=False)
+        for i, (f, (_, w, _)) in enumerate(zip(futures, plan, strict=True))
     ])
-    del splits, pieces  # the bundles exist: the pieces can go
-    out = BundleSet(client, futures, placed, classes, bundle_rows, counts, blocks.n_columns,
-                    int(moved), token)
-    out.nnz = [i[1] for i in infos]
-    out.n_cols = [i[2] for i in infos]
-    return out
+    del splits, parts  # the pieces exist: the split blocks can go
+    pieces = [[] for _ in range(B)]
+    for f, (p, w, _), (n_rows, nnz, n_cols) in zip(futures, plan, infos, strict=True):
+        if layout == "spread" and n_rows == 0:
+            f.release()
+            continue
+        pieces[p].append(BundlePiece(f, w, n_rows, nnz, n_cols))
+    home = []
+    for p in range(B):
+        if pieces[p]:
+            home.append(max(pieces[p], key=lambda pc: pc.n_rows).worker)
+        else:  # a bundle without rows: its weights start on a worker in turn
+            home.append(workers[p % len(workers)])
+    return BundleSet(client, layout, pieces, home, classes, bundle_rows, counts,
+                     blocks.n_columns, int(moved), token)
 
 
 def _bundle_info(bundle):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import cs_local, cs_loss
-from .multiclass_objectives import check_solver_params, line_search, run_rounds
+from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
 
 __all__ = ["solve_cs"]
 
@@ -66,7 +66,7 @@ class _CSModel:
         dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
         rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
         return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
-                "extra": {"gamma": gamma}}
+                "raw_step": float(raw_step(wd, dd, dlin)), "extra": {"gamma": gamma}}
 
     def coef(self):
         return np.ascontiguousarray(self.certified.T)
@@ -99,8 +99,8 @@ def solve_cs(
     sum_k alpha_{i,k} = 0, w_k = sum_i alpha_{i,k} x_i and
     D(alpha) = -1/2 sum_k ||w_k||^2 - sum_i sum_{k != y_i} alpha_{i,k}.
     Every example's alpha_i lives in one row block, so the blocks run CoCoA+
-    (local subproblem with curvature sigma' ||x_i||^2, sigma' = number of
-    blocks by default); each example step solves its K-variable QP exactly
+    (local subproblem with curvature sigma' ||x_i||^2, sigma' adapted within
+    [1, number of blocks] by default); each example step solves its K-variable QP exactly
     by sorting.
 
     One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
@@ -137,14 +137,27 @@ def solve_cs(
         Relative duality gap to reach.
     max_iter : int >= 1
         Update rounds at most.
-    local_passes : int >= 1
-        Passes over its rows each block makes per round.
-    sigma : float > 0, optional
-        sigma' of the local subproblems; default the number of blocks (the
-        safe CoCoA+ value). With the line search any sigma' > 0 still gives a
-        monotone, convergent dual ascent.
+    local_passes : int >= 1 or "auto"
+        Passes over every row per round (parallel: each block's passes over
+        its rows; ring: laps around the blocks, one pass per visit).
+        "auto" (default): enough that a round computes about 5e6 non-zero x
+        class updates per block, between 1 and 10.
+    sigma : None, "adaptive" or float > 0
+        sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
+        (default): "adaptive" for the parallel schedule (starts at the number
+        of blocks, the safe CoCoA+ value, and is halved / doubled within
+        [1, number of blocks] when the line search's unconstrained step is
+        above 1.5 / below 0.75), 1 for the ring. With the line search any
+        sigma' in [1, number of blocks] keeps every round a monotone ascent
+        at least as good as CoCoA averaging.
     line_search : bool
-        Choose gamma by exact line search (default) instead of gamma = 1.
+        Choose the step gamma in [0, 1] by exact line search on the dual
+        (default) instead of CoCoA+'s gamma = 1.
+    schedule : {"parallel", "ring"}
+        "parallel": CoCoA+, all blocks at once from the same model.
+        "ring": the blocks in turn, each starting from the changes of those
+        before it (exact sequential dual coordinate ascent, no two blocks
+        running at once; see :func:`~.multiclass_objectives.run_rounds`).
     random_state : int or None
         Seeds the row orders.
     verbose : int

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import llw_local, llw_loss
-from .multiclass_objectives import check_solver_params, line_search, run_rounds
+from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
 
 __all__ = ["LOCAL_V", "solve_llw"]
 
@@ -83,7 +83,7 @@ class _LLWModel:
         dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
         rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
         return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
-                "extra": {"gamma": gamma}}
+                "raw_step": float(raw_step(wd, dd, dlin)), "extra": {"gamma": gamma}}
 
     def coef(self):
         return np.ascontiguousarray(self.certified.T)
@@ -116,11 +116,12 @@ def solve_llw(
     (C_i = C times the row's weight). With u_k = sum_{i: y_i != k}
     alpha_{i,k} x_i and the multiplier v of the constraint, w_k = -(u_k + v)
     and D(alpha, v) = sum alpha - 1/2 sum_k ||u_k + v||^2, 0 <= alpha_{i,k}
-    <= C_i. For fixed v the dual separates over classes and over rows up to
-    the shared U, so the row blocks run CoCoA+ on alpha (local curvature
-    sigma' ||x_i||^2, sigma' = number of blocks by default); after every
-    round v <- -(1/K) sum_k u_k in closed form, which makes W = -(U + v) sum
-    to zero exactly (to rounding) and maximizes D over v.
+    <= C_i. The row blocks run CoCoA+ on alpha (local curvature
+    sigma' (1 - 1/K) ||x_i||^2 with the local view of v tracking the block's
+    own changes, see ``local_v``; sigma' adapted within [1, number of blocks]
+    by default); after every round v <- -(1/K) sum_k u_k in closed form,
+    which makes W = -(U + v) sum to zero exactly (to rounding) and maximizes
+    D over v.
 
     One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
     ``-allreduce-r{t}``):
@@ -129,7 +130,7 @@ def solve_llw(
        touched columns (a (n_touched_k, K) float64 array);
     2. each block computes its share of the loss at W_t, runs
        ``local_passes`` passes of dual coordinate ascent over its
-       alpha_{i,k} (k != y_i) with v fixed, and keeps the proposed alpha on
+       alpha_{i,k} (k != y_i), and keeps the proposed alpha on
        its worker (never sent);
     3. one all-reduce sums the blocks' changes of U (touched columns x K,
        zero rows dropped) and three scalars (loss, sum of alpha, its change);
@@ -158,12 +159,33 @@ def solve_llw(
         Relative duality gap to reach.
     max_iter : int >= 1
         Update rounds at most.
-    local_passes : int >= 1
-        Passes over its rows each block makes per round.
-    sigma : float > 0, optional
-        sigma' of the local subproblems (default: number of blocks).
+    local_passes : int >= 1 or "auto"
+        Passes over every row per round (parallel: each block's passes over
+        its rows; ring: laps around the blocks, one pass per visit).
+        "auto" (default): enough that a round computes about 5e6 non-zero x
+        class updates per block, between 1 and 10.
+    sigma : None, "adaptive" or float > 0
+        sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
+        (default): "adaptive" for the parallel schedule (starts at the number
+        of blocks, the safe CoCoA+ value, and is halved / doubled within
+        [1, number of blocks] when the line search's unconstrained step is
+        above 1.5 / below 0.75), 1 for the ring. With the line search any
+        sigma' in [1, number of blocks] keeps every round a monotone ascent
+        at least as good as CoCoA averaging.
     line_search : bool
-        Exact line search on the step (default) instead of gamma = 1.
+        Choose the step gamma in [0, 1] by exact line search on the dual
+        (default) instead of CoCoA+'s gamma = 1.
+    schedule : {"parallel", "ring"}
+        "parallel": CoCoA+, all blocks at once from the same model.
+        "ring": the blocks in turn, each starting from the changes of those
+        before it (exact sequential dual coordinate ascent, no two blocks
+        running at once; see :func:`~.multiclass_objectives.run_rounds`).
+    local_v : {"track", "fixed"}
+        How the local solver treats v (see
+        :func:`dasksvm.kernels.multiclass.llw_local`): "track" (default)
+        keeps it optimal for the block's own changes; "fixed" holds it
+        during the passes (formulations.md 2b; exact as well, but it
+        alternates between alpha and v and needed far more rounds).
     random_state : int or None
     verbose : int
     key_prefix : str

@@ -23,17 +23,28 @@ from typing import NamedTuple
 import numpy as np
 
 from ..kernels.multiclass import row_sq_norms
-from ..parallel.reduce import _combine_list, new_token, reduce_task_count
+from ..parallel.reduce import new_token, reduce_task_count
 
 __all__ = [
+    "SCHEDULES",
     "BlockState",
     "SparseRows",
+    "accumulate",
+    "adapt_sigma",
     "add_row_partials",
     "allreduce_rows",
+    "apply_step",
+    "auto_passes",
     "block_columns",
+    "block_round",
     "check_solver_params",
+    "final_alpha",
+    "line_search",
     "n_round_tasks",
     "prepare_block",
+    "raw_step",
+    "restrict_rows",
+    "run_rounds",
     "scatter_per_block",
 ]
 
@@ -96,6 +107,10 @@ def _sum_leaves(parts):
 def _sum_counted(parts):
     total = functools.reduce(add_row_partials, [p for p, _ in parts])
     return total, sum(b + _nbytes(p) for p, b in parts)
+
+
+def _combine_list(combine, *parts):
+    return combine(list(parts))
 
 
 def allreduce_rows(client, futures, *, split_every=8, key_prefix="allreduce"):
@@ -263,6 +278,27 @@ def final_alpha(out, gamma):
     return apply_step(out, gamma).alpha
 
 
+def raw_step(wd, dd, dlin):
+    """The unconstrained maximizer (dlin - wd) / dd of the dual along the proposal
+    (> 1: the blocks' proposals were too timid; < 1: they overshot); NaN when dd = 0."""
+    wd, dd, dlin = (np.asarray(a, dtype=float) for a in (wd, dd, dlin))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(dd > 0.0, (dlin - wd) / np.where(dd > 0.0, dd, 1.0), np.nan)
+
+
+def adapt_sigma(sigma, raw, n_blocks):
+    """``sigma="adaptive"``: halve sigma' when the raw step exceeds 1.5, double it
+    when under 0.75, within [1, n_blocks] (any sigma' in that range keeps the
+    line-searched round a monotone ascent at least as good as CoCoA averaging)."""
+    if not np.isfinite(raw):
+        return sigma
+    if raw > 1.5:
+        return max(1.0, sigma / 2.0)
+    if raw < 0.75:
+        return min(float(n_blocks), sigma * 2.0)
+    return sigma
+
+
 def line_search(wd, dd, dlin, enabled=True):
     """Step gamma in [0, 1] maximizing lin + gamma dlin - 1/2 ||W + gamma dW||^2.
 
@@ -390,11 +426,16 @@ def run_rounds(
     nb = len(blocks)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {schedule!r}")
-    if sigma is None:
+    adaptive = (isinstance(sigma, str) and sigma == "adaptive") or (
+        sigma is None and schedule == "parallel"
+    )
+    if adaptive and schedule != "parallel":
+        raise ValueError('sigma="adaptive" is for schedule="parallel"')
+    if sigma is None or adaptive:
         sigma = float(nb) if schedule == "parallel" else 1.0
+    if not isinstance(sigma, numbers.Real) or not sigma > 0:
+        raise ValueError(f'sigma must be > 0, None or "adaptive", got {sigma!r}')
     sigma = float(sigma)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
     if local_passes == "auto":
         local_passes = auto_passes(blocks, int(n_classes))
     seeds = round_seeds(random_state, nb)
@@ -476,8 +517,11 @@ def run_rounds(
             nbytes=up + down,
             bytes_reduce=up,
             bytes_model=down,
+            sigma=sigma,
             **step.get("extra", {}),
         )
+        if adaptive and passes:
+            sigma = adapt_sigma(sigma, step.get("raw_step", np.nan), nb)
         stop = step["stop"]
         if stop <= tol:
             converged = True

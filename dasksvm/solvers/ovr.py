@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import ovr_local, ovr_loss
-from .multiclass_objectives import check_solver_params, line_search, run_rounds
+from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
 
 __all__ = ["solve_ovr"]
 
@@ -73,6 +73,7 @@ class _OVRModel:
         wd = np.einsum("ij,ij->j", Wa[dW.indices], dW.values)
         dd = np.einsum("ij,ij->j", dW.values, dW.values)
         g = line_search(wd, dd, dlin, self.line_search) if updated else np.ones(m)
+        raw = raw_step(wd, dd, dlin)
         primal = 0.5 * wsq + loss
         dual = lin + g * dlin - 0.5 * (wsq + 2.0 * g * wd + g * g * dd)
         self.primal[act] = primal
@@ -89,6 +90,7 @@ class _OVRModel:
             "dual": float(np.sum(self.dual)),
             "stop": stop,
             "gamma": gamma,
+            "raw_step": float(np.nanmedian(raw)) if np.isfinite(raw).any() else np.nan,
             "extra": {
                 "class_rel_gaps": self.rel.tolist(),
                 "max_class_rel_gap": stop,

@@ -12,6 +12,7 @@ densifies only the columns its rows touch.
 
 from __future__ import annotations
 
+import functools
 import operator
 import time
 
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 from ..kernels.ww import ww_cd_pass, ww_hinge_sums, ww_own_scores
 from ..parallel.reduce import new_token
 from ..parallel.schedule import one_factorization
-from ..parallel.shuffle import shuffle_by_class
+from ..parallel.shuffle import LAYOUTS, shuffle_by_class
 from .result import History, SolverResult, relative_gap, warn_not_converged
 
 __all__ = ["solve_ww"]
@@ -39,16 +40,56 @@ _AUTO_SWEEPS_BYTES = 16 * 2**20
 # ---------------------------------------------------------------------------------------
 
 
+class _DenseBlock:
+    """A dense weight block, ``a`` of shape ``(d, n_classes_in_block)``, C-ordered.
+
+    In memory it stays dense (what the kernels want); on the wire (pickled
+    when it moves between worker processes) it travels as its non-zeros
+    when that is less than half the bytes: weight vectors of sparse data
+    touch few columns, and moving them is the only communication of a round.
+    """
+
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    def __reduce__(self):
+        flat = self.a.reshape(-1)
+        nz = np.flatnonzero(flat)
+        idx_type = np.int32 if flat.size < 2**31 else np.int64
+        if nz.size * (8 + np.dtype(idx_type).itemsize) < flat.nbytes // 2:
+            return (_dense_from_nonzeros, (self.a.shape, nz.astype(idx_type), flat[nz]))
+        return (_DenseBlock, (self.a,))
+
+    def wire_nbytes(self):
+        """Bytes this block takes when it moves (see ``__reduce__``)."""
+        nnz = int(np.count_nonzero(self.a))
+        idx = 4 if self.a.size < 2**31 else 8
+        return min(int(self.a.nbytes), nnz * (8 + idx))
+
+
+def _dense_from_nonzeros(shape, idx, vals):
+    a = np.zeros(shape)
+    a.reshape(-1)[idx] = vals
+    return _DenseBlock(a)
+
+
 def _w_nbytes(W):
     if sp.issparse(W):
         return int(W.data.nbytes + W.indices.nbytes + W.indptr.nbytes)
-    return int(W.nbytes)
+    return W.wire_nbytes()
 
 
 def _w_zeros(n_classes, n_columns, sparse):
     if sparse:
         return sp.csr_matrix((n_classes, n_columns), dtype=np.float64)
-    return np.zeros((n_columns, n_classes))
+    return _DenseBlock(np.zeros((n_columns, n_classes)))
+
+
+def _w_rows(W):
+    """``d`` of a block: its number of feature coordinates."""
+    return W.shape[1] if sp.issparse(W) else W.a.shape[0]
 
 
 def _w_load(W, cols, out):
@@ -59,13 +100,13 @@ def _w_load(W, cols, out):
     if sp.issparse(W):
         out[:] = W[:, cols].toarray().T
     else:
-        out[:] = W
+        out[:] = W.a
 
 
 def _w_store(W, cols, new):
     """The block ``W`` with its values on ``cols`` replaced by ``new`` (``(m, n_classes)``)."""
     if not sp.issparse(W):
-        return np.ascontiguousarray(new)
+        return _DenseBlock(np.ascontiguousarray(new))
     if len(cols) == 0:
         return W
     n, d = W.shape
@@ -89,12 +130,17 @@ def _w_dense_t(W, cols):
     """``(m, n_classes)`` dense C-ordered weights of a block (``cols`` in the sparse layout)."""
     if sp.issparse(W):
         return np.ascontiguousarray(W[:, cols].toarray().T)
-    return np.ascontiguousarray(W)
+    return W.a
 
 
 def _w_sqnorm(W):
-    v = W.data if sp.issparse(W) else W.ravel()
+    v = W.data if sp.issparse(W) else W.a.reshape(-1)
     return float(np.dot(v, v))
+
+
+def _w_coef_rows(W):
+    """The block as ``(n_classes_in_block, d)`` rows of ``coef`` (dense or CSR)."""
+    return W if sp.issparse(W) else W.a.T
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,138 +192,107 @@ def _full(n, v):
 
 
 def _n_cls(W, sparse):
-    return W.shape[0] if sparse else W.shape[1]
+    return W.shape[0] if sparse else W.a.shape[1]
 
 
-def _ww_link(bundle, alpha, Wpair, own_first, ranges, C, part_seed, link, n_links, seed,
-             passes, sparse):
-    """One link of a cross-worker pair chain (runs on the bundle's worker).
+def _stack_pieces(pieces, sparse):
+    """CSR triple, columns, squared norms and weights of the pieces' rows, stacked."""
+    if len(pieces) == 1:
+        pc = pieces[0]
+        indices = pc.local_indices if sparse else pc.X.indices
+        return (pc.X.indptr, indices, pc.X.data, pc.cols if sparse else None, pc.sqnorm,
+                pc.weight)
+    X = sp.vstack([pc.X for pc in pieces], format="csr")
+    if sparse:
+        cols = functools.reduce(np.union1d, [pc.cols for pc in pieces])
+        indices = np.searchsorted(cols, X.indices).astype(np.int32)
+    else:
+        cols, indices = None, X.indices
+    return (X.indptr, indices, X.data, cols, np.concatenate([pc.sqnorm for pc in pieces]),
+            np.concatenate([pc.weight for pc in pieces]))
 
-    Bundle ``p`` is the pair's first bundle when ``own_first``. Visits the
-    ``link``-th of ``n_links`` random parts of the bundle's rows (parts fixed
-    by ``part_seed``) and, for each, all its variables against the classes of
-    both bundles of the pair (intra-bundle pairs included). ``Wpair`` holds
-    the pair's two weight blocks, in pair order; only they may have come
-    from another worker.
 
-    Returns ``((W_a, W_b), (alpha, moved))``.
+def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, seed,
+             passes, exact_rows, sparse):
+    """One link of a pair chain (runs on the worker that holds ``pieces``).
+
+    The rows of the pieces (one or two bundles' rows on this worker), all
+    their variables ``alpha_{i,c}`` with ``c`` among the classes of the
+    weight blocks ``Ws`` (the pair's, in pair order: cross-bundle and
+    intra-bundle pairs alike), in one random order over the rows. Piece
+    ``j``'s own classes are block ``own_pos[j]``; ``ranges`` are the blocks'
+    columns in the dual matrices. With ``n_parts > 1`` only the ``part``-th
+    of ``n_parts`` random parts of each piece's rows is visited (parts fixed
+    by ``part_seeds``). Only ``Ws`` may have come from another worker.
+
+    Returns ``(tuple of new Ws, (alpha, moved) for each piece...)``.
     """
-    M, moved_before = alpha
-    W_a, W_b = Wpair
-    na, nb = _n_cls(W_a, sparse), _n_cls(W_b, sparse)
-    n = bundle.n_rows
-    cols = bundle.cols if sparse else None
-    m = len(cols) if sparse else W_a.shape[0]
-    Wt = np.empty((m, na + nb))
-    _w_load(W_a, cols, Wt[:, :na])
-    _w_load(W_b, cols, Wt[:, na:])
-    if n_links > 1:
-        rows = np.array_split(np.random.default_rng(part_seed).permutation(n), n_links)[link]
+    nws = [_n_cls(W, sparse) for W in Ws]
+    woff = np.concatenate([[0], np.cumsum(nws)]).astype(np.int64)
+    indptr, indices, data, cols, sqnorm, weight = _stack_pieces(pieces, sparse)
+    m = len(cols) if sparse else _w_rows(Ws[0])
+    Wt = np.empty((m, int(woff[-1])))
+    for j, W in enumerate(Ws):
+        _w_load(W, cols, Wt[:, woff[j]:woff[j + 1]])
+    sizes = [pc.n_rows for pc in pieces]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    n = int(starts[-1])
+    own = np.concatenate([pc.label + woff[q] for pc, q in zip(pieces, own_pos, strict=True)])
+    if n_parts > 1:
+        rows = np.concatenate([
+            starts[j] + np.array_split(np.random.default_rng(part_seeds[j]).permutation(nj),
+                                       n_parts)[part]
+            for j, nj in enumerate(sizes)
+        ])
     else:
         rows = np.arange(n)
-    own = bundle.label + (0 if own_first else na)
-    s_indptr, s_indices, s_data = _alpha_take(M, ranges)
-    indptr, indices, data = _rows_view(bundle, sparse)
+    takes = [_alpha_take(M, ranges) for M, _ in alphas]
+    s_indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in takes[:j])
+                                       for j, t in enumerate(takes)]).astype(np.int64)
     r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
-        indptr, indices, data, bundle.sqnorm, own, _full(n, 0), _full(n, na + nb), own,
-        C * bundle.weight, Wt, s_indptr, s_indices, s_data, rows.astype(np.int64), seed,
-        passes,
+        indptr, indices, data, sqnorm, own.astype(np.int64), _full(n, 0),
+        _full(n, int(woff[-1])), own.astype(np.int64), C * weight, Wt, s_indptr,
+        np.concatenate([t[1] for t in takes]), np.concatenate([t[2] for t in takes]),
+        rows.astype(np.int64), seed, passes, exact_rows, 1.0,
     )
-    new_a = _w_store(W_a, cols, Wt[:, :na])
-    new_b = _w_store(W_b, cols, Wt[:, na:])
-    return (new_a, new_b), (_alpha_put(M, ranges, r_indptr, r_indices, r_data),
-                            moved_before + moved)
+    out_alpha = []
+    for j, (M, moved_before) in enumerate(alphas):
+        lo, hi = r_indptr[starts[j]], r_indptr[starts[j + 1]]
+        new = _alpha_put(M, ranges, r_indptr[starts[j]:starts[j + 1] + 1] - lo,
+                         r_indices[lo:hi], r_data[lo:hi])
+        out_alpha.append((new, moved_before + (moved if j == 0 else 0)))
+    new_ws = tuple(_w_store(W, cols, Wt[:, woff[j]:woff[j + 1]]) for j, W in enumerate(Ws))
+    return (new_ws, *out_alpha)
 
 
-def _ww_joint(bundle_a, bundle_b, alpha_a, alpha_b, W_a, W_b, ranges, C, seed, passes,
-              sparse):
-    """A pair whose two bundles share a worker: all the variables of both bundles' rows
-    against the pair's classes, in one random order over the rows of both.
-
-    Returns ``(W_a, W_b, (alpha_a, moved), (alpha_b, moved))``.
-    """
-    (Ma, mva), (Mb, mvb) = alpha_a, alpha_b
-    na, nb = _n_cls(W_a, sparse), _n_cls(W_b, sparse)
-    n1, n2 = bundle_a.n_rows, bundle_b.n_rows
-    X = sp.vstack([bundle_a.X, bundle_b.X], format="csr")
-    if sparse:
-        cols = np.union1d(bundle_a.cols, bundle_b.cols)
-        indices = np.searchsorted(cols, X.indices).astype(np.int32)
-        m = len(cols)
-    else:
-        cols = None
-        indices = X.indices
-        m = W_a.shape[0]
-    Wt = np.empty((m, na + nb))
-    _w_load(W_a, cols, Wt[:, :na])
-    _w_load(W_b, cols, Wt[:, na:])
-    n = n1 + n2
-    own = np.concatenate([bundle_a.label, na + bundle_b.label]).astype(np.int64)
-    ia, xa, da = _alpha_take(Ma, ranges)
-    ib, xb, db = _alpha_take(Mb, ranges)
-    r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
-        X.indptr, indices, X.data, np.concatenate([bundle_a.sqnorm, bundle_b.sqnorm]), own,
-        _full(n, 0), _full(n, na + nb), own,
-        C * np.concatenate([bundle_a.weight, bundle_b.weight]), Wt,
-        np.concatenate([ia, ib[1:] + ia[-1]]), np.concatenate([xa, xb]),
-        np.concatenate([da, db]), np.arange(n, dtype=np.int64), seed, passes,
-    )
-    cut = r_indptr[n1]
-    new_ma = _alpha_put(Ma, ranges, r_indptr[: n1 + 1], r_indices[:cut], r_data[:cut])
-    new_mb = _alpha_put(Mb, ranges, r_indptr[n1:] - cut, r_indices[cut:], r_data[cut:])
-    # attribute the moves to bundle a (only the total over bundles is reported)
-    return (_w_store(W_a, cols, Wt[:, :na]), _w_store(W_b, cols, Wt[:, na:]),
-            (new_ma, mva + moved), (new_mb, mvb))
-
-
-def _ww_solo(bundle, alpha, W, ranges, C, seed, passes, sparse):
-    """All the variables of one bundle when it is the only one (``n_bundles=1``).
-
-    Returns ``(W, (alpha, moved))``.
-    """
-    M, moved_before = alpha
-    na = _n_cls(W, sparse)
-    n = bundle.n_rows
-    cols = bundle.cols if sparse else None
-    Wt = _w_dense_t(W, cols)
-    if not sparse:
-        Wt = Wt.copy()  # inputs are never mutated
-    s_indptr, s_indices, s_data = _alpha_take(M, ranges)
-    indptr, indices, data = _rows_view(bundle, sparse)
-    r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
-        indptr, indices, data, bundle.sqnorm, bundle.label, _full(n, 0), _full(n, na),
-        bundle.label, C * bundle.weight, Wt, s_indptr, s_indices, s_data,
-        np.arange(n, dtype=np.int64), seed, passes,
-    )
-    return _w_store(W, cols, Wt), (_alpha_put(M, ranges, r_indptr, r_indices, r_data),
-                                   moved_before + moved)
-
-
-def _ww_certify(bundle, alpha, W_own, sparse, own_index, targets, stats, *Ws):
-    """One bundle's share of the certificate (runs on the bundle's worker).
+def _ww_certify(piece, alpha, W_own, sparse, own_index, targets, stats, *Ws):
+    """One piece's share of the certificate (runs on the piece's worker).
 
     ``hinge`` = ``sum_i weight_i sum_c max(0, 1 - (w_{y_i} - w_c).x_i)`` over
-    the classes of the blocks ``Ws`` (``targets[j]`` is the bundle of
-    ``Ws[j]``; the row's own class is skipped). With ``stats`` also the
-    bundle's ``sum_c ||w_c||^2``, the size of its weight block, and the sum,
-    non-zeros and cumulative moves of its dual variables.
+    the piece's rows and the classes of the blocks ``Ws`` (``targets[j]`` is
+    the bundle of ``Ws[j]``; the row's own class is skipped). With ``stats``
+    also the sum, non-zeros and cumulative moves of the piece's duals.
     """
     out = {"hinge": 0.0}
     if stats:
         M, moved = alpha
-        out.update(sq=_w_sqnorm(W_own), nbytes=_w_nbytes(W_own), alpha_sum=float(M.sum()),
-                   alpha_nnz=int(M.nnz), moved=int(moved))
-    if bundle.n_rows == 0:
+        out.update(alpha_sum=float(M.sum()), alpha_nnz=int(M.nnz), moved=int(moved))
+    if piece.n_rows == 0:
         return out
-    indptr, indices, data = _rows_view(bundle, sparse)
-    cols = bundle.cols if sparse else None
-    own = ww_own_scores(indptr, indices, data, bundle.label, _w_dense_t(W_own, cols))
-    total = np.zeros(bundle.n_rows)
+    indptr, indices, data = _rows_view(piece, sparse)
+    cols = piece.cols if sparse else None
+    own = ww_own_scores(indptr, indices, data, piece.label, _w_dense_t(W_own, cols))
+    total = np.zeros(piece.n_rows)
     for q, Wq in zip(targets, Ws, strict=True):
-        total += ww_hinge_sums(indptr, indices, data, own, bundle.label, _w_dense_t(Wq, cols),
+        total += ww_hinge_sums(indptr, indices, data, own, piece.label, _w_dense_t(Wq, cols),
                                q == own_index)
-    out["hinge"] = float(np.dot(bundle.weight, total))
+    out["hinge"] = float(np.dot(piece.weight, total))
     return out
+
+
+def _ww_norm(W):
+    """``(sum_c ||w_c||^2, bytes)`` of a weight block."""
+    return _w_sqnorm(W), _w_nbytes(W)
 
 
 def _bundle_rows(bundle):
@@ -332,7 +347,9 @@ def solve_ww(
     max_iter=1000,
     n_bundles=None,
     inner_passes=1,
+    layout="auto",
     pair_sweeps="auto",
+    exact_rows=True,
     random_state=None,
     verbose=0,
     key_prefix="ww",
@@ -349,67 +366,70 @@ def solve_ww(
 
     through its dual over ``alpha_{i,c}`` in ``[0, C_i]`` (``c != y_i``),
     ``D(alpha) = sum alpha - 1/2 sum_c ||w_c(alpha)||^2``, with
-    ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``,
-    by exact coordinate steps on single ``alpha_{i,c}`` (each touches
-    ``w_{y_i}`` and ``w_c`` only).
+    ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``.
+    Every step is an exact dual ascent step that touches only the weight
+    vectors of the classes it involves: the single-variable step of
+    formulations.md, or (``exact_rows``, default) the exact maximization over
+    all of one row's variables in the task.
 
-    **Layout.** The rows are grouped once by class into ``B = n_bundles``
-    bundles of whole classes (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`:
-    classes balanced by row count, bundles balanced over workers; examples
-    cross the network once, never through the client). Bundle ``p`` keeps on
-    its worker its rows and their dual variables (a CSR matrix
-    ``(n_rows_p, K)`` of the non-zero ``alpha``). The weight block ``W_p``
-    (the ``w_c`` of ``p``'s classes) is the only thing that moves between
-    workers.
+    **Bundles and pieces.** The classes are split once into ``B =
+    n_bundles`` bundles with balanced row counts, and the rows are grouped by
+    bundle (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`, tasks only,
+    examples never through the client). With ``layout="spread"`` (default
+    for ``B > 1``) every worker groups the rows it already holds: a bundle
+    is a *piece* per worker and no example ever moves. With
+    ``layout="owner"`` (default for ``B = 1``) each bundle is gathered whole
+    on one worker (the examples move once, in the shuffle). A piece's dual
+    variables (a CSR matrix ``(rows, K)`` of the non-zero ``alpha``) stay on
+    the piece's worker; the weight block ``W_p`` (the ``w_c`` of bundle
+    ``p``'s classes) is the only thing that ever moves after the shuffle.
 
     **One epoch** = the rounds of :func:`~dasksvm.parallel.schedule.one_factorization`
-    ``(B)`` (``B - 1`` rounds, or ``B`` with a bye when ``B`` is odd). A
-    round holds disjoint bundle pairs ``{a, b}``, which run in parallel. The
-    task(s) of pair ``{a, b}`` update every variable ``alpha_{i,c}`` with
-    ``y_i`` in ``a`` or ``b`` and ``c`` in ``a`` or ``b``: the class pairs
-    across the two bundles and, as they touch ``W_a`` or ``W_b`` only, the
-    pairs inside each bundle too (so a bundle's intra-bundle variables are
-    visited in each of its ``B - 1`` rounds, which converged faster in our
-    runs than a separate intra-bundle round; with ``B = 1`` an epoch is one
-    task over all variables). Every cross pair is visited once per epoch,
-    each time ``inner_passes`` times:
+    ``(B)`` (``B - 1`` rounds, ``B`` with a bye when ``B`` is odd; one
+    "round" with the single bundle when ``B = 1``). A round holds disjoint
+    bundle pairs ``{a, b}``, run in parallel; pair ``{a, b}`` updates every
+    ``alpha_{i,c}`` with ``y_i`` and ``c`` both in ``a`` or ``b``: the class
+    pairs across the two bundles and, as they touch only ``W_a`` or
+    ``W_b``, the pairs inside each bundle too (so intra-bundle variables are
+    visited in each of a bundle's ``B - 1`` rounds, which converged faster
+    than a separate intra-bundle round).
 
-    - when ``a`` and ``b`` live on the same worker, one *joint* task runs the
-      passes over the rows of both bundles in one random order;
-    - otherwise the pair is a *chain* of ``2 * S`` tasks (``S`` =
-      ``pair_sweeps``): the rows of each bundle are cut into ``S`` random
-      parts and the chain alternates between the two workers, each link
-      running the passes over one part of its own rows and handing the
-      updated ``(W_a, W_b)`` to the next link. Rows stay; weights travel.
-      Alternating often matters: ``a``'s rows and ``b``'s rows pull
-      ``w_a - w_b`` in opposite directions, and solving one side against the
-      other frozen converges slowly (block Gauss-Seidel).
+    A pair is a **chain** of tasks ("links"), one per worker that holds rows
+    of ``a`` or ``b``, repeated ``S = pair_sweeps`` times; each link runs,
+    on its worker, ``inner_passes`` passes over (the ``s``-th of ``S``
+    random parts of) its rows of both bundles, in one random order, and
+    hands the updated ``(W_a, W_b)`` to the next link. The chains of a
+    round start on different workers, so they run side by side. Two facts
+    shaped this: rows of ``a`` and rows of ``b`` pull ``w_a - w_b`` in
+    opposite directions, so a link that sees the rows of only one bundle
+    (``"owner"`` layout, bundles on different workers) zigzags against the
+    next unless ``S`` is large; and the more links per epoch (``S`` and the
+    number of workers), the closer the chain comes to single-machine
+    coordinate descent. Every update is applied to the one current copy of
+    the weight blocks it touches, so ``W`` always equals ``W(alpha)``, and
+    the iterates depend on ``random_state``, ``B``, the layout,
+    ``inner_passes``, ``pair_sweeps`` and where the rows are, never on timing.
 
-    Every update is applied to the one current copy of the weight blocks it
-    touches, so ``W`` always equals ``W(alpha)`` and the algorithm is serial
-    dual coordinate ascent in a particular order: the iterates depend on
-    ``random_state``, ``B``, ``inner_passes``, ``pair_sweeps`` and on which
-    bundles share a worker, never on timing.
+    **What a round communicates.** ``(W_a, W_b)`` moves from link to link
+    when consecutive links are on different workers (``S * n_workers_of_pair
+    - 1`` times per pair, plus once when the blocks arrive from elsewhere).
+    No example (after the shuffle) and no dual variable ever moves. Task
+    keys: ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"`` (``a < b``;
+    ``b0-b0`` when ``B = 1``; ``round`` counts from 0 over the fit), each
+    followed by ``getitem`` tasks on the same worker (``...-w``, the weight
+    pair, ``-alpha{j}``) and per chain ``f"{key_prefix}-r{round}-b{a}-b{b}-w0"``
+    / ``-w1``; ``f"{key_prefix}-certify-e{epoch}-p{p}-{piece}-g{g}-{token}"``
+    and ``f"{key_prefix}-norm-e{epoch}-p{p}-{token}"`` for the certificate;
+    ``f"{key_prefix}-shuffle-..."`` for the shuffle.
 
-    **What a round communicates.** A chained pair moves ``(W_a, W_b)``
-    between its two workers once per link after the first (``2S - 1``
-    times), plus once if they arrive from another worker; a joint pair moves
-    them only if they arrive from elsewhere. No example and no dual
-    variable ever moves. Task keys: ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"``
-    (``link = 1..2S``) for chains, ``f"{key_prefix}-r{round}-b{a}-b{b}-j-{token}"``
-    for joint pair tasks (``a < b``), ``f"{key_prefix}-r{round}-b0-b0-{token}"``
-    when ``B = 1`` (``round`` counts from 0 over the fit), each followed by
-    small ``getitem`` tasks (``...-w``, ``-w0``, ``-w1``, ``-alpha``) on the
-    same worker; ``f"{key_prefix}-certify-e{epoch}-p{p}-g{g}-{token}"`` for
-    the certificate and ``f"{key_prefix}-shuffle-..."`` for the shuffle.
-
-    **Stopping rule.** After every epoch one task per bundle (more when the
-    weights are large), on the bundle's worker, returns its rows' hinge sums
-    against all classes, its ``sum_c ||w_c||^2`` and its ``sum alpha``; the
-    weight blocks travel to it (at most 256 MiB of densified weights per
-    task). The run stops when ``(P - D) / |P| <= tol``, which certifies
-    ``P(coef) - P* <= P - D``. After ``max_iter`` epochs without that, a
-    ``ConvergenceWarning`` is emitted.
+    **Stopping rule.** After every epoch, per piece, a task on the piece's
+    worker returns its rows' weighted hinge sums against all classes (the
+    weight blocks travel to it, at most 256 MiB of densified weights per
+    task) and the sum of its duals; per bundle a task returns ``sum_c
+    ||w_c||^2``. Then ``P = 1/2 sum ||w||^2 + C * hinge`` and ``D = sum alpha
+    - 1/2 sum ||w||^2``; the run stops when ``(P - D) / |P| <= tol``, which
+    certifies ``P(coef) - P* <= P - D``. After ``max_iter`` epochs without
+    that, a ``ConvergenceWarning`` is emitted.
 
     Parameters
     ----------
@@ -426,17 +446,27 @@ def solve_ww(
         Maximum number of epochs.
     n_bundles : int, optional
         ``B``, ``1 <= B <= n_classes`` (a larger value raises ``ValueError``).
-        Default ``min(2 * n_workers, n_classes)``; a round runs
-        ``floor(B / 2)`` pairs in parallel.
+        Default ``min(2 * n_workers, n_classes)``; a round runs ``floor(B / 2)``
+        pair chains side by side.
     inner_passes : int >= 1
-        Coordinate passes over its variables per task. With ``B = 1`` each
-        pass is a full pass of single-machine dual coordinate descent; with
-        ``B > 1`` extra passes help little (the rounds' blocks are coupled).
+        Coordinate passes per link over its rows' variables. More than one
+        helps when a chain is a single link (``B = 1`` with ``"owner"``);
+        in longer chains the links are coupled and extra passes do little.
+    layout : {"auto", "spread", "owner"}
+        See above; ``"auto"`` is ``"owner"`` for ``B = 1``, else ``"spread"``.
     pair_sweeps : int >= 1 or "auto"
         ``S`` above. ``"auto"``: 2 when the two largest weight blocks take at
-        most 16 MiB dense, else 1 (each alternation moves the blocks).
+        most 16 MiB dense, else 1 (every link hands the blocks on).
+    exact_rows : bool
+        When a link visits a row, maximize the dual exactly over all the
+        row's variables in the task at once (coupled through ``w_{y_i}``:
+        closed form up to a sort, :mod:`dasksvm.kernels.ww`) instead of one
+        coordinate step per variable. Same certificate, far fewer epochs with
+        many classes (``sector``, 45 classes: 12 passes instead of 496 to a
+        gap of 1e-4).
     random_state : int, numpy Generator / RandomState or None
-        Seeds the row orders; a fixed value makes the fit reproducible.
+        Seeds the row orders and parts; a fixed value makes the fit
+        reproducible.
     verbose : int
         Print one line per epoch when > 0.
     key_prefix : str
@@ -461,31 +491,35 @@ def solve_ww(
         the last epoch; ``n_iter`` epochs; ``history``, one record per epoch
         (``round`` = epoch; ``n_tasks`` = tasks submitted in the epoch,
         certificate included; ``bytes`` = weight-block bytes that crossed
-        between workers, sizes of sparse blocks as of the previous epoch's
-        end; plus ``epoch_time``, ``n_moved`` = coordinate steps that changed
-        a variable, ``nnz_alpha``); ``state`` with ``classes`` (the classes of
-        each bundle), ``workers``, ``n_bundles``, ``pair_sweeps``,
-        ``shuffle_bytes`` (example bytes the shuffle moved), ``sparse_coef``
-        and, with ``return_dual``, ``alpha``.
+        between workers, sparse blocks counted at their size at the end of
+        the previous epoch; plus ``epoch_time``, ``n_moved`` = variables
+        changed, ``nnz_alpha``); ``state`` with ``classes`` (the classes of
+        each bundle), ``layout``, ``pieces`` (``(worker, rows)`` of each
+        bundle's pieces), ``n_bundles``, ``pair_sweeps``, ``shuffle_bytes``
+        (example bytes the shuffle moved), ``sparse_coef`` and, with
+        ``return_dual``, ``alpha``.
 
     Notes
     -----
-    Memory per worker: its bundles' rows; their dual variables (non-zeros
+    Memory per worker: its pieces' rows; their dual variables (non-zeros
     only: 12 bytes each plus 8 per row); the weight blocks in flight. A
-    dense-layout pair task holds a ``d x (n_classes_in_a + n_classes_in_b)``
-    float64 slab plus its two inputs; a certificate task up to 256 MiB of
-    densified weights at a time. Tasks are pinned to their bundle's worker
+    dense-layout link holds a ``d x (n_classes_in_a + n_classes_in_b)``
+    float64 slab plus its inputs and outputs; a certificate task up to 256
+    MiB of densified weights at a time. Tasks are pinned to their worker
     (``allow_other_workers=False``) so that rows never move: a fit does not
     survive the loss of a worker.
 
     Dual coordinate ascent needs many passes for a small gap on
-    ill-conditioned data: on ``dna`` (C = 0.1) about 280 passes reach a
-    relative gap of 1e-4 on one machine, and the distributed schedule takes
-    somewhat more epochs than that (the blocks of a round are solved against
-    frozen others). For small problems the epochs are latency-bound (about
-    ``2 * (B - 1) * S`` sequential task hops each).
+    ill-conditioned data: on ``dna`` (3 classes, C = 0.1) about 280 passes
+    reach a relative gap of 1e-4 on one machine, and the distributed
+    schedule takes more epochs than that (the blocks of a round are solved
+    against frozen others). Small problems are latency-bound: an epoch is
+    about ``(B - 1) * S * n_workers`` sequential task hops plus the
+    certificate.
     """
     _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps)
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
     K = int(n_classes)
     C = float(C)
     client = blocks.client
@@ -493,20 +527,24 @@ def solve_ww(
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
     B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_workers, K))
     sparse = bool(sparse_coef) if sparse_coef is not None else K * d * 8 > max_dense_bytes
+    if layout == "auto":
+        layout = "owner" if B == 1 else "spread"
     next_seed = _seed_source(random_state)
     history = History(verbose=verbose, name="solve_ww")
     token = new_token()
     kp = key_prefix
     passes = int(inner_passes)
+    exact = bool(exact_rows)
 
-    bundles = shuffle_by_class(blocks, K, B, key_prefix=f"{kp}-shuffle")
-    wk = bundles.workers
+    bundles = shuffle_by_class(blocks, K, B, layout=layout, key_prefix=f"{kp}-shuffle")
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     ncls = [len(c) for c in bundles.classes]
     offs = np.concatenate([[0], np.cumsum(ncls)]).astype(np.int64)
     rng_of = [(int(offs[p]), int(offs[p + 1])) for p in range(B)]
     if pair_sweeps == "auto":
         biggest = sorted(ncls)[-2:]
-        sweeps = _AUTO_SWEEPS if sum(biggest) * d * 8 <= _AUTO_SWEEPS_BYTES else 1
+        small = sum(biggest) * d * 8 <= _AUTO_SWEEPS_BYTES
+        sweeps = _AUTO_SWEEPS if small else 1
     else:
         sweeps = int(pair_sweeps)
 
@@ -518,21 +556,18 @@ def solve_ww(
         return client.submit(operator.getitem, fut, i, key=f"{key}-{token}", workers=[where],
                              allow_other_workers=False, pure=False)
 
-    # state: weight blocks (future, worker, bytes) and dual variables (future, on wk[p])
-    W = [submit(_w_zeros, ncls[p], d, sparse, key=f"{kp}-init-w-p{p}", where=wk[p])
+    # state: weight blocks (future, worker, bytes); dual variables, one per piece, on its worker
+    home = bundles.home
+    W = [submit(_w_zeros, ncls[p], d, sparse, key=f"{kp}-init-w-p{p}", where=home[p])
          for p in range(B)]
-    wloc = list(wk)
-    wsize = [(ncls[p] + 1) * 4 if sparse else ncls[p] * d * 8 for p in range(B)]
-    alpha = [submit(_alpha_zeros, bundles.futures[p], K, key=f"{kp}-init-alpha-p{p}",
-                    where=wk[p]) for p in range(B)]
+    wloc = list(home)
+    wsize = [(ncls[p] + 1) * 4 if sparse else 0 for p in range(B)]  # all zeros: nothing to send
+    pieces = bundles.pieces
+    alpha = [[submit(_alpha_zeros, pc.future, K, key=f"{kp}-init-alpha-p{p}-{j}",
+                     where=pc.worker) for j, pc in enumerate(pieces[p])] for p in range(B)]
     moved_before = 0
-    schedule = [rnd for rnd in one_factorization(B) if rnd]
+    schedule = [rnd for rnd in one_factorization(B) if rnd] if B > 1 else [[(0,)]]
     transfers = []  # bytes of the weight blocks that crossed between workers this epoch
-
-    def move(p, where):
-        if wloc[p] != where:
-            transfers.append(wsize[p])
-            wloc[p] = where
 
     rnd_no = 0
     converged = False
@@ -542,84 +577,79 @@ def solve_ww(
         t_epoch = time.perf_counter()
         n_tasks = 0
         transfers.clear()
-        if B == 1:
-            base = f"{kp}-r{rnd_no}-b0-b0"
-            fut = submit(_ww_solo, bundles.futures[0], alpha[0], W[0], [rng_of[0]], C,
-                         next_seed(), passes, sparse, key=base, where=wk[0])
-            W[0] = pick(fut, 0, f"{base}-w0", wk[0])
-            alpha[0] = pick(fut, 1, f"{base}-alpha", wk[0])
-            n_tasks += 3
-            rnd_no += 1
         for rnd in schedule:
-            load = {}
-            for a, b in rnd:
-                base = f"{kp}-r{rnd_no}-b{a}-b{b}"
-                ranges = [rng_of[a], rng_of[b]]
-                if wk[a] == wk[b]:
-                    where = wk[a]
-                    move(a, where)
-                    move(b, where)
-                    fut = submit(_ww_joint, bundles.futures[a], bundles.futures[b], alpha[a],
-                                 alpha[b], W[a], W[b], ranges, C, next_seed(), passes, sparse,
-                                 key=f"{base}-j", where=where)
-                    W[a] = pick(fut, 0, f"{base}-j-w0", where)
-                    W[b] = pick(fut, 1, f"{base}-j-w1", where)
-                    alpha[a] = pick(fut, 2, f"{base}-j-alpha0", where)
-                    alpha[b] = pick(fut, 3, f"{base}-j-alpha1", where)
-                    n_tasks += 5
-                    continue
-                # chain: start on the bundle whose worker has started fewer chains this round
-                first, second = (a, b) if load.get(wk[a], 0) <= load.get(wk[b], 0) else (b, a)
-                load[wk[first]] = load.get(wk[first], 0) + 1
-                part_seed = {first: next_seed(), second: next_seed()}
-                pair = [W[a], W[b]]
+            for i_pair, pair in enumerate(rnd):
+                group = list(pair)  # the bundles of this task chain: (a, b), or (0,) if B == 1
+                base = f"{kp}-r{rnd_no}-" + "-".join(f"b{p}" for p in (group * 2)[:2])
+                ranges = [rng_of[p] for p in group]
+                held = {pc.worker for p in group for pc in pieces[p]}
+                if not held:
+                    continue  # no rows of these classes anywhere: no variables
+                # stagger the chains of a round over the workers, so that they run in parallel
+                start = i_pair % len(workers)
+                order = [w for w in workers[start:] + workers[:start] if w in held]
+                part_seeds = {(p, j): next_seed() for p in group for j in range(len(pieces[p]))}
+                ws = [W[p] for p in group]
                 link = 0
-                for sweep in range(sweeps):
-                    for p in (first, second):
+                for part in range(sweeps):
+                    for w in order:
+                        here = [(p, j) for p in group for j, pc in enumerate(pieces[p])
+                                if pc.worker == w]
                         link += 1
-                        where = wk[p]
-                        move(a, where)
-                        move(b, where)
                         key = f"{base}-h{link}"
-                        fut = submit(_ww_link, bundles.futures[p], alpha[p], pair, p == a,
-                                     ranges, C, part_seed[p], sweep, sweeps, next_seed(),
-                                     passes, sparse, key=key, where=where)
-                        pair = pick(fut, 0, f"{key}-w", where)
-                        alpha[p] = pick(fut, 1, f"{key}-alpha", where)
-                        n_tasks += 3
-                W[a] = pick(pair, 0, f"{base}-w0", wloc[a])
-                W[b] = pick(pair, 1, f"{base}-w1", wloc[b])
-                n_tasks += 2
+                        for p in group:
+                            if wloc[p] != w:
+                                transfers.append(wsize[p])
+                                wloc[p] = w
+                        fut = submit(
+                            _ww_link, [pieces[p][j].future for p, j in here],
+                            [alpha[p][j] for p, j in here], ws,
+                            [group.index(p) for p, _ in here], ranges, C,
+                            [part_seeds[pj] for pj in here], part, sweeps, next_seed(), passes,
+                            exact, sparse, key=key, where=w,
+                        )
+                        ws = pick(fut, 0, f"{key}-w", w)
+                        for u, (p, j) in enumerate(here, start=1):
+                            alpha[p][j] = pick(fut, u, f"{key}-alpha{u - 1}", w)
+                        n_tasks += 2 + len(here)
+                for u, p in enumerate(group):
+                    W[p] = pick(ws, u, f"{base}-w{u}", wloc[p])
+                    n_tasks += 1
             rnd_no += 1
 
-        # certificate: one task per bundle (more when the weights are large), on its worker
+        # certificate: per piece, its rows' hinge sums against every class (weights travel
+        # to the rows, at most _TASK_BYTES of densified weights per task) and its duals;
+        # per bundle, sum_c ||w_c||^2 where the block is
+        norm_f = [submit(_ww_norm, W[p], key=f"{kp}-norm-e{epoch}-p{p}", where=wloc[p])
+                  for p in range(B)]
         cert_f = []
         shipped = set()
         for p in range(B):
-            groups, cur, cur_bytes = [], [], 0
-            for q in range(B):
-                nb = ncls[q] * (max(1, bundles.n_cols[p]) if sparse else d) * 8
-                if cur and cur_bytes + nb > _TASK_BYTES:
-                    groups.append(cur)
-                    cur, cur_bytes = [], 0
-                cur.append(q)
-                cur_bytes += nb
-            groups.append(cur)
-            for g, grp in enumerate(groups):
-                for q in {*grp, p}:
-                    if wloc[q] != wk[p] and (q, wk[p]) not in shipped:
-                        shipped.add((q, wk[p]))
-                        transfers.append(wsize[q])
-                cert_f.append(submit(_ww_certify, bundles.futures[p], alpha[p], W[p], sparse,
-                                     p, grp, g == 0, *[W[q] for q in grp],
-                                     key=f"{kp}-certify-e{epoch}-p{p}-g{g}", where=wk[p]))
-                n_tasks += 1
-        certs = client.gather(cert_f)
-        del cert_f
-        stats = [c for c in certs if "sq" in c]
-        for p, st in enumerate(stats):
-            wsize[p] = st["nbytes"]
-        sq = sum(st["sq"] for st in stats)
+            for j, pc in enumerate(pieces[p]):
+                groups, cur, cur_bytes = [], [], 0
+                for q in range(B):
+                    nb = ncls[q] * (max(1, pc.n_cols) if sparse else d) * 8
+                    if cur and cur_bytes + nb > _TASK_BYTES:
+                        groups.append(cur)
+                        cur, cur_bytes = [], 0
+                    cur.append(q)
+                    cur_bytes += nb
+                groups.append(cur)
+                for g, grp in enumerate(groups):
+                    for q in {*grp, p}:
+                        if wloc[q] != pc.worker and (q, pc.worker) not in shipped:
+                            shipped.add((q, pc.worker))
+                            transfers.append(wsize[q])
+                    cert_f.append(submit(
+                        _ww_certify, pc.future, alpha[p][j], W[p], sparse, p, grp, g == 0,
+                        *[W[q] for q in grp],
+                        key=f"{kp}-certify-e{epoch}-p{p}-{j}-g{g}", where=pc.worker,
+                    ))
+        n_tasks += len(norm_f) + len(cert_f)
+        norms, certs = client.gather([norm_f, cert_f])
+        del norm_f, cert_f
+        sq = float(sum(v for v, _ in norms))
+        stats = [c for c in certs if "alpha_sum" in c]
         moved_total = sum(st["moved"] for st in stats)
         primal = 0.5 * sq + C * sum(c["hinge"] for c in certs)
         dual = sum(st["alpha_sum"] for st in stats) - 0.5 * sq
@@ -628,6 +658,8 @@ def solve_ww(
                     n_moved=int(moved_total - moved_before),
                     nnz_alpha=int(sum(st["alpha_nnz"] for st in stats)))
         moved_before = moved_total
+        for p in range(B):
+            wsize[p] = int(norms[p][1])
         if relative_gap(primal, dual) <= tol:
             converged = True
             break
@@ -646,10 +678,11 @@ def solve_ww(
         coef = stacked[inv]
     else:
         coef = np.empty((K, d))
-        coef[order] = np.concatenate([w.T for w in w_blocks], axis=0)
+        coef[order] = np.concatenate([_w_coef_rows(w) for w in w_blocks], axis=0)
     state = {
         "classes": [c.copy() for c in bundles.classes],
-        "workers": list(wk),
+        "layout": layout,
+        "pieces": [[(pc.worker, pc.n_rows) for pc in ps] for ps in pieces],
         "n_bundles": B,
         "pair_sweeps": sweeps,
         "shuffle_bytes": bundles.nbytes_moved,
@@ -674,13 +707,12 @@ def solve_ww(
 
 def _gather_alpha(client, bundles, alpha, n_samples, K, token):
     """Dense ``(n_samples, K)`` dual variables (tests / small problems)."""
-    rows = client.gather([
-        client.submit(_bundle_rows, f, key=f"ww-alpha-rows-p{p}-{token}", pure=False)
-        for p, f in enumerate(bundles.futures)
-    ])
-    mats = client.gather(alpha)
     order = np.concatenate(bundles.classes)
     out = np.zeros((n_samples, K))
-    for r, (M, _) in zip(rows, mats, strict=True):
-        out[np.ix_(r, order)] = M.toarray()
+    for p, ps in enumerate(bundles.pieces):
+        for j, pc in enumerate(ps):
+            rows = client.submit(_bundle_rows, pc.future, key=f"ww-alpha-rows-p{p}-{j}-{token}",
+                                 workers=[pc.worker], pure=False).result()
+            M, _ = alpha[p][j].result()
+            out[np.ix_(rows, order)] = M.toarray()
     return out

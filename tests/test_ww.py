@@ -1,0 +1,466 @@
+"""Weston-Watkins solver: exactness against cvxpy, the certificate, the distributed structure.
+
+The references are cvxpy (Clarabel) solves of the WW primal, cached per module
+in ``_REF``. Sizes are kept small so that the file runs in a few minutes on two
+cores: the distributed pair schedule needs tens of epochs and every epoch is a
+few dozen small tasks.
+"""
+
+import lzma
+import re
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from distributed import get_task_stream
+from sklearn.datasets import load_svmlight_file
+
+from dasksvm.exceptions import ConvergenceWarning
+from dasksvm.kernels.ww import ww_cd_pass, ww_hinge_sums, ww_own_scores
+from dasksvm.parallel.blocks import BlockSet
+from dasksvm.parallel.schedule import one_factorization
+from dasksvm.parallel.shuffle import assign_bundles, place_bundles, shuffle_by_class
+from dasksvm.solvers.ww import solve_ww
+
+_DATA = {}
+_REF = {}
+
+
+# ---------------------------------------------------------------------------------------
+# helpers: data, a numpy WW primal, W(alpha), the cvxpy reference
+# ---------------------------------------------------------------------------------------
+
+
+def _load(data_dir, name, n_rows=None):
+    """(X CSR float64 / int32, y encoded 0..K-1 as float, K) of the first ``n_rows`` rows."""
+    key = (name, n_rows)
+    if key not in _DATA:
+        with lzma.open(data_dir / f"{name}.xz") as f:
+            X, y = load_svmlight_file(f)
+        X = sp.csr_matrix(X, dtype=np.float64)
+        if n_rows is not None:
+            X, y = X[:n_rows], y[:n_rows]
+        X.indices = X.indices.astype(np.int32)
+        X.indptr = X.indptr.astype(np.int32)
+        classes, yy = np.unique(y, return_inverse=True)
+        _DATA[key] = (X, yy.astype(np.float64), len(classes))
+    return _DATA[key]
+
+
+def ww_primal(W, X, y, C):
+    """1/2 ||W||^2 + C sum_i sum_{c != y_i} max(0, 1 - (w_{y_i} - w_c).x_i), plain numpy."""
+    W = W.toarray() if sp.issparse(W) else np.asarray(W)
+    y = y.astype(np.int64)
+    M = np.asarray(X @ W.T)
+    own = M[np.arange(len(y)), y]
+    H = np.maximum(0.0, 1.0 - own[:, None] + M)
+    H[np.arange(len(y)), y] = 0.0
+    return 0.5 * float((W * W).sum()) + C * float(H.sum())
+
+
+def w_of_alpha(X, y, alpha):
+    """w_c = sum_{y_i = c} (sum_c' alpha_ic') x_i - sum_{y_i != c} alpha_ic x_i."""
+    y = y.astype(np.int64)
+    beta = -alpha.copy()
+    beta[np.arange(len(y)), y] = alpha.sum(axis=1)
+    return np.asarray((X.T @ beta).T)
+
+
+def reference(X, y, K, C, key):
+    """P* by cvxpy (Clarabel) on the primal with explicit slacks, cached in ``_REF``."""
+    if key in _REF:
+        return _REF[key]
+    cp = pytest.importorskip("cvxpy")
+    n, d = X.shape
+    y = y.astype(np.int64)
+    if d > n:
+        # the optimum lies in the span of the rows: solve on Z with Z Z^T = X X^T instead
+        ev, V = np.linalg.eigh((X @ X.T).toarray())
+        keep = ev > 1e-10 * ev.max()
+        X = sp.csr_matrix(V[:, keep] * np.sqrt(ev[keep]))
+        d = X.shape[1]
+    rows = np.concatenate([np.flatnonzero(y != c) for c in range(K)])
+    cls = np.concatenate([np.full(int((y != c).sum()), c) for c in range(K)])
+    coo = X[rows].tocoo()
+    m = len(rows)
+    A = sp.csr_matrix(
+        (np.concatenate([coo.data, -coo.data]),
+         (np.concatenate([coo.row, coo.row]),
+          np.concatenate([y[rows][coo.row] * d + coo.col, cls[coo.row] * d + coo.col]))),
+        shape=(m, K * d),
+    )
+    w = cp.Variable(K * d)
+    xi = cp.Variable(m)
+    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(w) + C * cp.sum(xi)),
+                      [xi >= 1 - A @ w, xi >= 0])
+    prob.solve(solver=cp.CLARABEL)
+    _REF[key] = float(prob.value)
+    return _REF[key]
+
+
+def _check_certificate(r, X, y, K, C, tol):
+    """The reported P, D, gap are those of coef and alpha, recomputed with numpy."""
+    coef = r.coef.toarray() if sp.issparse(r.coef) else r.coef
+    assert coef.shape == (K, X.shape[1])
+    P = ww_primal(coef, X, y, C)
+    assert P == pytest.approx(r.primal, rel=1e-9)
+    assert r.gap == pytest.approx(r.primal - r.dual, rel=1e-12, abs=1e-12)
+    alpha = r.state["alpha"]
+    yi = y.astype(np.int64)
+    assert np.all(alpha >= 0) and np.all(alpha <= C * (1 + 1e-12))
+    assert np.all(alpha[np.arange(len(yi)), yi] == 0)
+    W = w_of_alpha(X, y, alpha)
+    np.testing.assert_allclose(W, coef, atol=1e-9 * max(1.0, np.abs(coef).max()))
+    D = alpha.sum() - 0.5 * float((W * W).sum())
+    assert D == pytest.approx(r.dual, rel=1e-9, abs=1e-9)
+    assert (P - D) <= tol * abs(P) * (1 + 1e-9)
+    return P
+
+
+# ---------------------------------------------------------------------------------------
+# exactness against cvxpy (formulations.md section 5: WW primal to 1e-4 relative)
+# ---------------------------------------------------------------------------------------
+
+# (dataset, rows, C, n_blocks, n_bundles, layout, cluster, inner_passes)
+# dna has 3 classes: it runs as one bundle (layout "owner": all variables in one task per
+# epoch), its slow dual tail (~280 passes to 1e-4 at C = 0.1) covered by inner passes.
+EXACT_CASES = [
+    ("dna.scale", None, 0.05, 1, 1, "auto", "thread_client", 30),
+    ("dna.scale", None, 0.1, 2, 1, "auto", "process_client", 60),
+    ("dna.scale", None, 1.0, 4, 1, "auto", "thread_client", 150),
+    ("satimage.scale", 600, 0.1, 2, 2, "spread", "process_client", 1),
+    ("satimage.scale", 600, 0.1, 4, 4, "owner", "process_client", 1),
+    ("pendigits.scale", 600, 0.02, 1, 4, "spread", "thread_client", 1),
+    ("sector_pdsparse.heldout", 60, 1.0, 2, 4, "spread", "thread_client", 1),
+]
+
+
+@pytest.mark.parametrize(
+    "name, n_rows, C, n_blocks, n_bundles, layout, cluster, passes", EXACT_CASES,
+    ids=[f"{c[0].split('.')[0]}-C{c[2]}-k{c[3]}-B{c[4]}-{c[5]}-{c[6].split('_')[0]}"
+         for c in EXACT_CASES],
+)
+def test_primal_matches_cvxpy(request, data_dir, name, n_rows, C, n_blocks, n_bundles,
+                              layout, cluster, passes):
+    client = request.getfixturevalue(cluster)
+    X, y, K = _load(data_dir, name, n_rows)
+    p_star = reference(X, y, K, C, (name, n_rows, C))
+    blocks = BlockSet.from_arrays(client, X, y, n_blocks=n_blocks)
+    try:
+        tol = 1e-4
+        r = solve_ww(blocks, K, C=C, tol=tol, max_iter=1000, n_bundles=n_bundles,
+                     layout=layout, inner_passes=passes, random_state=0, return_dual=True)
+    finally:
+        blocks.release()
+    assert r.converged and r.rel_gap <= tol
+    assert r.state["n_bundles"] == n_bundles
+    assert r.state["layout"] == (layout if layout != "auto" else "owner")
+    P = _check_certificate(r, X, y, K, C, tol)
+    # Table 1: the same objective as the generic solver, to 1e-4 relative
+    assert abs(P - p_star) / p_star <= 1e-4 + 1e-7
+    # gap honesty: the suboptimality is never more than the reported gap
+    assert P - p_star <= r.gap + 1e-7 * p_star
+    assert r.dual <= p_star * (1 + 1e-7)
+    rec = r.history[-1]
+    assert rec["round"] == r.n_iter and rec["rel_gap"] == pytest.approx(r.rel_gap)
+    assert rec["n_tasks"] > 0
+
+
+def test_edge_cases_single_example_class_zero_rows_absent_classes(thread_client, data_dir):
+    """A class with one row, a class with none, all-zero rows, blocks missing classes."""
+    X0, y0, K0 = _load(data_dir, "satimage.scale", 150)
+    rng = np.random.default_rng(0)
+    one = sp.csr_matrix(rng.normal(size=(1, X0.shape[1])) * 0.3)
+    zeros = sp.csr_matrix((3, X0.shape[1]))
+    X = sp.vstack([X0, one, zeros], format="csr")
+    y = np.concatenate([y0, [K0], [0.0, 1.0, 2.0]])
+    K = K0 + 2  # class K0 has one row, class K0 + 1 has none
+    order = np.argsort(y, kind="stable")  # sorted: each of the 4 blocks lacks most classes
+    X, y = X[order], y[order]
+    C = 0.1
+    p_star = reference(X, y, K, C, ("edge", C))
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=4)
+    try:
+        r = solve_ww(blocks, K, C=C, tol=1e-4, max_iter=500, n_bundles=3, random_state=1,
+                     return_dual=True)
+    finally:
+        blocks.release()
+    assert r.converged
+    P = _check_certificate(r, X, y, K, C, 1e-4)
+    assert abs(P - p_star) / p_star <= 1e-4 + 1e-7
+    # an all-zero row has gradient 1 on every variable: all its alphas sit at C
+    alpha = r.state["alpha"]
+    zero_rows = np.flatnonzero(np.diff(X.indptr) == 0)
+    for i in zero_rows:
+        others = np.delete(alpha[i], int(y[i]))
+        np.testing.assert_allclose(others, C)
+
+
+def test_sparse_coef_layout_matches_dense(thread_client, data_dir):
+    X, y, K = _load(data_dir, "sector_pdsparse.heldout", 60)
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+    out = {}
+    try:
+        for sparse in (False, True):
+            with pytest.warns(ConvergenceWarning, match="solve_ww did not converge"):
+                out[sparse] = solve_ww(blocks, K, C=1.0, tol=1e-12, max_iter=3, n_bundles=4,
+                                       random_state=3, sparse_coef=sparse)
+    finally:
+        blocks.release()
+    assert sp.issparse(out[True].coef) and isinstance(out[False].coef, np.ndarray)
+    np.testing.assert_allclose(out[True].coef.toarray(), out[False].coef, atol=1e-12)
+    for a, b in zip(out[True].history, out[False].history, strict=True):
+        assert a["primal"] == pytest.approx(b["primal"], rel=1e-12)
+        assert a["dual"] == pytest.approx(b["dual"], rel=1e-12)
+    assert out[True].primal == pytest.approx(ww_primal(out[True].coef, X, y, 1.0), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# distributed structure: task keys, the schedule, what moves between workers
+# ---------------------------------------------------------------------------------------
+
+
+def _incoming(dask_worker):
+    return [k for rec in getattr(dask_worker, "transfer_incoming_log", ()) for k in rec["keys"]]
+
+
+@pytest.mark.parametrize("layout", ["spread", "owner"])
+def test_task_keys_schedule_and_only_weights_move(thread_client, data_dir, layout):
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    client = thread_client
+    blocks = BlockSet.from_arrays(client, X, y, n_blocks=2)
+    try:
+        with (
+            get_task_stream(client=client) as ts,
+            pytest.warns(ConvergenceWarning, match="solve_ww did not converge"),
+        ):
+            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=2, n_bundles=4,
+                         pair_sweeps=2, random_state=0)
+    finally:
+        blocks.release()
+    keys = [str(t["key"]) for t in ts.data]
+    pat = re.compile(r"^ww-r(\d+)-b(\d+)-b(\d+)-(h\d+)-[0-9a-f]{8}$")
+    by_round = {}
+    for k in keys:
+        m = pat.match(k)
+        if m:
+            by_round.setdefault(int(m.group(1)), set()).add((int(m.group(2)),
+                                                             int(m.group(3))))
+    # two epochs of the 1-factorization of 4 bundles: rounds 0..5, each a perfect matching
+    expected = list(one_factorization(4)) * 2
+    assert sorted(by_round) == list(range(6))
+    for rnd, pairs in by_round.items():
+        assert sorted(pairs) == expected[rnd]
+    assert any(k.startswith("ww-certify-e2-p3-") for k in keys)
+    assert any(k.startswith("ww-shuffle-bundle-p0-") for k in keys)
+    held = {w for ps in r.state["pieces"] for w, _ in ps}
+    if len(held) > 1:  # a chain alternates 2 workers, pair_sweeps times
+        assert any(re.match(r"^ww-r\d+-b\d+-b\d+-h4-", k) for k in keys)
+    assert [h["round"] for h in r.history] == [1, 2]
+    assert all(h["n_tasks"] > 0 for h in r.history)
+    assert r.state["pair_sweeps"] == 2
+    # after the shuffle only weight blocks cross between workers: never rows, never alphas
+    fit_keys = set(keys)
+    moved = [k for keys_w in client.run(_incoming).values() for k in keys_w
+             if str(k) in fit_keys]
+    weight = re.compile(r"^ww-(init-w-p\d+|r\d+-b\d+-b\d+-(h\d+-w|w[01]))-[0-9a-f]{8}$")
+    assert moved, "a 4-bundle fit on 2 workers moves weight blocks"
+    for k in moved:
+        assert k.startswith("ww-shuffle-piece-") or weight.match(k), k
+    if len(held) > 1:
+        assert sum(h["bytes"] for h in r.history) > 0
+    if layout == "spread":  # no example ever left its worker
+        assert r.state["shuffle_bytes"] == 0
+        assert not [k for k in moved if "shuffle" in k]
+
+
+@pytest.mark.parametrize("layout", ["spread", "owner"])
+def test_shuffle_groups_rows_by_class(thread_client, data_dir, layout):
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=3)
+    offsets = np.concatenate([[0], np.cumsum(blocks.n_rows)])
+    row_worker = np.repeat(blocks.workers, blocks.n_rows)
+    try:
+        bs = shuffle_by_class(blocks, K, 4, layout=layout, key_prefix="wwtest-shuffle")
+        pieces = [[thread_client.gather(pc.future) for pc in ps] for ps in bs.pieces]
+    finally:
+        blocks.release()
+    assert offsets[-1] == X.shape[0]
+    seen = []
+    counts = np.bincount(y.astype(int), minlength=K)
+    for p, ps in enumerate(pieces):
+        if layout == "owner":
+            assert len(ps) == 1
+        rows_p = []
+        for pc, b in zip(bs.pieces[p], ps, strict=True):
+            np.testing.assert_array_equal(b.classes, bs.classes[p])
+            np.testing.assert_array_equal(b.classes[b.label], y[b.rows])
+            np.testing.assert_allclose(b.X.toarray(), X[b.rows].toarray())
+            Xr = X[b.rows]
+            np.testing.assert_allclose(b.sqnorm, np.asarray(Xr.multiply(Xr).sum(1)).ravel())
+            np.testing.assert_array_equal(b.cols[b.local_indices], b.X.indices)
+            assert b.n_rows == pc.n_rows
+            if layout == "spread":  # the rows never left their worker
+                assert set(row_worker[b.rows]) <= {pc.worker}
+            rows_p.append(b.rows)
+        rows_p = np.concatenate(rows_p)
+        assert len(rows_p) == bs.n_rows[p] == counts[bs.classes[p]].sum()
+        seen.append(rows_p)
+    assert sorted(np.concatenate(seen)) == list(range(X.shape[0]))
+    assert sorted(np.concatenate(bs.classes)) == list(range(K))
+    assert (bs.nbytes_moved == 0) == (layout == "spread" or len(set(blocks.workers)) == 1)
+    bs.release()
+
+
+def test_assign_and_place_bundles_balance():
+    counts = np.array([50, 40, 30, 20, 10, 5, 5, 0])
+    groups = assign_bundles(counts, 3)
+    assert sorted(np.concatenate(groups)) == list(range(8))
+    loads = [counts[g].sum() for g in groups]
+    assert max(loads) - min(loads) <= 10
+    assert all(len(g) for g in groups)
+    with pytest.raises(ValueError, match="n_bundles must be in"):
+        assign_bundles(counts, 9)
+    where = place_bundles([10, 10, 10, 10], ["a", "b"])
+    assert sorted(where) == ["a", "a", "b", "b"]
+    assert place_bundles([100, 1, 1, 1], ["a", "b"]).count("a") == 1
+
+
+# ---------------------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_bundles": 4}, "n_bundles=4 is larger than n_classes=3"),
+        ({"n_bundles": 0}, "n_bundles must be an integer >= 1"),
+        ({"C": 0.0}, "C must be a positive"),
+        ({"tol": 0.0}, "tol must be > 0"),
+        ({"max_iter": 0}, "max_iter must be an integer"),
+        ({"inner_passes": 0}, "inner_passes must be an integer"),
+        ({"pair_sweeps": 0}, "pair_sweeps must be"),
+    ],
+)
+def test_bad_parameters(thread_client, kwargs, match):
+    X = np.eye(6)
+    y = np.array([0, 1, 2, 0, 1, 2], dtype=float)
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+    try:
+        with pytest.raises(ValueError, match=match):
+            solve_ww(blocks, 3, **kwargs)
+    finally:
+        blocks.release()
+
+
+def test_bad_labels(thread_client):
+    X = np.eye(4)
+    blocks = BlockSet.from_arrays(thread_client, X, np.array([0, 1, 5, 1.0]), n_blocks=2)
+    try:
+        with pytest.raises(ValueError, match=r"label 5.0 is not an integer in \[0, 3\)"):
+            solve_ww(blocks, 3)
+    finally:
+        blocks.release()
+    blocks = BlockSet.from_arrays(thread_client, X, np.array([0, 1, 0.5, 1.0]), n_blocks=1)
+    try:
+        with pytest.raises(ValueError, match="encode the labels"):
+            solve_ww(blocks, 3)
+    finally:
+        blocks.release()
+
+
+# ---------------------------------------------------------------------------------------
+# kernels against slow numpy versions
+# ---------------------------------------------------------------------------------------
+
+
+def _kernel_case(seed=0, n=12, d=5, K=4, C=0.7):
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix(rng.normal(size=(n, d)) * (rng.random((n, d)) < 0.7))
+    X.indices = X.indices.astype(np.int32)
+    y = rng.integers(0, K, n)
+    return X, y, K, C
+
+
+def _visit(X, y, K, C, Wt, seg, i, exact):
+    n = X.shape[0]
+    sq = np.asarray(X.multiply(X).sum(1)).ravel()
+    lab = y.astype(np.int64)
+    return ww_cd_pass(X.indptr, X.indices, X.data, sq, lab, np.zeros(n, np.int64),
+                      np.full(n, K, np.int64), lab, np.full(n, C), Wt, *seg,
+                      np.array([i], np.int64), 0, 1, exact, 1.0)
+
+
+def test_cd_pass_equals_sequential_numpy_steps():
+    X, y, K, C = _kernel_case()
+    n, d = X.shape
+    Xd = X.toarray()
+    Wt = np.zeros((d, K))
+    seg = (np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0))
+    Wref = np.zeros((K, d))
+    A = np.zeros((n, K))
+    order = np.random.default_rng(1).permutation(np.tile(np.arange(n), 3))
+    for i in order:
+        r = _visit(X, y, K, C, Wt, seg, i, False)
+        seg = r[:3]
+        x = Xd[i]
+        for c in range(K):  # formulations.md 2a, one variable at a time
+            if c == y[i]:
+                continue
+            if x @ x == 0:  # constant gradient 1: straight to the bound
+                A[i, c] = C
+                continue
+            g = 1.0 - (Wref[y[i]] - Wref[c]) @ x
+            a = min(max(A[i, c] + g / (2 * (x @ x)), 0.0), C)
+            Wref[y[i]] += (a - A[i, c]) * x
+            Wref[c] -= (a - A[i, c]) * x
+            A[i, c] = a
+    np.testing.assert_allclose(Wt.T, Wref, atol=1e-12)
+    got = sp.csr_matrix((seg[2], seg[1], seg[0]), shape=(n, K)).toarray()
+    np.testing.assert_allclose(got, A, atol=1e-12)
+
+
+def test_exact_rows_solve_the_row_block():
+    X, y, K, C = _kernel_case(seed=2, K=7, C=0.3)
+    n, d = X.shape
+    Xd = X.toarray()
+    Wt = np.zeros((d, K))
+    seg = (np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0))
+    for i in np.random.default_rng(3).permutation(np.tile(np.arange(n), 2)):
+        r = _visit(X, y, K, C, Wt, seg, i, True)
+        seg = r[:3]
+        alpha = sp.csr_matrix((seg[2], seg[1], seg[0]), shape=(n, K)).toarray()
+        x = Xd[i]
+        if x @ x == 0:
+            continue
+        # KKT of the row block: the projected gradient of every variable is zero
+        for c in range(K):
+            if c == y[i]:
+                continue
+            g = 1.0 - (Wt[:, y[i]] - Wt[:, c]) @ x
+            a = alpha[i, c]
+            if a <= 0.0:
+                assert g <= 1e-9
+            elif a >= C:
+                assert g >= -1e-9
+            else:
+                assert abs(g) <= 1e-9
+    # W stays W(alpha)
+    W = w_of_alpha(X, y.astype(float), sp.csr_matrix((seg[2], seg[1], seg[0]),
+                                                     shape=(n, K)).toarray())
+    np.testing.assert_allclose(W, Wt.T, atol=1e-12)
+
+
+def test_hinge_kernels_match_numpy():
+    X, y, K, C = _kernel_case(seed=4, K=5)
+    Wt = np.random.default_rng(5).normal(size=(X.shape[1], K))
+    lab = y.astype(np.int64)
+    own = ww_own_scores(X.indptr, X.indices, X.data, lab, Wt)
+    h = ww_hinge_sums(X.indptr, X.indices, X.data, own, lab, Wt, True)
+    M = X.toarray() @ Wt
+    np.testing.assert_allclose(own, M[np.arange(len(y)), y])
+    H = np.maximum(0, 1 - own[:, None] + M)
+    H[np.arange(len(y)), y] = 0
+    np.testing.assert_allclose(h, H.sum(1))
+    assert ww_primal(Wt.T, X, y, C) == pytest.approx(0.5 * (Wt**2).sum() + C * h.sum())
