@@ -3,7 +3,7 @@
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dasksvm.parallel.schedule import n_rounds, one_factorization
@@ -33,6 +33,7 @@ def test_one_factorization_all_small_n(n):
     _check(n)
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=1, max_value=200))
 def test_one_factorization_property(n):
     _check(n)
