@@ -341,6 +341,7 @@ def test_assign_and_place_bundles_balance():
         ({"max_iter": 0}, "max_iter must be an integer"),
         ({"inner_passes": 0}, "inner_passes must be an integer"),
         ({"pair_sweeps": 0}, "pair_sweeps must be"),
+        ({"layout": "rows"}, "layout must be 'auto' or one of"),
     ],
 )
 def test_bad_parameters(thread_client, kwargs, match):
@@ -389,7 +390,7 @@ def _visit(X, y, K, C, Wt, seg, i, exact):
     lab = y.astype(np.int64)
     return ww_cd_pass(X.indptr, X.indices, X.data, sq, lab, np.zeros(n, np.int64),
                       np.full(n, K, np.int64), lab, np.full(n, C), Wt, *seg,
-                      np.array([i], np.int64), 0, 1, exact, 1.0)
+                      np.array([i], np.int64), 0, 1, exact)
 
 
 def test_cd_pass_equals_sequential_numpy_steps():

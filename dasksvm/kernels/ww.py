@@ -162,7 +162,7 @@ def _grow(buf_row, buf_col, buf_val, nnz, size):
 
 @njit(nogil=True, cache=True)
 def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt,
-               s_indptr, s_indices, s_data, rows, seed, passes, exact_rows, sigma):
+               s_indptr, s_indices, s_data, rows, seed, passes, exact_rows):
     """Dual coordinate ascent over a set of WW dual variables.
 
     Row ``i``'s variables are ``alpha_{i,c}`` for the targets ``c`` in
@@ -261,14 +261,13 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
             xx = sqnorm[i]
             ci = cap[i]
             if xx > 0.0:
-                sxx = sigma * xx
-                inv = 0.5 / sxx
+                inv = 0.5 / xx
                 _scores(indptr, indices, data, i, Wt, off, nt, score)
                 sy = 0.0
                 for k in range(indptr[i], indptr[i + 1]):
                     sy += data[k] * Wt[indices[k], y]
                 if exact_rows:
-                    n_mv, dy = _row_exact(alpha, score, sy, sxx, ci, nt, sk, tvec, bp, delta,
+                    n_mv, dy = _row_exact(alpha, score, sy, xx, ci, nt, sk, tvec, bp, delta,
                                           moved)
                     nt_loop = 0
                 else:
@@ -286,7 +285,7 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
                         an = ci
                     d = an - a
                     if d != 0.0:
-                        sy += d * sxx
+                        sy += d * xx
                         dy += d
                         alpha[c] = an
                         delta[n_mv] = d
@@ -297,7 +296,6 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
                     for k in range(indptr[i], indptr[i + 1]):
                         v = data[k]
                         j = indices[k]
-                        v *= sigma
                         Wt[j, y] += dy * v
                         for u in range(n_mv):
                             Wt[j, off + moved[u]] -= delta[u] * v

@@ -253,7 +253,7 @@ def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, 
         indptr, indices, data, sqnorm, own.astype(np.int64), _full(n, 0),
         _full(n, int(woff[-1])), own.astype(np.int64), C * weight, Wt, s_indptr,
         np.concatenate([t[1] for t in takes]), np.concatenate([t[2] for t in takes]),
-        rows.astype(np.int64), seed, passes, exact_rows, 1.0,
+        rows.astype(np.int64), seed, passes, exact_rows,
     )
     out_alpha = []
     for j, (M, moved_before) in enumerate(alphas):
