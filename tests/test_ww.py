@@ -16,7 +16,7 @@ from distributed import get_task_stream
 from sklearn.datasets import load_svmlight_file
 
 from dasksvm.exceptions import ConvergenceWarning
-from dasksvm.kernels.ww import ww_cd_pass, ww_hinge_sums, ww_own_scores
+from dasksvm.kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
 from dasksvm.parallel.blocks import BlockSet
 from dasksvm.parallel.schedule import one_factorization
 from dasksvm.parallel.shuffle import assign_bundles, place_bundles, shuffle_by_class
@@ -164,6 +164,39 @@ def test_primal_matches_cvxpy(request, data_dir, name, n_rows, C, n_blocks, n_bu
     rec = r.history[-1]
     assert rec["round"] == r.n_iter and rec["rel_gap"] == pytest.approx(r.rel_gap)
     assert rec["n_tasks"] > 0
+
+
+@pytest.mark.parametrize("ws_margin", [None, 0.0, 0.5])
+def test_working_sets_keep_the_certified_optimum(thread_client, data_dir, ws_margin):
+    """Working sets (the default) change which variables a link visits, never the answer."""
+    X, y, K = _load(data_dir, "pendigits.scale", 600)
+    C = 0.02
+    p_star = reference(X, y, K, C, ("pendigits.scale", 600, C))
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+    try:
+        r = solve_ww(blocks, K, C=C, tol=1e-4, max_iter=1000, n_bundles=4, ws_margin=ws_margin,
+                     random_state=0, return_dual=True)
+    finally:
+        blocks.release()
+    assert r.converged
+    P = _check_certificate(r, X, y, K, C, 1e-4)
+    assert abs(P - p_star) / p_star <= 1e-4 + 1e-7
+    ws = [h["ws_nnz"] for h in r.history]
+    if ws_margin is None:
+        assert ws == [0] * len(ws)
+    else:  # the certificate's working set: a part of the n * (K - 1) variables
+        assert all(0 < v < len(y) * (K - 1) for v in ws)
+
+
+def test_ws_margin_is_checked(thread_client, data_dir):
+    X, y, K = _load(data_dir, "pendigits.scale", 100)
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=1)
+    try:
+        for bad in (-0.1, float("nan"), "0"):
+            with pytest.raises(ValueError, match="ws_margin must be None or a finite number"):
+                solve_ww(blocks, K, ws_margin=bad)
+    finally:
+        blocks.release()
 
 
 def test_edge_cases_single_example_class_zero_rows_absent_classes(thread_client, data_dir):
@@ -384,13 +417,15 @@ def _kernel_case(seed=0, n=12, d=5, K=4, C=0.7):
     return X, y, K, C
 
 
-def _visit(X, y, K, C, Wt, seg, i, exact):
+def _visit(X, y, K, C, Wt, seg, i, exact, ws=None):
     n = X.shape[0]
     sq = np.asarray(X.multiply(X).sum(1)).ravel()
     lab = y.astype(np.int64)
+    use_ws = ws is not None
+    ws = ws if use_ws else (np.zeros(n + 1, np.int64), np.zeros(0, np.int32))
     return ww_cd_pass(X.indptr, X.indices, X.data, sq, lab, np.zeros(n, np.int64),
                       np.full(n, K, np.int64), lab, np.full(n, C), Wt, *seg,
-                      np.array([i], np.int64), 0, 1, exact)
+                      np.array([i], np.int64), 0, 1, exact, use_ws, *ws)
 
 
 def test_cd_pass_equals_sequential_numpy_steps():
@@ -420,6 +455,62 @@ def test_cd_pass_equals_sequential_numpy_steps():
     np.testing.assert_allclose(Wt.T, Wref, atol=1e-12)
     got = sp.csr_matrix((seg[2], seg[1], seg[0]), shape=(n, K)).toarray()
     np.testing.assert_allclose(got, A, atol=1e-12)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_working_set_restricts_the_steps(exact):
+    """With a working set a visit changes only the set's variables and the row's non-zero
+    ones, and takes exactly the steps of the full visit restricted to them."""
+    X, y, K, C = _kernel_case(seed=6, K=6, C=0.5)
+    n, d = X.shape
+    rng = np.random.default_rng(7)
+    Wt = np.zeros((d, K))
+    seg = (np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0))
+    for i in range(n):  # some non-zero duals first
+        seg = _visit(X, y, K, C, Wt, seg, i, exact)[:3]
+    # a random working set per row (never the row's own class)
+    mask = rng.random((n, K)) < 0.4
+    mask[np.arange(n), y] = False
+    P = sp.csr_matrix(mask)
+    ws = (P.indptr.astype(np.int64), P.indices.astype(np.int32))
+    for i in rng.permutation(n):
+        before = sp.csr_matrix((seg[2], seg[1], seg[0]), shape=(n, K)).toarray()
+        allowed = mask[i] | (before[i] != 0)
+        seg = _visit(X, y, K, C, Wt, seg, i, exact, ws)[:3]
+        after = sp.csr_matrix((seg[2], seg[1], seg[0]), shape=(n, K)).toarray()
+        changed = after[i] != before[i]
+        assert not (changed & ~allowed).any()
+        np.testing.assert_array_equal(np.delete(after, i, 0), np.delete(before, i, 0))
+        # W stays W(alpha)
+        np.testing.assert_allclose(
+            w_of_alpha(X, y.astype(float), after), Wt.T, atol=1e-12)
+        if exact and (X[i].multiply(X[i]).sum() > 0):
+            # the row's variables in the set are optimal given the others (KKT)
+            x = X[i].toarray().ravel()
+            for c in np.flatnonzero(allowed):
+                g = 1.0 - (Wt[:, y[i]] - Wt[:, c]) @ x
+                a = after[i, c]
+                if a <= 0.0:
+                    assert g <= 1e-9
+                elif a >= C:
+                    assert g >= -1e-9
+                else:
+                    assert abs(g) <= 1e-9
+
+
+def test_hinge_screen_matches_numpy():
+    X, y, K, C = _kernel_case(seed=8, K=5)
+    Wt = np.random.default_rng(9).normal(size=(X.shape[1], K))
+    lab = y.astype(np.int64)
+    own = ww_own_scores(X.indptr, X.indices, X.data, lab, Wt)
+    M = X.toarray() @ Wt
+    H = 1 - own[:, None] + M
+    H[np.arange(len(y)), y] = -np.inf
+    for margin in (0.0, 0.3):
+        h, ip, ix = ww_hinge_screen(X.indptr, X.indices, X.data, own, lab, Wt, True, 10, margin)
+        np.testing.assert_allclose(h, np.maximum(H, 0).sum(1))
+        got = sp.csr_matrix((np.ones(len(ix)), ix - 10, ip), shape=(len(y), K)).toarray()
+        np.testing.assert_array_equal(got != 0, H > -margin)
 
 
 def test_exact_rows_solve_the_row_block():

@@ -24,9 +24,10 @@ column ``c`` (the position of the target class in the target bundle).
 Memory of one call of :func:`ww_cd_pass`: ``Wt`` (``m * n_w * 8`` bytes,
 updated in place), four scratch vectors of ``n_tgt`` entries, and the new
 segment (at most ``n_rows * n_tgt`` non-zeros; 20 bytes each while it is
-built, 12 bytes after). Time per pass: ``O(nnz * n_tgt)`` for the scores
-plus ``O(nnz * (1 + moved))`` per row for the write-back, where ``moved`` is
-the number of the row's variables that changed.
+built, 12 bytes after). Time per pass: ``O(nnz * n_visited)`` for the scores
+(``n_visited`` = ``n_tgt``, or the size of the row's working set) plus
+``O(nnz * (1 + moved))`` per row for the write-back, where ``moved`` is the
+number of the row's variables that changed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ww_cd_pass", "ww_hinge_sums", "ww_own_scores"]
+__all__ = ["ww_cd_pass", "ww_hinge_screen", "ww_hinge_sums", "ww_own_scores"]
 
 
 @njit(nogil=True, cache=True)
@@ -162,7 +163,8 @@ def _grow(buf_row, buf_col, buf_val, nnz, size):
 
 @njit(nogil=True, cache=True)
 def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt,
-               s_indptr, s_indices, s_data, rows, seed, passes, exact_rows):
+               s_indptr, s_indices, s_data, rows, seed, passes, exact_rows,
+               use_ws, w_indptr, w_indices):
     """Dual coordinate ascent over a set of WW dual variables.
 
     Row ``i``'s variables are ``alpha_{i,c}`` for the targets ``c`` in
@@ -213,6 +215,16 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
         curvature ``||x_i||^2 (I + 11^T)``, so single steps converge slowly
         when a row has many targets) instead of one coordinate step per
         variable in turn.
+    use_ws : bool
+        Visit only a **working set** of each row's targets: the targets
+        listed in row ``i`` of ``(w_indptr, w_indices)`` (columns
+        ``0..n_tgt[i]-1``, as for the dual variables) together with the
+        targets whose ``alpha_{i,c}`` is non-zero. The others stay at zero
+        for this call, so every step is still an exact ascent step of the
+        full dual and ``Wt`` still equals ``W(alpha)``; only their scores
+        are not computed. Without it every target is visited.
+    w_indptr, w_indices : CSR pattern, ``n`` rows
+        The working set (ignored unless ``use_ws``).
 
     Returns
     -------
@@ -230,6 +242,9 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
         width = max(width, n_tgt[i])
     alpha = np.zeros(width)
     score = np.zeros(width)
+    a_act = np.zeros(width)
+    act = np.empty(width, np.int64)
+    mark = np.zeros(width, np.bool_)
     delta = np.zeros(width)
     moved = np.empty(width, np.int64)
     tvec = np.zeros(width)
@@ -261,36 +276,60 @@ def ww_cd_pass(indptr, indices, data, sqnorm, own, tgt_off, n_tgt, skip, cap, Wt
             xx = sqnorm[i]
             ci = cap[i]
             if xx > 0.0:
+                # the targets visited in this row, ascending: all but sk, or the working set
+                na = 0
+                if use_ws:
+                    for k in range(w_indptr[i], w_indptr[i + 1]):
+                        mark[w_indices[k]] = True
+                    for k in range(cur_indptr[i], cur_indptr[i + 1]):
+                        mark[cur_indices[k]] = True
+                    for c in range(nt):
+                        if mark[c]:
+                            mark[c] = False
+                            if c != sk:
+                                act[na] = c
+                                na += 1
+                else:
+                    for c in range(nt):
+                        if c != sk:
+                            act[na] = c
+                            na += 1
                 inv = 0.5 / xx
-                _scores(indptr, indices, data, i, Wt, off, nt, score)
+                for a in range(na):
+                    score[a] = 0.0
+                    a_act[a] = alpha[act[a]]
                 sy = 0.0
                 for k in range(indptr[i], indptr[i + 1]):
-                    sy += data[k] * Wt[indices[k], y]
+                    v = data[k]
+                    j = indices[k]
+                    sy += v * Wt[j, y]
+                    for a in range(na):
+                        score[a] += v * Wt[j, off + act[a]]
                 if exact_rows:
-                    n_mv, dy = _row_exact(alpha, score, sy, xx, ci, nt, sk, tvec, bp, delta,
+                    n_mv, dy = _row_exact(a_act, score, sy, xx, ci, na, -1, tvec, bp, delta,
                                           moved)
-                    nt_loop = 0
+                    na_loop = 0
                 else:
                     n_mv = 0
                     dy = 0.0
-                    nt_loop = nt
-                for c in range(nt_loop):
-                    if c == sk:
-                        continue
-                    a = alpha[c]
-                    an = a + (1.0 - sy + score[c]) * inv
+                    na_loop = na
+                for a in range(na_loop):
+                    an = a_act[a] + (1.0 - sy + score[a]) * inv
                     if an < 0.0:
                         an = 0.0
                     elif an > ci:
                         an = ci
-                    d = an - a
+                    d = an - a_act[a]
                     if d != 0.0:
                         sy += d * xx
                         dy += d
-                        alpha[c] = an
+                        a_act[a] = an
                         delta[n_mv] = d
-                        moved[n_mv] = c
+                        moved[n_mv] = a
                         n_mv += 1
+                for u in range(n_mv):
+                    alpha[act[moved[u]]] = a_act[moved[u]]
+                    moved[u] = act[moved[u]]
                 if n_mv:
                     n_moved += n_mv
                     for k in range(indptr[i], indptr[i + 1]):
@@ -395,3 +434,50 @@ def ww_hinge_sums(indptr, indices, data, own, label, Wt, intra):
                 h += v
         out[i] = h
     return out
+
+
+@njit(nogil=True, cache=True)
+def ww_hinge_screen(indptr, indices, data, own, label, Wt, intra, col0, margin):
+    """:func:`ww_hinge_sums` plus each row's **working set** against these classes.
+
+    Class ``c`` (column ``c`` of ``Wt``) enters row ``i``'s working set when
+    its hinge argument ``1 - own[i] + w_c . x_i > -margin``, i.e. the row
+    misses class ``c`` by less than ``1 + margin``: those are the variables
+    whose gradient is positive or nearly so. (A variable outside the set
+    keeps its value while the set is in use; it enters the set of the next
+    certificate as soon as it violates, so the certificate, which always
+    sees every variable, decides convergence.)
+
+    Returns ``(h, ws_indptr, ws_indices)``: the hinge sums, float64 (n,), and
+    the working set as a CSR pattern whose column indices are ``col0 + c``
+    (int32).
+    """
+    n = own.shape[0]
+    nc = Wt.shape[1]
+    score = np.zeros(nc)
+    out = np.zeros(n)
+    ws_indptr = np.zeros(n + 1, np.int64)
+    size = max(16, 4 * n)
+    ws_indices = np.empty(size, np.int32)
+    nnz = 0
+    for i in range(n):
+        _scores(indptr, indices, data, i, Wt, 0, nc, score)
+        h = 0.0
+        base = 1.0 - own[i]
+        if nnz + nc > size:
+            size = max(2 * size, nnz + nc)
+            grown = np.empty(size, np.int32)
+            grown[:nnz] = ws_indices[:nnz]
+            ws_indices = grown
+        for c in range(nc):
+            if intra and c == label[i]:
+                continue
+            v = base + score[c]
+            if v > 0.0:
+                h += v
+            if v > -margin:
+                ws_indices[nnz] = col0 + c
+                nnz += 1
+        out[i] = h
+        ws_indptr[i + 1] = nnz
+    return out, ws_indptr, ws_indices[:nnz].copy()

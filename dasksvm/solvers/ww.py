@@ -19,7 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from ..kernels.ww import ww_cd_pass, ww_hinge_sums, ww_own_scores
+from ..kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
 from ..parallel.reduce import new_token
 from ..parallel.schedule import one_factorization
 from ..parallel.shuffle import LAYOUTS, shuffle_by_class
@@ -212,7 +212,7 @@ def _stack_pieces(pieces, sparse):
             np.concatenate([pc.weight for pc in pieces]))
 
 
-def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, seed,
+def _ww_link(pieces, alphas, wsets, Ws, own_pos, ranges, C, part_seeds, part, n_parts, seed,
              passes, exact_rows, sparse):
     """One link of a pair chain (runs on the worker that holds ``pieces``).
 
@@ -223,7 +223,9 @@ def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, 
     ``j``'s own classes are block ``own_pos[j]``; ``ranges`` are the blocks'
     columns in the dual matrices. With ``n_parts > 1`` only the ``part``-th
     of ``n_parts`` random parts of each piece's rows is visited (parts fixed
-    by ``part_seeds``). Only ``Ws`` may have come from another worker.
+    by ``part_seeds``). ``wsets`` are the pieces' working sets (CSR patterns
+    ``(rows, K)``, see :func:`_ww_certify`) or ``None`` (visit every
+    variable). Only ``Ws`` may have come from another worker.
 
     Returns ``(tuple of new Ws, (alpha, moved) for each piece...)``.
     """
@@ -249,11 +251,19 @@ def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, 
     takes = [_alpha_take(M, ranges) for M, _ in alphas]
     s_indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in takes[:j])
                                        for j, t in enumerate(takes)]).astype(np.int64)
+    use_ws = wsets is not None and all(ws is not None for ws in wsets)
+    if use_ws:
+        wt = [_alpha_take(P, ranges) for P in wsets]
+        w_indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in wt[:j])
+                                           for j, t in enumerate(wt)]).astype(np.int64)
+        w_indices = np.concatenate([t[1] for t in wt])
+    else:
+        w_indptr, w_indices = np.zeros(n + 1, np.int64), np.zeros(0, np.int32)
     r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
         indptr, indices, data, sqnorm, own.astype(np.int64), _full(n, 0),
         _full(n, int(woff[-1])), own.astype(np.int64), C * weight, Wt, s_indptr,
         np.concatenate([t[1] for t in takes]), np.concatenate([t[2] for t in takes]),
-        rows.astype(np.int64), seed, passes, exact_rows,
+        rows.astype(np.int64), seed, passes, exact_rows, use_ws, w_indptr, w_indices,
     )
     out_alpha = []
     for j, (M, moved_before) in enumerate(alphas):
@@ -265,29 +275,58 @@ def _ww_link(pieces, alphas, Ws, own_pos, ranges, C, part_seeds, part, n_parts, 
     return (new_ws, *out_alpha)
 
 
-def _ww_certify(piece, alpha, W_own, sparse, own_index, targets, stats, *Ws):
+def _ww_certify(piece, alpha, W_own, sparse, own_index, targets, col0, margin, stats, *Ws):
     """One piece's share of the certificate (runs on the piece's worker).
 
     ``hinge`` = ``sum_i weight_i sum_c max(0, 1 - (w_{y_i} - w_c).x_i)`` over
     the piece's rows and the classes of the blocks ``Ws`` (``targets[j]`` is
-    the bundle of ``Ws[j]``; the row's own class is skipped). With ``stats``
-    also the sum, non-zeros and cumulative moves of the piece's duals.
+    the bundle of ``Ws[j]``, whose classes are the dual matrix's columns
+    from ``col0[j]``; the row's own class is skipped). With ``stats`` also
+    the sum, non-zeros and cumulative moves of the piece's duals.
+
+    Returns ``(stats dict, parts)``: with ``margin`` (not ``None``) the
+    working set of the piece's rows against these classes, one CSR
+    ``(indptr, indices)`` pattern over the dual matrix's columns per block
+    (:func:`~dasksvm.kernels.ww.ww_hinge_screen`), else ``None``.
     """
     out = {"hinge": 0.0}
     if stats:
         M, moved = alpha
         out.update(alpha_sum=float(M.sum()), alpha_nnz=int(M.nnz), moved=int(moved))
     if piece.n_rows == 0:
-        return out
+        return out, ([] if margin is not None else None)
     indptr, indices, data = _rows_view(piece, sparse)
     cols = piece.cols if sparse else None
     own = ww_own_scores(indptr, indices, data, piece.label, _w_dense_t(W_own, cols))
     total = np.zeros(piece.n_rows)
-    for q, Wq in zip(targets, Ws, strict=True):
-        total += ww_hinge_sums(indptr, indices, data, own, piece.label, _w_dense_t(Wq, cols),
-                               q == own_index)
+    parts = []
+    for q, c0, Wq in zip(targets, col0, Ws, strict=True):
+        Wd = _w_dense_t(Wq, cols)
+        if margin is None:
+            total += ww_hinge_sums(indptr, indices, data, own, piece.label, Wd, q == own_index)
+        else:
+            h, p_indptr, p_indices = ww_hinge_screen(indptr, indices, data, own, piece.label,
+                                                      Wd, q == own_index, c0, margin)
+            total += h
+            parts.append((p_indptr, p_indices))
     out["hinge"] = float(np.dot(piece.weight, total))
-    return out
+    if margin is None:
+        return out, None
+    out["ws_nnz"] = int(sum(len(p[1]) for p in parts))
+    return out, parts
+
+
+def _ws_merge(n_rows, n_classes, *certs):
+    """A piece's working set, CSR pattern ``(n_rows, n_classes)``, from its certificate tasks."""
+    parts = [p for c in certs for p in c[1]]
+    counts = sum((np.diff(p[0]) for p in parts), np.zeros(n_rows, np.int64))
+    rows = np.concatenate([np.arange(n_rows).repeat(np.diff(p[0])) for p in parts]
+                          + [np.zeros(0, np.int64)])
+    order = np.argsort(rows, kind="stable")
+    indices = np.concatenate([p[1] for p in parts] + [np.zeros(0, np.int32)])[order]
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return sp.csr_matrix((np.ones(len(indices), np.int8), indices, indptr),
+                         shape=(n_rows, n_classes))
 
 
 def _ww_norm(W):
@@ -350,6 +389,7 @@ def solve_ww(
     layout="auto",
     pair_sweeps="auto",
     exact_rows=True,
+    ws_margin=0.0,
     random_state=None,
     verbose=0,
     key_prefix="ww",
@@ -426,7 +466,10 @@ def solve_ww(
     worker returns its rows' weighted hinge sums against all classes (the
     weight blocks travel to it, at most 256 MiB of densified weights per
     task) and the sum of its duals; per bundle a task returns ``sum_c
-    ||w_c||^2``. Then ``P = 1/2 sum ||w||^2 + C * hinge`` and ``D = sum alpha
+    ||w_c||^2``; with ``ws_margin`` the same task also returns the piece's
+    working set for the next epoch, which stays on the piece's worker
+    (``f"{key_prefix}-ws-e{epoch}-p{p}-{piece}-{token}"``). Then
+    ``P = 1/2 sum ||w||^2 + C * hinge`` and ``D = sum alpha
     - 1/2 sum ||w||^2``; the run stops when ``(P - D) / |P| <= tol``, which
     certifies ``P(coef) - P* <= P - D``. After ``max_iter`` epochs without
     that, a ``ConvergenceWarning`` is emitted.
@@ -464,6 +507,21 @@ def solve_ww(
         coordinate step per variable. Same certificate, far fewer epochs with
         many classes (``sector``, 45 classes: 12 passes instead of 496 to a
         gap of 1e-4).
+    ws_margin : float >= 0 or None
+        **Working sets** (LIBLINEAR-style shrinking, decided by the
+        certificate). The certificate of each epoch computes every score
+        ``w_c . x_i`` anyway; it also keeps, per row, the classes ``c`` with
+        ``1 - (w_{y_i} - w_c).x_i > -ws_margin`` (the variables whose
+        gradient is positive, or within ``ws_margin`` of it), and in the
+        next epoch a link visits only those and the row's non-zero
+        variables. Every step is still an exact ascent step of the full
+        dual, and the next certificate sees all variables again (a variable
+        that starts to violate enters the next working set), so the stopping
+        rule is unchanged. The first epoch visits everything. ``None``: no
+        working sets (every link visits every variable). Default 0: on
+        generated data with 500 classes (30k x 30k, 50 non-zeros per row,
+        1 worker) the working sets hold ~1% of the variables and the time to
+        a gap of 1e-3 fell from 56 s to 25 s (15 epochs instead of 14).
     random_state : int, numpy Generator / RandomState or None
         Seeds the row orders and parts; a fixed value makes the fit
         reproducible.
@@ -518,6 +576,9 @@ def solve_ww(
     certificate.
     """
     _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps)
+    if ws_margin is not None and (not isinstance(ws_margin, (int, float, np.number))
+                                  or not ws_margin >= 0 or not np.isfinite(ws_margin)):
+        raise ValueError(f"ws_margin must be None or a finite number >= 0, got {ws_margin!r}")
     if layout != "auto" and layout not in LAYOUTS:
         raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
     K = int(n_classes)
@@ -565,6 +626,8 @@ def solve_ww(
     pieces = bundles.pieces
     alpha = [[submit(_alpha_zeros, pc.future, K, key=f"{kp}-init-alpha-p{p}-{j}",
                      where=pc.worker) for j, pc in enumerate(pieces[p])] for p in range(B)]
+    wset = [[None] * len(pieces[p]) for p in range(B)]  # working sets: all variables at first
+    margin = None if ws_margin is None else float(ws_margin)
     moved_before = 0
     schedule = [rnd for rnd in one_factorization(B) if rnd] if B > 1 else [[(0,)]]
     transfers = []  # bytes of the weight blocks that crossed between workers this epoch
@@ -603,7 +666,7 @@ def solve_ww(
                                 wloc[p] = w
                         fut = submit(
                             _ww_link, [pieces[p][j].future for p, j in here],
-                            [alpha[p][j] for p, j in here], ws,
+                            [alpha[p][j] for p, j in here], [wset[p][j] for p, j in here], ws,
                             [group.index(p) for p, _ in here], ranges, C,
                             [part_seeds[pj] for pj in here], part, sweeps, next_seed(), passes,
                             exact, sparse, key=key, where=w,
@@ -623,9 +686,11 @@ def solve_ww(
         norm_f = [submit(_ww_norm, W[p], key=f"{kp}-norm-e{epoch}-p{p}", where=wloc[p])
                   for p in range(B)]
         cert_f = []
+        ws_f = []
         shipped = set()
         for p in range(B):
             for j, pc in enumerate(pieces[p]):
+                piece_f = []
                 groups, cur, cur_bytes = [], [], 0
                 for q in range(B):
                     nb = ncls[q] * (max(1, pc.n_cols) if sparse else d) * 8
@@ -640,14 +705,24 @@ def solve_ww(
                         if wloc[q] != pc.worker and (q, pc.worker) not in shipped:
                             shipped.add((q, pc.worker))
                             transfers.append(wsize[q])
-                    cert_f.append(submit(
-                        _ww_certify, pc.future, alpha[p][j], W[p], sparse, p, grp, g == 0,
-                        *[W[q] for q in grp],
-                        key=f"{kp}-certify-e{epoch}-p{p}-{j}-g{g}", where=pc.worker,
-                    ))
-        n_tasks += len(norm_f) + len(cert_f)
+                    key = f"{kp}-certify-e{epoch}-p{p}-{j}-g{g}"
+                    fut = submit(
+                        _ww_certify, pc.future, alpha[p][j], W[p], sparse, p, grp,
+                        [rng_of[q][0] for q in grp], margin, g == 0, *[W[q] for q in grp],
+                        key=key, where=pc.worker,
+                    )
+                    piece_f.append(fut)
+                    cert_f.append(pick(fut, 0, f"{key}-stats", pc.worker))
+                if margin is not None:
+                    ws_f.append((p, j, submit(_ws_merge, pc.n_rows, K, *piece_f,
+                                              key=f"{kp}-ws-e{epoch}-p{p}-{j}",
+                                              where=pc.worker)))
+                n_tasks += len(piece_f)
+        n_tasks += len(norm_f) + len(cert_f) + len(ws_f)
+        for p, j, fut in ws_f:
+            wset[p][j] = fut
         norms, certs = client.gather([norm_f, cert_f])
-        del norm_f, cert_f
+        del norm_f, cert_f, ws_f
         sq = float(sum(v for v, _ in norms))
         stats = [c for c in certs if "alpha_sum" in c]
         moved_total = sum(st["moved"] for st in stats)
@@ -656,7 +731,8 @@ def solve_ww(
         history.add(epoch, primal, dual, n_tasks=n_tasks, nbytes=int(sum(transfers)),
                     epoch_time=time.perf_counter() - t_epoch,
                     n_moved=int(moved_total - moved_before),
-                    nnz_alpha=int(sum(st["alpha_nnz"] for st in stats)))
+                    nnz_alpha=int(sum(st["alpha_nnz"] for st in stats)),
+                    ws_nnz=int(sum(c.get("ws_nnz", 0) for c in certs)))
         moved_before = moved_total
         for p in range(B):
             wsize[p] = int(norms[p][1])
@@ -690,7 +766,7 @@ def solve_ww(
     }
     if return_dual:
         state["alpha"] = _gather_alpha(client, bundles, alpha, blocks.n_samples, K, token)
-    del W, alpha
+    del W, alpha, wset
     bundles.release()
     return SolverResult(
         coef=coef,
