@@ -457,6 +457,19 @@ def test_cd_pass_equals_sequential_numpy_steps():
     np.testing.assert_allclose(got, A, atol=1e-12)
 
 
+def _assert_row_kkt(Wt, x, label, alpha_row, C, targets):
+    """Projected gradient zero for the row's variables ``targets``: the row block is solved."""
+    for c in targets:
+        g = 1.0 - (Wt[:, label] - Wt[:, c]) @ x
+        a = alpha_row[c]
+        if a <= 0.0:
+            assert g <= 1e-9
+        elif a >= C:
+            assert g >= -1e-9
+        else:
+            assert abs(g) <= 1e-9
+
+
 @pytest.mark.parametrize("exact", [False, True])
 def test_working_set_restricts_the_steps(exact):
     """With a working set a visit changes only the set's variables and the row's non-zero
@@ -486,20 +499,12 @@ def test_working_set_restricts_the_steps(exact):
             w_of_alpha(X, y.astype(float), after), Wt.T, atol=1e-12)
         if exact and (X[i].multiply(X[i]).sum() > 0):
             # the row's variables in the set are optimal given the others (KKT)
-            x = X[i].toarray().ravel()
-            for c in np.flatnonzero(allowed):
-                g = 1.0 - (Wt[:, y[i]] - Wt[:, c]) @ x
-                a = after[i, c]
-                if a <= 0.0:
-                    assert g <= 1e-9
-                elif a >= C:
-                    assert g >= -1e-9
-                else:
-                    assert abs(g) <= 1e-9
+            _assert_row_kkt(Wt, X[i].toarray().ravel(), y[i], after[i], C,
+                            np.flatnonzero(allowed))
 
 
 def test_hinge_screen_matches_numpy():
-    X, y, K, C = _kernel_case(seed=8, K=5)
+    X, y, K, _ = _kernel_case(seed=8, K=5)
     Wt = np.random.default_rng(9).normal(size=(X.shape[1], K))
     lab = y.astype(np.int64)
     own = ww_own_scores(X.indptr, X.indices, X.data, lab, Wt)
@@ -527,17 +532,7 @@ def test_exact_rows_solve_the_row_block():
         if x @ x == 0:
             continue
         # KKT of the row block: the projected gradient of every variable is zero
-        for c in range(K):
-            if c == y[i]:
-                continue
-            g = 1.0 - (Wt[:, y[i]] - Wt[:, c]) @ x
-            a = alpha[i, c]
-            if a <= 0.0:
-                assert g <= 1e-9
-            elif a >= C:
-                assert g >= -1e-9
-            else:
-                assert abs(g) <= 1e-9
+        _assert_row_kkt(Wt, x, y[i], alpha[i], C, [c for c in range(K) if c != y[i]])
     # W stays W(alpha)
     W = w_of_alpha(X, y.astype(float), sp.csr_matrix((seg[2], seg[1], seg[0]),
                                                      shape=(n, K)).toarray())

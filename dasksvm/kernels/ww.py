@@ -416,24 +416,10 @@ def ww_hinge_sums(indptr, indices, data, own, label, Wt, intra):
     own bundle). ``own[i]`` is ``w_{y_i} . x_i`` (:func:`ww_own_scores`).
 
     Returns float64 (n,). Time ``O(nnz * n_classes_in_Wt)``; memory one
-    vector of ``n_classes_in_Wt`` floats.
+    vector of ``n_classes_in_Wt`` floats. (:func:`ww_hinge_screen` with an
+    empty working set.)
     """
-    n = own.shape[0]
-    nc = Wt.shape[1]
-    score = np.zeros(nc)
-    out = np.zeros(n)
-    for i in range(n):
-        _scores(indptr, indices, data, i, Wt, 0, nc, score)
-        h = 0.0
-        base = 1.0 - own[i]
-        for c in range(nc):
-            if intra and c == label[i]:
-                continue
-            v = base + score[c]
-            if v > 0.0:
-                h += v
-        out[i] = h
-    return out
+    return ww_hinge_screen(indptr, indices, data, own, label, Wt, intra, 0, -np.inf)[0]
 
 
 @njit(nogil=True, cache=True)
