@@ -1,15 +1,19 @@
-"""Weston-Watkins on dask: epoch time on 1 and 2 workers, time to a duality gap, peers.
+"""Weston-Watkins on dask: epoch time on 1 and 2 cores, time to a duality gap, peers.
 
 What it measures, on generated text-like data (``dasksvm.datasets.make_classification``,
 ``nnz_per_row`` non-zeros per row, power-law class sizes):
 
-1. **Epoch time on 1 and 2 worker processes** (one thread each), with the same
-   number of bundles on both so that an epoch is the same work: the median
-   time of the epochs after the first (the first also pays for moving the
-   weights in and for loading the JIT-compiled kernels), and the speedup.
-2. **Time to a relative duality gap** ``--tol`` (default 1e-3) on the 2-worker
-   cluster: ``solve_ww`` from the shuffle to the certified stop, with the
-   epochs, the bytes moved and the peak RSS of each worker process.
+1. **Epoch time on three cluster shapes**: 1 worker process, 2 worker
+   processes (one thread each), and 1 worker process with 2 threads (the
+   kernels release the GIL, so two pair chains run side by side and the
+   weight blocks never leave the process). The same number of bundles on
+   all, so that an epoch is the same work: the median time of the epochs
+   after the first (the first visits every variable, later ones only the
+   working sets, and it also pays for moving the weights in and for loading
+   the JIT-compiled kernels), and the speedups against 1 worker.
+2. **Time to a relative duality gap** ``--tol`` (default 1e-3) on the shapes
+   of ``--gap-on``: ``solve_ww`` from the shuffle to the certified stop, with
+   the epochs, the bytes moved and the peak RSS of each worker process.
 3. **Peers**: scikit-learn ``LinearSVC`` (LIBLINEAR) Crammer-Singer and
    one-vs-rest (hinge loss), both without intercept, ``tol=--tol`` and a
    ``max_iter`` cap, on the same training rows in this process. LIBLINEAR's
@@ -75,12 +79,16 @@ def _parse(argv=None):
     p.add_argument("--chunk-rows", type=int, default=25_000, help="rows per input block")
     p.add_argument("--peer-max-iter", type=int, default=200,
                    help="max_iter of the LIBLINEAR peers")
+    p.add_argument("--gap-on", nargs="+", choices=tuple(CONFIGS), default=["2w", "1w2t"],
+                   help="cluster shapes that also run to the gap (1w, 2w, 1w2t)")
     p.add_argument("--skip-peers", action="store_true")
     p.add_argument("--big-classes", type=int, default=10_000, help="0 skips the big run")
     p.add_argument("--big-n-samples", type=int, default=50_000)
     p.add_argument("--big-n-features", type=int, default=100_000)
     p.add_argument("--big-n-bundles", type=int, default=16)
     p.add_argument("--big-epochs", type=int, default=2)
+    p.add_argument("--big-on", choices=tuple(CONFIGS), default="2w",
+                   help="cluster shape of the big run")
     p.add_argument("--big-sparse", choices=("auto", "yes", "no"), default="auto",
                    help="weight layout of the big run (auto: sparse when K*d*8 > 1 GiB)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
@@ -134,10 +142,16 @@ def accuracy(W, X, y, chunk=5000):
 # ---------------------------------------------------------------------------------------
 
 
-def _cluster(n_workers):
+#: cluster shapes of the epoch-time runs: label -> (worker processes, threads per worker)
+CONFIGS = {"1w": (1, 1), "2w": (2, 1), "1w2t": (1, 2)}
+CONFIG_NAMES = {"1w": "1 worker", "2w": "2 workers (processes)",
+                "1w2t": "1 worker, 2 threads"}
+
+
+def _cluster(n_workers, threads=1):
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
                            host="127.0.0.1", dashboard_address=None, silence_logs=40)
     return cluster, Client(cluster)
 
@@ -224,46 +238,49 @@ def main(argv=None):
                                 "random_state=0); first n_train rows train, rest test"}
 
     runs = {}
-    # 1. epoch time on 1 and 2 workers (same bundles, same work per epoch)
-    for w in (1, 2):
-        cluster, client = _cluster(w)
+    # 1. epoch time per cluster shape (same bundles: the same work per epoch)
+    # 2. time to the requested gap on the shapes of --gap-on
+    for label, (w, threads) in CONFIGS.items():
+        cluster, client = _cluster(w, threads)
         try:
             jit = _warm_up(client)
-            print(f"[{w} worker(s)] JIT warm-up {jit:.1f}s", flush=True)
+            print(f"[{label}] JIT warm-up {jit:.1f}s", flush=True)
             r, wall, mem = run_ww(client, Xtr_d, ytr_d, K, C=args.C, tol=1e-12,
                                   max_iter=args.timing_epochs, n_bundles=args.n_bundles,
                                   quiet=True)
             st = _epoch_stats(r)
-            runs[f"epochs-{w}w"] = {"workers": w, "jit_s": jit, "wall_s": wall, **st,
-                                    "peak_rss": mem, "n_bundles": r.state["n_bundles"],
-                                    "pair_sweeps": r.state["pair_sweeps"],
-                                    "shuffle_bytes": r.state["shuffle_bytes"]}
-            print(f"[{w} worker(s)] epoch {st['epoch_time_median']:.2f}s "
+            runs[f"epochs-{label}"] = {"workers": w, "threads": threads, "jit_s": jit,
+                                       "wall_s": wall, **st, "peak_rss": mem,
+                                       "n_bundles": r.state["n_bundles"],
+                                       "pair_sweeps": r.state["pair_sweeps"],
+                                       "shuffle_bytes": r.state["shuffle_bytes"]}
+            print(f"[{label}] epoch {st['epoch_time_median']:.2f}s "
                   f"(first {st['first_epoch_time']:.2f}s), peak RSS {mem['peak_mib']} MiB",
                   flush=True)
-            if w == 2:
-                # 2. time to the requested gap on 2 workers
+            if label in args.gap_on:
                 r, wall, mem = run_ww(client, Xtr_d, ytr_d, K, C=args.C, tol=args.tol,
                                       max_iter=args.max_epochs, n_bundles=args.n_bundles)
                 st = _epoch_stats(r)
                 hit = next((h["time"] for h in r.history if h["rel_gap"] <= args.tol), None)
                 coef = r.coef
-                runs["ww-2w"] = {
-                    "workers": 2, "wall_s": wall, "time_to_tol_s": hit,
+                runs[f"ww-{label}"] = {
+                    "workers": w, "threads": threads, "wall_s": wall, "time_to_tol_s": hit,
                     "epochs": r.n_iter, "converged": r.converged, "rel_gap": r.rel_gap,
                     "primal": r.primal, "dual": r.dual, **st, "peak_rss": mem,
                     "test_accuracy": accuracy(coef, Xte, yte),
                     "bytes_total": int(sum(h["bytes"] for h in r.history)),
+                    "ws_nnz": [h.get("ws_nnz") for h in r.history],
                     "n_bundles": r.state["n_bundles"], "pair_sweeps": r.state["pair_sweeps"],
                     "shuffle_bytes": r.state["shuffle_bytes"],
                 }
-                print(f"[2 workers] to rel gap {args.tol:g}: {hit} s, {r.n_iter} epochs, "
-                      f"acc {runs['ww-2w']['test_accuracy']:.4f}", flush=True)
+                print(f"[{label}] to rel gap {args.tol:g}: {hit} s, {r.n_iter} epochs, "
+                      f"acc {runs[f'ww-{label}']['test_accuracy']:.4f}", flush=True)
         finally:
             client.close()
             cluster.close()
-    e1, e2 = runs["epochs-1w"]["epoch_time_median"], runs["epochs-2w"]["epoch_time_median"]
-    out["speedup_epoch_2w_vs_1w"] = e1 / e2
+    e1 = runs["epochs-1w"]["epoch_time_median"]
+    out["speedup_epoch_vs_1w"] = {label: e1 / runs[f"epochs-{label}"]["epoch_time_median"]
+                                  for label in CONFIGS if label != "1w"}
     out["runs"] = runs
 
     # 3. peers (LIBLINEAR) in this process
@@ -305,7 +322,7 @@ def main(argv=None):
         Xb, yb = make_classification(nb, db, n_classes=Kb, nnz_per_row=args.nnz_per_row,
                                      class_sizes="powerlaw", chunks=args.chunk_rows,
                                      random_state=1)
-        cluster, client = _cluster(2)
+        cluster, client = _cluster(*CONFIGS[args.big_on])
         try:
             jit = _warm_up(client)
             r, wall, mem = run_ww(client, Xb, yb, Kb, C=args.C, tol=1e-12,
@@ -315,7 +332,8 @@ def main(argv=None):
                                       args.big_sparse])
             st = _epoch_stats(r)
             coef = r.coef
-            big = {"n_samples": nb, "n_features": db, "n_classes": Kb, "workers": 2,
+            big = {"n_samples": nb, "n_features": db, "n_classes": Kb,
+                   "cluster": CONFIG_NAMES[args.big_on],
                    "jit_s": jit, "wall_s": wall, **st, "peak_rss": mem,
                    "sparse_coef": r.state["sparse_coef"], "n_bundles": r.state["n_bundles"],
                    "pair_sweeps": r.state["pair_sweeps"], "coef_nnz": int(coef.nnz)
@@ -339,7 +357,7 @@ def main(argv=None):
 def _markdown(out, args):
     env, data, runs, peers, big = out["env"], out["data"], out["runs"], out["peers"], out["big"]
     lines = [
-        "# Weston-Watkins benchmark: dasksvm `solve_ww` on 1 and 2 workers vs LIBLINEAR\n",
+        "# Weston-Watkins benchmark: dasksvm `solve_ww` on 1 and 2 cores vs LIBLINEAR\n",
         (f"Run {env['date']} on {env['cpu_count']} cores / {env['memory_gib']} GiB (shared "
         f"machine; load average at start {env['loadavg_start']}, at end "
         f"{env.get('loadavg_end')}). Command: `python {' '.join(env['argv'])}`. Total wall "
@@ -349,28 +367,36 @@ def _markdown(out, args):
         f"C = {args.C}, no intercept. WW stops at a relative duality gap of {args.tol:g}; "
         f"LIBLINEAR runs with tol = {args.tol:g} (its own KKT-violation rule, not a gap) "
         f"and max_iter = {args.peer_max_iter}.\n"),
-        "## Epoch time, 1 vs 2 workers\n",
-        ("Same bundles on both (so an epoch is the same work); median of the epochs after "
+        "## Epoch time: 1 worker, 2 worker processes, 1 worker with 2 threads\n",
+        ("Same bundles everywhere (so an epoch is the same work); median of the epochs after "
         "the first. JIT = a tiny warm-up fit on the fresh cluster (numba cache).\n"),
     ]
     rows = []
-    for key in ("epochs-1w", "epochs-2w"):
-        r = runs[key]
-        rows.append([r["workers"], r["n_bundles"], r["pair_sweeps"], fmt(r["jit_s"], ".1f"),
-                     fmt(r["shuffle_time"], ".1f"), fmt(r["first_epoch_time"], ".1f"),
-                     fmt(r["epoch_time_median"], ".1f"),
+    for label in CONFIGS:
+        r = runs[f"epochs-{label}"]
+        rows.append([CONFIG_NAMES[label], r["n_bundles"], r["pair_sweeps"],
+                     fmt(r["jit_s"], ".1f"), fmt(r["shuffle_time"], ".1f"),
+                     fmt(r["first_epoch_time"], ".1f"), fmt(r["epoch_time_median"], ".2f"),
                      fmt(r["bytes_per_epoch"][-1] / 2**20, ".0f"),
                      fmt(r["peak_rss"]["peak_mib"], ".0f")])
-    lines.append(md_table(["workers", "bundles", "pair sweeps", "JIT (s)", "shuffle (s)",
+    lines.append(md_table(["cluster", "bundles", "pair sweeps", "JIT (s)", "shuffle (s)",
                            "first epoch (s)", "epoch (s)", "MiB moved / epoch",
-                           "peak RSS / worker (MiB)"], rows, "rrrrrrrrr"))
-    lines.append(f"\nSpeedup of an epoch, 2 workers vs 1: "
-                 f"**{out['speedup_epoch_2w_vs_1w']:.2f}x**.\n")
-    lines.append("## Time to the target, 2 workers, and the LIBLINEAR peers\n")
-    r = runs["ww-2w"]
-    rows = [["dasksvm WW (2 workers)", fmt(r["time_to_tol_s"], ".1f"), fmt(r["wall_s"], ".1f"),
-             r["epochs"], fmt(r["converged"]), f"{r['rel_gap']:.2e}",
-             fmt(r["test_accuracy"], ".4f"), fmt(r["peak_rss"]["peak_mib"], ".0f")]]
+                           "peak RSS / process (MiB)"], rows, "lrrrrrrrr"))
+    lines.append("\nSpeedup of an epoch against 1 worker: " + ", ".join(
+        f"{CONFIG_NAMES[k]} **{v:.2f}x**" for k, v in out["speedup_epoch_vs_1w"].items())
+        + ".\n")
+    lines.append("## Time to the target, and the LIBLINEAR peers\n")
+    rows = []
+    gaps = []
+    for label in CONFIGS:
+        r = runs.get(f"ww-{label}")
+        if r is None:
+            continue
+        rows.append([f"dasksvm WW ({CONFIG_NAMES[label]})", fmt(r["time_to_tol_s"], ".1f"),
+                     fmt(r["wall_s"], ".1f"), r["epochs"], fmt(r["converged"]),
+                     f"{r['rel_gap']:.2e}", fmt(r["test_accuracy"], ".4f"),
+                     fmt(r["peak_rss"]["peak_mib"], ".0f")])
+        gaps.append(f"{CONFIG_NAMES[label]}: " + ", ".join(f"{g:.2e}" for g in r["rel_gaps"]))
     for name, p in peers.items():
         rows.append([f"scikit-learn LinearSVC {name.split('-')[1].upper()} (LIBLINEAR, 1 core)",
                      "-", fmt(p["wall_s"], ".1f"), p["n_iter"], fmt(p["converged"]), "-",
@@ -378,13 +404,14 @@ def _markdown(out, args):
     lines.append(md_table(["method", "time to gap (s)", "fit wall (s)", "epochs / iters",
                            "converged", "final rel gap", "test acc", "peak RSS (MiB)"], rows,
                           "lrrrrrrr"))
-    lines.append("\nWW per-epoch relative gaps: "
-                 + ", ".join(f"{g:.2e}" for g in r["rel_gaps"]) + "\n")
+    lines.append("\nWW per-epoch relative gaps:\n")
+    lines.extend(f"- {g}" for g in gaps)
+    lines.append("")
     if big:
         lines.append(f"## {big['n_classes']:,} classes (sparse weight layout)\n")
         lines.append(
             f"{big['n_samples']:,} x {big['n_features']:,}, {big['n_classes']:,} power-law "
-            f"classes, 2 workers, {big['n_bundles']} bundles, pair sweeps "
+            f"classes, {big['cluster']}, {big['n_bundles']} bundles, pair sweeps "
             f"{big['pair_sweeps']}. A dense K x d weight matrix would take "
             f"{big['dense_coef_would_be_gib']:.1f} GiB; the sparse layout was "
             f"{'on' if big['sparse_coef'] else 'off (automatic choice)'}"

@@ -373,7 +373,7 @@ def _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_swe
             raise ValueError(
                 f"n_bundles={n_bundles} is larger than n_classes={n_classes}: every bundle "
                 f"needs at least one class; pass n_bundles <= {n_classes} (or None for "
-                "min(2 * n_workers, n_classes))"
+                "min(2 * n_threads, n_classes))"
             )
 
 
@@ -489,8 +489,11 @@ def solve_ww(
         Maximum number of epochs.
     n_bundles : int, optional
         ``B``, ``1 <= B <= n_classes`` (a larger value raises ``ValueError``).
-        Default ``min(2 * n_workers, n_classes)``; a round runs ``floor(B / 2)``
-        pair chains side by side.
+        Default ``min(2 * n_threads, n_classes)`` (``n_threads``: all worker
+        threads of the cluster); a round runs ``floor(B / 2)`` pair chains
+        side by side. The kernels release the GIL, so the chains of a round
+        also run side by side on the threads of one worker, where moving a
+        weight block between them costs nothing.
     inner_passes : int >= 1
         Coordinate passes per link over its rows' variables. More than one
         helps when a chain is a single link (``B = 1`` with ``"owner"``);
@@ -585,8 +588,9 @@ def solve_ww(
     C = float(C)
     client = blocks.client
     d = int(blocks.n_columns)
-    n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_workers, K))
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    n_threads = sum(int(w.get("nthreads", 1)) for w in info.values())
+    B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_threads, K))
     sparse = bool(sparse_coef) if sparse_coef is not None else K * d * 8 > max_dense_bytes
     if layout == "auto":
         layout = "owner" if B == 1 else "spread"
