@@ -31,7 +31,7 @@ def _fit_and_report(client, train_path, test_path, args):
     from . import LinearSVC
     from .datasets import load_svmlight
 
-    n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    n_workers = len(client.nthreads())
     print(f"cluster: {n_workers} workers; dashboard {client.dashboard_link}")
     t0 = time.perf_counter()
     n_features = args.n_features

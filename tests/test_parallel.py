@@ -7,6 +7,7 @@ import scipy.sparse as sp
 
 from dasksvm.parallel import (
     BlockSet,
+    SparseRows,
     SparseVector,
     add_partials,
     allreduce,
@@ -46,6 +47,35 @@ def test_sparse_sum_becomes_dense_when_full():
     s = add_partials(a, b)
     assert isinstance(s, np.ndarray)
     np.testing.assert_allclose(s, [1, 2, 3, 4, 0, 0, 0, 0])
+
+
+def test_add_partials_sparse_rows():
+    """SparseRows (touched rows x K) stay sparse rows through the sum, inside
+    tuples too (they are NamedTuples: not mistaken for a tuple of partials)."""
+    a = SparseRows(np.array([0, 3]), np.arange(6.0).reshape(2, 3), 5)
+    b = SparseRows(np.array([3, 4]), np.ones((2, 3)), 5)
+    s = add_partials(a, b)
+    assert isinstance(s, SparseRows)
+    np.testing.assert_array_equal(s.indices, [0, 3, 4])
+    np.testing.assert_allclose(s.toarray(), a.toarray() + b.toarray())
+    nested = add_partials((a, np.ones(2)), (b, np.ones(2)))
+    assert isinstance(nested[0], SparseRows)
+    np.testing.assert_allclose(nested[1], [2.0, 2.0])
+    assert partial_nbytes((a, np.ones(2))) == a.nbytes + 16
+    dense = np.ones((5, 3))
+    np.testing.assert_allclose(add_partials(dense, a), dense + a.toarray())
+    with pytest.raises(TypeError, match="SparseVector and a SparseRows"):
+        add_partials(SparseVector(np.array([1]), np.array([1.0]), 5), a)
+
+
+def test_allreduce_sparse_rows(thread_client):
+    parts = [SparseRows(np.array([k, k + 1]), np.full((2, 2), k + 1.0), 12) for k in range(10)]
+    futs = thread_client.scatter([(p, np.array([1.0])) for p in parts])
+    (rows, scalars), nbytes = allreduce(thread_client, futs, split_every=3)
+    expect = sum(p.toarray() for p in parts)
+    np.testing.assert_allclose(rows.toarray(), expect)
+    assert scalars[0] == 10.0
+    assert nbytes >= sum(p.nbytes + 8 for p in parts)
 
 
 def _identity(x):

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import inspect
+import numbers
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..parallel import BlockSet, get_client, to_csr
-from ..utils.validation import check_X
+from ..utils.validation import (
+    check_choice_params,
+    check_labels,
+    check_scalar_params,
+    check_X,
+    check_X_y,
+)
 
-__all__ = ["is_dask", "make_blocks", "linear_decision", "class_weight_per_class"]
+__all__ = [
+    "LinearSVMBase",
+    "class_weight_per_class",
+    "is_dask",
+    "linear_decision",
+    "make_blocks",
+    "set_init_params",
+]
 
 
 def is_dask(a):
@@ -115,5 +133,114 @@ def row_weights(y, classes, class_w, sample_weight):
     return w
 
 
-def resolve_client(client):
-    return get_client(client)
+def set_init_params(est, params):
+    """Store the arguments of ``est.__init__`` under their own names.
+
+    Call as ``set_init_params(self, locals())`` in ``__init__``: every
+    parameter becomes an attribute unchanged, nothing else is set and
+    nothing is checked (scikit-learn's convention; the checks run in fit).
+    """
+    for name in inspect.signature(type(est).__init__).parameters:
+        if name != "self":
+            setattr(est, name, params[name])
+
+
+class LinearSVMBase(ClassifierMixin, BaseEstimator):
+    """What :class:`~dasksvm.LinearSVC` and :class:`~dasksvm.MulticlassSVC` share.
+
+    Parameter checks (``_scalar_constraints``, ``_choices``), input checks,
+    fitting a solver on a :class:`~dasksvm.parallel.BlockSet` built from
+    the input, the fitted attributes, ``score``. Subclasses set every
+    ``__init__`` argument with :func:`set_init_params` and take from
+    their parameters ``C``, ``fit_intercept``, ``intercept_scaling``,
+    ``shuffle``, ``random_state`` and ``client``.
+    """
+
+    #: parameter -> (kind, low, high, low_open) for check_scalar_params
+    _scalar_constraints: ClassVar[dict] = {}
+    #: parameter -> its allowed values (strings)
+    _choices: ClassVar[dict] = {}
+
+    def _check_params(self):
+        check_choice_params(self, self._choices)
+        check_scalar_params(self, self._scalar_constraints)
+
+    def _seed(self):
+        """``random_state`` as an int seed (or None); a RandomState draws one."""
+        rs = self.random_state
+        if rs is None or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)):
+            return rs
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(0, 2**31 - 1))
+        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+
+    def _check_fit_input(self, X, y, sample_weight):
+        """The checked parameters and ``(X, y, sample_weight, classes)``, two classes or more."""
+        self._check_params()
+        X, y, sample_weight = check_X_y(X, y, sample_weight)
+        classes = check_labels(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"y has a single class ({classes[0]!r}); {type(self).__name__} needs "
+                "more than one class"
+                if len(classes)
+                else "y has no labels"
+            )
+        return X, y, sample_weight, classes
+
+    def _solve(self, X, y_encoded, weight, solve, *, name, random_state):
+        """``solve(blocks)`` on X with encoded labels and row weights as blocks
+        (named ``name``), released afterwards."""
+        blocks = make_blocks(
+            get_client(self.client),
+            X,
+            y_encoded,
+            weight,
+            fit_intercept=self.fit_intercept,
+            intercept_scaling=self.intercept_scaling,
+            shuffle=bool(self.shuffle),
+            random_state=random_state,
+            name=name,
+        )
+        try:
+            return solve(blocks)
+        finally:
+            blocks.release()
+
+    def _set_fitted(self, result, classes, n_outputs, n_features):
+        """The fitted attributes from a :class:`~dasksvm.solvers.result.SolverResult`
+        whose coef has ``n_outputs`` rows over the block columns."""
+        coef = result.coef
+        if hasattr(coef, "toarray"):
+            coef = coef.toarray()
+        coef = np.asarray(coef, dtype=np.float64).reshape(n_outputs, -1)
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        self.coef_ = np.ascontiguousarray(coef[:, :n_features])
+        if self.fit_intercept:
+            self.intercept_ = self.intercept_scaling * coef[:, n_features].copy()
+        else:
+            self.intercept_ = np.zeros(n_outputs)
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.converged_ = result.converged
+        self.primal_ = result.primal
+        self.dual_ = result.dual
+        self.rel_gap_ = result.rel_gap
+        return self
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on (X, y) (computed for dask input)."""
+        pred = self.predict(X)
+        if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
+            import dask
+
+            pred, y, sample_weight = dask.compute(pred, y, sample_weight)
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
+
+    def _check_fitted(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "coef_")

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from typing import ClassVar
 
 from ..solvers.cocoa import AGGREGATIONS, solve_cocoa
 from ..solvers.sgd import LEARNING_RATES, solve_sgd
-from ..utils.validation import check_labels, check_scalar_params, check_X_y
 from ._base import (
+    LinearSVMBase,
     class_counts,
     class_weight_per_class,
     encode_labels,
     is_dask,
     linear_decision,
-    make_blocks,
-    resolve_client,
     row_weights,
+    set_init_params,
 )
 
 __all__ = ["LinearSVC"]
@@ -25,7 +23,7 @@ SOLVERS = {"cocoa": solve_cocoa, "sgd": solve_sgd}
 LOSSES = ("hinge", "squared_hinge")
 
 
-class LinearSVC(ClassifierMixin, BaseEstimator):
+class LinearSVC(LinearSVMBase):
     """Binary linear SVM on Dask, certified by the duality gap.
 
     Minimizes, over w (and the intercept, handled as LIBLINEAR does: a
@@ -123,26 +121,9 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         client=None,
         verbose=0,
     ):
-        self.C = C
-        self.loss = loss
-        self.solver = solver
-        self.fit_intercept = fit_intercept
-        self.intercept_scaling = intercept_scaling
-        self.tol = tol
-        self.max_iter = max_iter
-        self.local_iters = local_iters
-        self.aggregation = aggregation
-        self.learning_rate = learning_rate
-        self.eta0 = eta0
-        self.averaging = averaging
-        self.batch_fraction = batch_fraction
-        self.shuffle = shuffle
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.client = client
-        self.verbose = verbose
+        set_init_params(self, locals())
 
-    _scalar_constraints = {
+    _scalar_constraints: ClassVar[dict] = {
         "C": ("real", 0.0, None, True),
         "intercept_scaling": ("real", 0.0, None, True),
         "tol": ("real", 0.0, None, False),
@@ -152,37 +133,32 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         "batch_fraction": ("real", 0.0, 1.0, True),
         "verbose": ("int", 0, None, False),
     }
-    _choices = {
+    _choices: ClassVar[dict] = {
         "loss": LOSSES,
         "solver": tuple(SOLVERS),
         "aggregation": tuple(AGGREGATIONS),
         "learning_rate": tuple(LEARNING_RATES),
     }
 
-    def _check_params(self):
-        check_scalar_params(self, self._scalar_constraints)
-        for name, options in self._choices.items():
-            if getattr(self, name) not in options:
-                raise ValueError(f"{name} must be one of {list(options)}, got {getattr(self, name)!r}")
-
-    def _solver_kwargs(self):
-        common = dict(
-            C=float(self.C),
-            loss=self.loss,
-            tol=float(self.tol),
-            max_iter=int(self.max_iter),
-            random_state=self.random_state,
-            verbose=self.verbose,
-        )
+    def _solver_kwargs(self, seed):
+        common = {
+            "C": float(self.C),
+            "loss": self.loss,
+            "tol": float(self.tol),
+            "max_iter": int(self.max_iter),
+            "random_state": seed,
+            "verbose": self.verbose,
+        }
         if self.solver == "cocoa":
-            return dict(common, local_iters=float(self.local_iters), aggregation=self.aggregation)
-        return dict(
-            common,
-            learning_rate=self.learning_rate,
-            eta0=float(self.eta0),
-            averaging=bool(self.averaging),
-            batch_fraction=float(self.batch_fraction),
-        )
+            return {**common, "local_iters": float(self.local_iters),
+                    "aggregation": self.aggregation}
+        return {
+            **common,
+            "learning_rate": self.learning_rate,
+            "eta0": float(self.eta0),
+            "averaging": bool(self.averaging),
+            "batch_fraction": float(self.batch_fraction),
+        }
 
     def fit(self, X, y, sample_weight=None):
         """Fit on X (n_samples, n_features) and y (n_samples,), two distinct labels.
@@ -192,14 +168,7 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         sample_weight : array of shape (n_samples,), optional
             Multiplies C per example.
         """
-        self._check_params()
-        X, y, sample_weight = check_X_y(X, y, sample_weight)
-        classes = check_labels(y)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has a single class ({classes[0]!r}); LinearSVC needs two classes"
-                if len(classes) else "y has no labels"
-            )
+        X, y, sample_weight, classes = self._check_fit_input(X, y, sample_weight)
         if len(classes) > 2:
             raise ValueError(
                 f"y has {len(classes)} classes; LinearSVC is binary. "
@@ -209,38 +178,13 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
         cw = class_weight_per_class(self.class_weight, classes, counts)
         y_pm = encode_labels(y, classes, [-1.0, 1.0])
         weight = row_weights(y, classes, cw, sample_weight)
-        client = resolve_client(self.client)
-        blocks = make_blocks(
-            client,
-            X,
-            y_pm,
-            weight,
-            fit_intercept=self.fit_intercept,
-            intercept_scaling=self.intercept_scaling,
-            shuffle=bool(self.shuffle),
-            random_state=self.random_state,
-            name="linearsvc-data",
+        seed = self._seed()
+        kwargs = self._solver_kwargs(seed)
+        result = self._solve(
+            X, y_pm, weight, lambda blocks: SOLVERS[self.solver](blocks, **kwargs),
+            name="linearsvc-data", random_state=seed,
         )
-        try:
-            result = SOLVERS[self.solver](blocks, **self._solver_kwargs())
-        finally:
-            blocks.release()
-        coef = np.asarray(result.coef, dtype=np.float64)
-        n_features = X.shape[1]
-        self.classes_ = classes
-        self.n_features_in_ = n_features
-        self.coef_ = coef[:n_features].reshape(1, -1)
-        if self.fit_intercept:
-            self.intercept_ = np.array([self.intercept_scaling * coef[n_features]])
-        else:
-            self.intercept_ = np.zeros(1)
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
-        self.converged_ = result.converged
-        self.primal_ = result.primal
-        self.dual_ = result.dual
-        self.rel_gap_ = result.rel_gap
-        return self
+        return self._set_fitted(result, classes, 1, X.shape[1])
 
     def decision_function(self, X):
         """w.x + b for each row: shape (n_samples,); lazy for dask X."""
@@ -257,19 +201,3 @@ class LinearSVC(ClassifierMixin, BaseEstimator):
                 lambda s: classes[(s > 0).astype(int)], dtype=classes.dtype
             )
         return self.classes_[(scores > 0).astype(int)]
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy (computed for dask input)."""
-        pred = self.predict(X)
-        if is_dask(pred) or is_dask(y):
-            import dask
-
-            pred, y = dask.compute(pred, y)
-        from sklearn.metrics import accuracy_score
-
-        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
-
-    def _check_fitted(self):
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "coef_")

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import numbers
+from typing import ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..solvers.cs import solve_cs
 from ..solvers.llw import solve_llw
 from ..solvers.ovr import solve_ovr
-from ..utils.validation import check_labels, check_scalar_params, check_X_y
 from ._base import (
+    LinearSVMBase,
     class_counts,
     class_weight_per_class,
     encode_labels,
     is_dask,
     linear_decision,
-    make_blocks,
-    resolve_client,
     row_weights,
+    set_init_params,
 )
 
 __all__ = ["SOLVERS", "MulticlassSVC"]
@@ -36,20 +35,11 @@ def solve_ww(blocks, n_classes, **kwargs):
 #: random_state, verbose, ...) -> SolverResult`` with coef of shape (n_classes, n_columns).
 SOLVERS = {"ww": solve_ww, "llw": solve_llw, "cs": solve_cs, "ovr": solve_ovr}
 
-#: estimator parameter -> (kind, low, high, low_open) for check_scalar_params
-_SCALARS = {
-    "C": ("real", 0.0, None, True),
-    "intercept_scaling": ("real", 0.0, None, True),
-    "tol": ("real", 0.0, None, True),
-    "max_iter": ("int", 1, None, False),
-    "verbose": ("int", 0, None, False),
-}
-
 #: multi_class -> the estimator parameters only that machine uses (and their defaults)
 _SPECIFIC = {"ww": {"n_bundles": None}, "llw": {}, "cs": {}, "ovr": {}}
 
 
-class MulticlassSVC(ClassifierMixin, BaseEstimator):
+class MulticlassSVC(LinearSVMBase):
     """Multiclass linear SVM on Dask, certified by the duality gap.
 
     One weight vector w_k per class, trained by one of four machines
@@ -162,25 +152,19 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         client=None,
         verbose=0,
     ):
-        self.multi_class = multi_class
-        self.C = C
-        self.fit_intercept = fit_intercept
-        self.intercept_scaling = intercept_scaling
-        self.tol = tol
-        self.max_iter = max_iter
-        self.n_bundles = n_bundles
-        self.shuffle = shuffle
-        self.class_weight = class_weight
-        self.random_state = random_state
-        self.client = client
-        self.verbose = verbose
+        set_init_params(self, locals())
+
+    _scalar_constraints: ClassVar[dict] = {
+        "C": ("real", 0.0, None, True),
+        "intercept_scaling": ("real", 0.0, None, True),
+        "tol": ("real", 0.0, None, True),
+        "max_iter": ("int", 1, None, False),
+        "verbose": ("int", 0, None, False),
+    }
+    _choices: ClassVar[dict] = {"multi_class": tuple(SOLVERS)}
 
     def _check_params(self):
-        if not isinstance(self.multi_class, str) or self.multi_class not in SOLVERS:
-            raise ValueError(
-                f"multi_class must be one of {list(SOLVERS)}, got {self.multi_class!r}"
-            )
-        check_scalar_params(self, _SCALARS)
+        super()._check_params()
         for name, default in {k: v for s in _SPECIFIC.values() for k, v in s.items()}.items():
             if name not in _SPECIFIC[self.multi_class] and getattr(self, name) != default:
                 users = [m for m, s in _SPECIFIC.items() if name in s]
@@ -194,14 +178,6 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
             or self.n_bundles < 2
         ):
             raise ValueError(f"n_bundles must be None or an integer >= 2, got {self.n_bundles!r}")
-
-    def _seed(self):
-        rs = self.random_state
-        if rs is None or isinstance(rs, numbers.Integral):
-            return rs
-        if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(0, 2**31 - 1))
-        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
 
     def _solver_kwargs(self, n_classes):
         kw = {
@@ -236,15 +212,7 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
-        X, y, sample_weight = check_X_y(X, y, sample_weight)
-        classes = check_labels(y)
-        if len(classes) < 2:
-            raise ValueError(
-                f"y has only one class ({classes[0]!r}); MulticlassSVC needs at least 2 classes"
-                if len(classes)
-                else "y has no labels"
-            )
+        X, y, sample_weight, classes = self._check_fit_input(X, y, sample_weight)
         n_classes = len(classes)
         kwargs = self._solver_kwargs(n_classes)
         balanced = isinstance(self.class_weight, str) and self.class_weight == "balanced"
@@ -254,41 +222,11 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
         weight = None
         if self.class_weight is not None or sample_weight is not None:
             weight = row_weights(y, classes, cw, sample_weight)
-        client = resolve_client(self.client)
-        blocks = make_blocks(
-            client,
-            X,
-            y_idx,
-            weight,
-            fit_intercept=self.fit_intercept,
-            intercept_scaling=self.intercept_scaling,
-            name=f"{self.multi_class}-data",
-            shuffle=bool(self.shuffle),
-            random_state=kwargs["random_state"],
+        result = self._solve(
+            X, y_idx, weight, lambda blocks: SOLVERS[self.multi_class](blocks, n_classes, **kwargs),
+            name=f"{self.multi_class}-data", random_state=kwargs["random_state"],
         )
-        try:
-            result = SOLVERS[self.multi_class](blocks, n_classes, **kwargs)
-        finally:
-            blocks.release()
-        coef = result.coef
-        if hasattr(coef, "toarray"):
-            coef = coef.toarray()
-        coef = np.asarray(coef, dtype=np.float64).reshape(n_classes, -1)
-        n_features = X.shape[1]
-        self.classes_ = classes
-        self.n_features_in_ = n_features
-        self.coef_ = np.ascontiguousarray(coef[:, :n_features])
-        if self.fit_intercept:
-            self.intercept_ = self.intercept_scaling * coef[:, n_features].copy()
-        else:
-            self.intercept_ = np.zeros(n_classes)
-        self.n_iter_ = result.n_iter
-        self.history_ = result.history
-        self.converged_ = result.converged
-        self.primal_ = result.primal
-        self.dual_ = result.dual
-        self.rel_gap_ = result.rel_gap
-        return self
+        return self._set_fitted(result, classes, n_classes, X.shape[1])
 
     def _scores(self, X):
         self._check_fitted()
@@ -320,22 +258,6 @@ class MulticlassSVC(ClassifierMixin, BaseEstimator):
                 meta=np.empty((0,), dtype=classes.dtype),
             )
         return _argmax_labels(scores, classes)
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy on (X, y) (computed for dask input)."""
-        pred = self.predict(X)
-        if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
-            import dask
-
-            pred, y, sample_weight = dask.compute(pred, y, sample_weight)
-        from sklearn.metrics import accuracy_score
-
-        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
-
-    def _check_fitted(self):
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "coef_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -24,6 +24,8 @@ scikit-learn object.
 import numpy as np
 from numba import njit
 
+from .sdca import row_sq_norms
+
 __all__ = [
     "cs_local",
     "cs_loss",
@@ -34,19 +36,6 @@ __all__ = [
     "ovr_loss",
     "row_sq_norms",
 ]
-
-
-@njit(nogil=True, cache=True)
-def row_sq_norms(indptr, data):
-    """||x_i||^2 of every row."""
-    n = indptr.shape[0] - 1
-    out = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            s += data[p] * data[p]
-        out[i] = s
-    return out
 
 
 @njit(nogil=True, cache=True)
@@ -80,12 +69,11 @@ def _clip_step(a, g, q, upper):
     return a_new
 
 
-# ----------------------------------------------------------------- LLW (2b)
-
-
 @njit(nogil=True, cache=True)
-def llw_loss(indptr, indices, data, y, c, W):
-    """sum_i C_i sum_{k != y_i} max(0, 1 + w_k . x_i) over the block."""
+def _joint_loss(indptr, indices, data, y, c, W, crammer_singer):
+    """sum_i C_i loss_i(W^T x_i) over the block, for the machines with one
+    loss per example: LLW's sum_{k != y_i} max(0, 1 + s_k), or
+    (``crammer_singer``) CS's max_k ([k != y_i] + s_k - s_{y_i})."""
     n = indptr.shape[0] - 1
     K = W.shape[1]
     s = np.empty(K)
@@ -98,10 +86,37 @@ def llw_loss(indptr, indices, data, y, c, W):
         yi = y[i]
         t = 0.0
         for k in range(K):
-            if k != yi and s[k] > -1.0:
+            if k == yi:
+                continue
+            if crammer_singer:
+                t = max(t, 1.0 + s[k] - s[yi])
+            elif s[k] > -1.0:
                 t += 1.0 + s[k]
         loss += ci * t
     return loss
+
+
+@njit(nogil=True, cache=True)
+def _add_row_step(indptr, indices, data, i, d, dW, view, sigma):
+    """Row i's step d (one entry per model column, 0 = unchanged) into the
+    block's change dW += d x_i^T and the local view view += sigma d x_i^T."""
+    K = d.shape[0]
+    for p in range(indptr[i], indptr[i + 1]):
+        j = indices[p]
+        x = data[p]
+        for k in range(K):
+            if d[k] != 0.0:
+                dW[j, k] += d[k] * x
+                view[j, k] += sigma * d[k] * x
+
+
+# ----------------------------------------------------------------- LLW (2b)
+
+
+@njit(nogil=True, cache=True)
+def llw_loss(indptr, indices, data, y, c, W):
+    """sum_i C_i sum_{k != y_i} max(0, 1 + w_k . x_i) over the block."""
+    return _joint_loss(indptr, indices, data, y, c, W, False)
 
 
 @njit(nogil=True, cache=True)
@@ -187,16 +202,11 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
                             s[m] += inc
                         s[k] -= xx * dk
             if moved:
-                dm = dsum / K
-                for p in range(indptr[i], indptr[i + 1]):
-                    j = indices[p]
-                    x = data[p]
-                    for k in range(K):
-                        if d[k] != 0.0:
-                            dU[j, k] += d[k] * x
-                            view[j, k] -= sigma * d[k] * x
-                    if track_v:
-                        mv[j] += sigma * dm * x
+                _add_row_step(indptr, indices, data, i, d, dU, view, -sigma)
+                if track_v:
+                    dm = dsum / K
+                    for p in range(indptr[i], indptr[i + 1]):
+                        mv[indices[p]] += sigma * dm * data[p]
     return dU
 
 
@@ -206,23 +216,7 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
 @njit(nogil=True, cache=True)
 def cs_loss(indptr, indices, data, y, c, W):
     """sum_i C_i max_k ([k != y_i] + (w_k - w_{y_i}) . x_i) over the block."""
-    n = indptr.shape[0] - 1
-    K = W.shape[1]
-    s = np.empty(K)
-    loss = 0.0
-    for i in range(n):
-        ci = c[i]
-        if ci <= 0.0:
-            continue
-        _scores(indptr, indices, data, i, W, s)
-        yi = y[i]
-        m = 0.0
-        for k in range(K):
-            if k != yi:
-                v = 1.0 + s[k] - s[yi]
-                m = max(m, v)
-        loss += ci * m
-    return loss
+    return _joint_loss(indptr, indices, data, y, c, W, True)
 
 
 @njit(nogil=True, cache=True)
@@ -313,13 +307,7 @@ def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
                     alpha[i, k] = a_new[k]
                     moved = True
             if moved:
-                for p in range(indptr[i], indptr[i + 1]):
-                    j = indices[p]
-                    x = data[p]
-                    for k in range(K):
-                        if d[k] != 0.0:
-                            dW[j, k] += d[k] * x
-                            view[j, k] += sigma * d[k] * x
+                _add_row_step(indptr, indices, data, i, d, dW, view, sigma)
     return dW
 
 
@@ -400,11 +388,5 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
                     alpha[i, k] = new
                     moved = True
             if moved:
-                for p in range(indptr[i], indptr[i + 1]):
-                    j = indices[p]
-                    x = data[p]
-                    for a in range(m):
-                        if d[a] != 0.0:
-                            dW[j, a] += d[a] * x
-                            view[j, a] += sigma * d[a] * x
+                _add_row_step(indptr, indices, data, i, d, dW, view, sigma)
     return dW

@@ -1,8 +1,9 @@
 """Dask plumbing with no SVM mathematics: clients, blocks, reductions, schedules."""
 
 from .blocks import Block, BlockSet, to_csr
-from .client import close_embedded_cluster, get_client
+from .client import close_embedded_cluster, get_client, worker_addresses
 from .reduce import (
+    SparseRows,
     SparseVector,
     add_partials,
     allreduce,
@@ -15,6 +16,7 @@ from .reduce import (
 __all__ = [
     "Block",
     "BlockSet",
+    "SparseRows",
     "SparseVector",
     "add_partials",
     "allreduce",
@@ -25,4 +27,5 @@ __all__ = [
     "to_csr",
     "to_dense",
     "tree_reduce",
+    "worker_addresses",
 ]

@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 import scipy.sparse as sp
 
+from .client import worker_addresses
 from .reduce import new_token
 
 __all__ = ["Block", "BlockSet", "to_csr"]
@@ -237,7 +238,7 @@ class BlockSet:
         import dask
         import dask.array as da
 
-        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        workers = worker_addresses(client)
         if not workers:
             raise RuntimeError("the dask cluster has no workers")
         token = new_token()

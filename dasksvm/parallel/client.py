@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["get_client", "close_embedded_cluster"]
+__all__ = ["close_embedded_cluster", "get_client", "worker_addresses"]
 
 _EMBEDDED = {}
 _LOCK = threading.Lock()
@@ -58,6 +58,17 @@ def get_client(client=None, address=None):
         _EMBEDDED["cluster"] = cluster
         _EMBEDDED["client"] = client
         return client
+
+
+def worker_addresses(client):
+    """The addresses of the client's workers, sorted, fetched from the scheduler.
+
+    ``client.scheduler_info(n_workers=-1)["workers"]`` is not safe for this:
+    it returns the client's cached identity, which the client's periodic
+    refresh (every couple of seconds, totals only) may have replaced by one
+    without workers between the fetch and the return.
+    """
+    return sorted(client.nthreads())
 
 
 def close_embedded_cluster():

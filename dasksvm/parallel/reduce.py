@@ -1,10 +1,11 @@
 """All-reduce and tree reduction over futures (no SVM mathematics here).
 
 A *partial* is what one block sends to a reduction: a float, a dense
-``numpy`` vector, a :class:`SparseVector` (indices and values of the touched
-coordinates), or a tuple / dict nesting any of those. :func:`add_partials`
-adds two partials of the same structure; sparse + sparse stays sparse until
-it fills a quarter of the vector, then becomes dense.
+``numpy`` array, a :class:`SparseVector` (indices and values of the touched
+coordinates), a :class:`SparseRows` (the touched rows of a matrix), or a
+tuple / dict nesting any of those. :func:`add_partials` adds two partials of
+the same structure; sparse + sparse vectors stay sparse until they fill a
+quarter of the vector, then become dense; sparse rows stay sparse rows.
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "SparseRows",
     "SparseVector",
     "add_partials",
-    "partial_nbytes",
-    "to_dense",
-    "tree_reduce",
     "allreduce",
     "new_token",
+    "partial_nbytes",
     "reduce_task_count",
+    "to_dense",
+    "tree_reduce",
 ]
 
 
-class SparseVector(NamedTuple):
-    """The non-zeros of a length-``size`` vector: sorted unique ``indices``, ``values``."""
+class _Sparse(NamedTuple):
+    """Entries ``indices`` (sorted, unique) along the first axis of an array of
+    length ``size``, and their ``values``."""
 
     indices: np.ndarray
     values: np.ndarray
@@ -39,9 +42,29 @@ class SparseVector(NamedTuple):
         return int(self.indices.nbytes + self.values.nbytes)
 
     def toarray(self):
-        out = np.zeros(self.size, dtype=self.values.dtype)
+        out = np.zeros((self.size, *self.values.shape[1:]), dtype=self.values.dtype)
         out[self.indices] = self.values
         return out
+
+
+class SparseVector(_Sparse):
+    """The non-zeros of a length-``size`` vector: sorted unique ``indices``, ``values``."""
+
+    __slots__ = ()
+
+
+class SparseRows(_Sparse):
+    """Rows ``indices`` (sorted, unique) of a ``(size, K)`` matrix, with their ``values``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_local(cls, cols, values, size):
+        """Keep only the rows of a block-local (len(cols), K) change that are non-zero."""
+        nz = np.flatnonzero(np.any(values != 0.0, axis=1))
+        if len(nz) == len(cols):
+            return cls(cols, values, size)
+        return cls(cols[nz], values[nz], size)
 
 
 def new_token():
@@ -50,8 +73,8 @@ def new_token():
 
 
 def to_dense(v):
-    """A dense copy of a dense or :class:`SparseVector` partial."""
-    if isinstance(v, SparseVector):
+    """A dense copy of a dense, :class:`SparseVector` or :class:`SparseRows` partial."""
+    if isinstance(v, _Sparse):
         return v.toarray()
     return np.asarray(v)
 
@@ -69,13 +92,32 @@ def _add_sparse(a, b):
     return SparseVector(uniq, np.bincount(inv, weights=val, minlength=len(uniq)), a.size)
 
 
+def _add_rows(a, b):
+    if len(a.indices) == 0:
+        return b
+    if len(b.indices) == 0:
+        return a
+    if a.size != b.size or a.values.shape[1] != b.values.shape[1]:
+        raise ValueError("cannot add SparseRows of different shapes")
+    idx = np.union1d(a.indices, b.indices)
+    vals = np.zeros((len(idx), a.values.shape[1]))
+    vals[np.searchsorted(idx, a.indices)] += a.values
+    vals[np.searchsorted(idx, b.indices)] += b.values
+    return SparseRows(idx, vals, a.size)
+
+
 def add_partials(a, b):
     """Sum of two partials with the same nesting (see the module docstring)."""
     if isinstance(a, SparseVector) and isinstance(b, SparseVector):
         return _add_sparse(a, b)
-    if isinstance(a, SparseVector):
+    if isinstance(a, SparseRows) and isinstance(b, SparseRows):
+        return _add_rows(a, b)
+    if isinstance(a, _Sparse) and isinstance(b, _Sparse):
+        raise TypeError(f"cannot add a {type(a).__name__} and a {type(b).__name__}")
+    if isinstance(a, _Sparse):
         a, b = b, a
-    if isinstance(b, SparseVector):
+    if isinstance(b, _Sparse):
+        # checked before the tuple case: the sparse types are NamedTuples
         out = np.array(a, dtype=np.result_type(a, b.values), copy=True)
         out[b.indices] += b.values
         return out
@@ -88,7 +130,7 @@ def add_partials(a, b):
 
 def partial_nbytes(p):
     """Bytes a partial occupies on the wire (arrays' buffers; 8 per scalar)."""
-    if isinstance(p, SparseVector) or isinstance(p, np.ndarray):
+    if isinstance(p, (_Sparse, np.ndarray)):
         return int(p.nbytes)
     if isinstance(p, tuple):
         return sum(partial_nbytes(x) for x in p)

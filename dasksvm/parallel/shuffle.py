@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from .client import worker_addresses
 from .reduce import new_token
 
 __all__ = [
@@ -341,7 +342,7 @@ def shuffle_by_class(blocks, n_classes, n_bundles, *, layout="spread", key_prefi
     for b, cl in enumerate(classes):
         class_to_bundle[cl] = b
     bundle_rows = [int(counts[cl].sum()) for cl in classes]
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = worker_addresses(client)
 
     offsets = np.concatenate([[0], np.cumsum(blocks.n_rows)]).astype(np.int64)
     splits = blocks.map(

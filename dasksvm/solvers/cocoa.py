@@ -31,7 +31,7 @@ def _local_round(block, state, seed, w, sigma, gamma, l2, local_iters):
         indptr, indices, data, block.y, c, alpha, w, l2
     )
     cert = (sparse_or_dense(u, block.cols), loss, dual, b_sum, b_sq)
-    n_steps = int(round(local_iters * block.n_rows))
+    n_steps = round(local_iters * block.n_rows)
     if n_steps == 0:
         return state[0], (None, cert), sqn, c
     new_alpha = alpha.copy()
@@ -155,14 +155,6 @@ def solve_cocoa(
     alpha = blocks.pick_map(_alpha, states, key=f"{key_prefix}-alpha")
     if not converged:
         warn_not_converged("CoCoA+", max_iter, rec["rel_gap"], tol)
-    return SolverResult(
-        coef=w,
-        primal=rec["primal"],
-        dual=rec["dual"],
-        gap=rec["gap"],
-        rel_gap=rec["rel_gap"],
-        n_iter=t,
-        converged=converged,
-        history=history.records,
-        state={"alpha": alpha},
+    return SolverResult.from_record(
+        w, rec, n_iter=t, converged=converged, history=history.records, state={"alpha": alpha}
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import cs_local, cs_loss
-from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
+from .multiclass_objectives import JointModel, row_parallel_solver
 
 __all__ = ["solve_cs"]
 
@@ -38,40 +38,7 @@ class _CSSpec:
         view[pos] += vals
 
 
-class _CSModel:
-    """Client side: W (n_columns, K), the certificate and the step of each round."""
-
-    def __init__(self, n_columns, n_classes, line_search):
-        self.W = np.zeros((n_columns, n_classes))
-        self.certified = self.W
-        self.line_search = line_search
-
-    def slice(self, cols):
-        return self.W[cols]
-
-    def task_args(self):
-        return ()
-
-    def update(self, total, updated):
-        dW, (loss, lin, dlin) = total[0], total[1]
-        W = self.W
-        wsq = float(np.sum(W * W))
-        wd = float(np.sum(W[dW.indices] * dW.values))
-        dd = float(np.sum(dW.values * dW.values))
-        gamma = float(line_search(wd, dd, dlin, self.line_search)) if updated else 1.0
-        self.certified = W
-        self.W = W.copy()
-        self.W[dW.indices] += gamma * dW.values
-        primal = 0.5 * wsq + loss
-        dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
-        rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
-        return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
-                "raw_step": float(raw_step(wd, dd, dlin)), "extra": {"gamma": gamma}}
-
-    def coef(self):
-        return np.ascontiguousarray(self.certified.T)
-
-
+@row_parallel_solver("Crammer-Singer")
 def solve_cs(
     blocks,
     n_classes,
@@ -131,33 +98,7 @@ def solve_cs(
     blocks : dasksvm.parallel.BlockSet
         Labels encoded as class indices 0..n_classes-1 (float); the
         intercept column, if any, already appended.
-    n_classes : int >= 2
-    C : float > 0
-    tol : float > 0
-        Relative duality gap to reach.
-    max_iter : int >= 1
-        Update rounds at most.
-    local_passes : int >= 1 or "auto"
-        Passes over every row per round (parallel: each block's passes over
-        its rows; ring: laps around the blocks, one pass per visit).
-        "auto" (default): enough that a round computes about 5e6 non-zero x
-        class updates per block, between 1 and 10.
-    sigma : None, "adaptive" or float > 0
-        sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
-        (default): "adaptive" for the parallel schedule (starts at the number
-        of blocks, the safe CoCoA+ value, and is halved / doubled within
-        [1, number of blocks] when the line search's unconstrained step is
-        above 1.5 / below 0.75), 1 for the ring. With the line search any
-        sigma' in [1, number of blocks] keeps every round a monotone ascent
-        at least as good as CoCoA averaging.
-    line_search : bool
-        Choose the step gamma in [0, 1] by exact line search on the dual
-        (default) instead of CoCoA+'s gamma = 1.
-    schedule : {"parallel", "ring"}
-        "parallel": CoCoA+, all blocks at once from the same model.
-        "ring": the blocks in turn, each starting from the changes of those
-        before it (exact sequential dual coordinate ascent, no two blocks
-        running at once; see :func:`~.multiclass_objectives.run_rounds`).
+    {round_parameters}
     random_state : int or None
         Seeds the row orders.
     verbose : int
@@ -175,22 +116,4 @@ def solve_cs(
         stay on their workers. History records also hold ``gamma``,
         ``bytes_reduce`` and ``bytes_model``.
     """
-    check_solver_params(n_classes, C, tol, max_iter, local_passes)
-    model = _CSModel(blocks.n_columns, int(n_classes), line_search)
-    return run_rounds(
-        blocks,
-        n_classes,
-        _CSSpec(),
-        model,
-        C=C,
-        tol=tol,
-        max_iter=max_iter,
-        local_passes=local_passes,
-        sigma=sigma,
-        random_state=random_state,
-        verbose=verbose,
-        key_prefix=key_prefix,
-        split_every=split_every,
-        name="Crammer-Singer",
-        schedule=schedule,
-    )
+    return _CSSpec(), JointModel(blocks.n_columns, int(n_classes), line_search)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import llw_local, llw_loss
-from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
+from .multiclass_objectives import JointModel, row_parallel_solver
 
 __all__ = ["LOCAL_V", "solve_llw"]
 
@@ -49,46 +49,29 @@ def _center(U):
     return U.mean(axis=1, keepdims=True) - U
 
 
-class _LLWModel:
+class _LLWModel(JointModel):
     """Client side: U (n_columns, K), W = -(U + v) with v optimal, the steps."""
 
     def __init__(self, n_columns, n_classes, line_search, track_v):
+        super().__init__(n_columns, n_classes, line_search)
         self.track_v = bool(track_v)
         self.U = np.zeros((n_columns, n_classes))
-        self.W = np.zeros((n_columns, n_classes))
-        self.certified = self.W
-        self.line_search = line_search
-
-    def slice(self, cols):
-        return self.W[cols]
 
     def task_args(self):
         return (self.track_v,)
 
-    def update(self, total, updated):
-        dU, (loss, lin, dlin) = total[0], total[1]
-        W = self.W
-        dW = _center(dU.values)  # change of W per unit step, on the touched rows
-        wsq = float(np.sum(W * W))
-        wd = float(np.sum(W[dU.indices] * dW))
-        dd = float(np.sum(dW * dW))
-        gamma = float(line_search(wd, dd, dlin, self.line_search)) if updated else 1.0
-        self.certified = W
+    def direction(self, rows):
+        return _center(rows.values)  # change of W per unit step, on the touched rows
+
+    def take_step(self, rows, gamma):
         self.U = self.U.copy()
-        self.U[dU.indices] += gamma * dU.values
+        self.U[rows.indices] += gamma * rows.values
         # the v step: v = -(1/K) sum_k u_k, i.e. W = center(U); only touched rows move
-        self.W = W.copy()
-        self.W[dU.indices] = _center(self.U[dU.indices])
-        primal = 0.5 * wsq + loss
-        dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
-        rel = (primal - dual) / max(abs(primal), np.finfo(float).tiny)
-        return {"primal": primal, "dual": dual, "stop": rel, "gamma": gamma,
-                "raw_step": float(raw_step(wd, dd, dlin)), "extra": {"gamma": gamma}}
-
-    def coef(self):
-        return np.ascontiguousarray(self.certified.T)
+        self.W = self.W.copy()
+        self.W[rows.indices] = _center(self.U[rows.indices])
 
 
+@row_parallel_solver("Lee-Lin-Wahba")
 def solve_llw(
     blocks,
     n_classes,
@@ -153,33 +136,7 @@ def solve_llw(
         Labels encoded as class indices 0..n_classes-1 (float); the
         intercept column, if any, already appended (its weights then also
         sum to zero over the classes).
-    n_classes : int >= 2
-    C : float > 0
-    tol : float > 0
-        Relative duality gap to reach.
-    max_iter : int >= 1
-        Update rounds at most.
-    local_passes : int >= 1 or "auto"
-        Passes over every row per round (parallel: each block's passes over
-        its rows; ring: laps around the blocks, one pass per visit).
-        "auto" (default): enough that a round computes about 5e6 non-zero x
-        class updates per block, between 1 and 10.
-    sigma : None, "adaptive" or float > 0
-        sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
-        (default): "adaptive" for the parallel schedule (starts at the number
-        of blocks, the safe CoCoA+ value, and is halved / doubled within
-        [1, number of blocks] when the line search's unconstrained step is
-        above 1.5 / below 0.75), 1 for the ring. With the line search any
-        sigma' in [1, number of blocks] keeps every round a monotone ascent
-        at least as good as CoCoA averaging.
-    line_search : bool
-        Choose the step gamma in [0, 1] by exact line search on the dual
-        (default) instead of CoCoA+'s gamma = 1.
-    schedule : {"parallel", "ring"}
-        "parallel": CoCoA+, all blocks at once from the same model.
-        "ring": the blocks in turn, each starting from the changes of those
-        before it (exact sequential dual coordinate ascent, no two blocks
-        running at once; see :func:`~.multiclass_objectives.run_rounds`).
+    {round_parameters}
     local_v : {"track", "fixed"}
         How the local solver treats v (see
         :func:`dasksvm.kernels.multiclass.llw_local`): "track" (default)
@@ -199,24 +156,6 @@ def solve_llw(
         ``state["alpha"]`` holds futures of the blocks' dual variables
         (n_rows_k, n_classes), which stay on their workers.
     """
-    check_solver_params(n_classes, C, tol, max_iter, local_passes)
     if local_v not in LOCAL_V:
         raise ValueError(f"local_v must be one of {sorted(LOCAL_V)}, got {local_v!r}")
-    model = _LLWModel(blocks.n_columns, int(n_classes), line_search, LOCAL_V[local_v])
-    return run_rounds(
-        blocks,
-        n_classes,
-        _LLWSpec(),
-        model,
-        C=C,
-        tol=tol,
-        max_iter=max_iter,
-        local_passes=local_passes,
-        sigma=sigma,
-        random_state=random_state,
-        verbose=verbose,
-        key_prefix=key_prefix,
-        split_every=split_every,
-        name="Lee-Lin-Wahba",
-        schedule=schedule,
-    )
+    return _LLWSpec(), _LLWModel(blocks.n_columns, int(n_classes), line_search, LOCAL_V[local_v])

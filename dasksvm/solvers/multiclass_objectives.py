@@ -5,140 +5,63 @@ client sends every block the model restricted to the columns that block
 touches (a ``(n_touched_k, K)`` slice, scattered to the block's worker), the
 block runs a numba kernel on its local subproblem and keeps its new dual
 variables, and the blocks' changes of the model come back as
-:class:`SparseRows` partials (touched columns x classes, plus a few scalars)
-summed by :func:`allreduce_rows`.
+:class:`~dasksvm.parallel.SparseRows` partials (touched columns x classes,
+plus a few scalars) summed by :func:`dasksvm.parallel.allreduce`.
 
-:class:`SparseRows` is a generic "some rows of an (size, K) matrix" partial;
-``dasksvm.parallel.reduce.add_partials`` does not know it (a NamedTuple would
-be mistaken for a tuple of partials there), so it has its own reduction here.
+A solver is a *machine*: a ``spec`` (what a block computes, on the workers,
+see :func:`block_round`) and a ``model`` (the client's side: the model, the
+certificate and the step, e.g. :class:`JointModel`), run by
+:func:`run_rounds`; :func:`row_parallel_solver` makes the public solver
+function from the machine's setup.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import numbers
 import operator
-from typing import NamedTuple
 
 import numpy as np
 
 from ..kernels.multiclass import row_sq_norms
-from ..parallel.reduce import new_token, reduce_task_count
+from ..parallel.reduce import (
+    SparseRows,
+    add_partials,
+    allreduce,
+    partial_nbytes,
+    reduce_task_count,
+)
+from ._common import round_seeds
+from .result import History, SolverResult, warn_not_converged
 
 __all__ = [
+    "ROUND_PARAMETERS_DOC",
     "SCHEDULES",
     "BlockState",
-    "SparseRows",
+    "JointModel",
     "accumulate",
     "adapt_sigma",
-    "add_row_partials",
-    "allreduce_rows",
     "apply_step",
     "auto_passes",
     "block_columns",
     "block_round",
     "check_solver_params",
+    "fill_doc",
     "final_alpha",
     "line_search",
     "n_round_tasks",
     "prepare_block",
     "raw_step",
     "restrict_rows",
+    "row_parallel_solver",
     "run_rounds",
     "scatter_per_block",
+    "step_certificate",
 ]
 
 
 SCHEDULES = ("parallel", "ring")
-
-
-class SparseRows(NamedTuple):
-    """Rows ``indices`` (sorted, unique) of a ``(size, K)`` matrix, with their ``values``."""
-
-    indices: np.ndarray
-    values: np.ndarray
-    size: int
-
-    @property
-    def nbytes(self):
-        return int(self.indices.nbytes + self.values.nbytes)
-
-    def toarray(self):
-        out = np.zeros((self.size, self.values.shape[1]))
-        out[self.indices] = self.values
-        return out
-
-    @classmethod
-    def from_local(cls, cols, values, size):
-        """Keep only the rows of a block-local (len(cols), K) change that are non-zero."""
-        nz = np.flatnonzero(np.any(values != 0.0, axis=1))
-        if len(nz) == len(cols):
-            return cls(cols, values, size)
-        return cls(cols[nz], values[nz], size)
-
-
-def _add_rows(a, b):
-    if len(a.indices) == 0:
-        return b
-    if len(b.indices) == 0:
-        return a
-    if a.size != b.size or a.values.shape[1] != b.values.shape[1]:
-        raise ValueError("cannot add SparseRows of different shapes")
-    idx = np.union1d(a.indices, b.indices)
-    vals = np.zeros((len(idx), a.values.shape[1]))
-    vals[np.searchsorted(idx, a.indices)] += a.values
-    vals[np.searchsorted(idx, b.indices)] += b.values
-    return SparseRows(idx, vals, a.size)
-
-
-def add_row_partials(a, b):
-    """Sum of two partials ``(SparseRows, ndarray of scalars)``."""
-    return _add_rows(a[0], b[0]), a[1] + b[1]
-
-
-def _nbytes(p):
-    return p[0].nbytes + int(np.asarray(p[1]).nbytes)
-
-
-def _sum_leaves(parts):
-    return functools.reduce(add_row_partials, parts), sum(_nbytes(p) for p in parts)
-
-
-def _sum_counted(parts):
-    total = functools.reduce(add_row_partials, [p for p, _ in parts])
-    return total, sum(b + _nbytes(p) for p, b in parts)
-
-
-def _combine_list(combine, *parts):
-    return combine(list(parts))
-
-
-def allreduce_rows(client, futures, *, split_every=8, key_prefix="allreduce"):
-    """Sum ``(SparseRows, scalars)`` partials: a task tree down to ``split_every``
-    partials, then gathered and added on the client (as ``parallel.allreduce``).
-
-    Returns ``(total, nbytes)``, nbytes being every partial sent once.
-    """
-    token = new_token()
-    futures = list(futures)
-    level = 0
-    while len(futures) > split_every:
-        nxt = []
-        for node, start in enumerate(range(0, len(futures), split_every)):
-            group = futures[start : start + split_every]
-            nxt.append(
-                client.submit(
-                    _combine_list,
-                    _sum_leaves if level == 0 else _sum_counted,
-                    *group,
-                    key=f"{key_prefix}-l{level}-n{node}-{token}",
-                    pure=False,
-                )
-            )
-        futures = nxt
-        level += 1
-    parts = client.gather(futures)
-    return _sum_leaves(parts) if level == 0 else _sum_counted(parts)
 
 
 def n_round_tasks(n_blocks, split_every=8):
@@ -256,8 +179,8 @@ def accumulate(prev, part):
     """
     if prev is None:
         return part
-    rows, scalars = add_row_partials(prev[:2], part)
-    moved = (prev[2] if len(prev) > 2 else 0) + _nbytes(prev)
+    rows, scalars = add_partials(prev[:2], part)
+    moved = (prev[2] if len(prev) > 2 else 0) + partial_nbytes(prev[:2])
     return rows, scalars, moved
 
 
@@ -316,6 +239,84 @@ def line_search(wd, dd, dlin, enabled=True):
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(dd > 0.0, (dlin - wd) / np.where(dd > 0.0, dd, 1.0), 1.0)
     return np.clip(g, 0.0, 1.0)
+
+
+def step_certificate(wsq, wd, dd, loss, lin, dlin, *, enabled, updated):
+    """The round's step and certificate from the all-reduced sums.
+
+    With the round's model W_t, the blocks' summed proposal dW (the change of
+    W per unit step), wsq = ||W_t||^2, wd = <W_t, dW>, dd = ||dW||^2, the loss
+    share sum at W_t and the dual linear term ``lin`` and its change ``dlin``:
+
+    - gamma: :func:`line_search` (``enabled``), 1 without the line search or
+      when no update was proposed (not ``updated``);
+    - primal P(W_t) = 1/2 wsq + loss;
+    - dual D after the step = lin + gamma dlin - 1/2 ||W_t + gamma dW||^2;
+    - the relative gap (P - D) / |P| and :func:`raw_step`.
+
+    Floats, or (m,) arrays for m independent problems (one-vs-rest).
+    Returns ``(gamma, primal, dual, rel, raw)``.
+    """
+    wsq, wd, dd, loss, lin, dlin = (
+        np.asarray(a, dtype=float) for a in (wsq, wd, dd, loss, lin, dlin)
+    )
+    gamma = line_search(wd, dd, dlin, enabled) if updated else np.ones_like(dd)
+    primal = 0.5 * wsq + loss
+    dual = lin + gamma * dlin - 0.5 * (wsq + 2.0 * gamma * wd + gamma * gamma * dd)
+    rel = (primal - dual) / np.maximum(np.abs(primal), np.finfo(float).tiny)
+    return gamma, primal, dual, rel, raw_step(wd, dd, dlin)
+
+
+class JointModel:
+    """Client side of a machine with one certificate for all K classes (LLW, CS).
+
+    Holds the model W (n_columns, K) that the blocks see and the model the
+    last certificate is for. Each round :meth:`update` reads the all-reduced
+    ``(SparseRows of the proposal, [loss, lin, dlin])``, takes the step with
+    :func:`step_certificate` and moves W by :meth:`take_step`. A machine
+    overrides :meth:`direction` (the change of W per unit step, when the
+    blocks send the change of another matrix) and :meth:`take_step`.
+    """
+
+    def __init__(self, n_columns, n_classes, line_search):
+        self.W = np.zeros((n_columns, n_classes))
+        self.certified = self.W
+        self.line_search = line_search
+
+    def slice(self, cols):
+        return self.W[cols]
+
+    def task_args(self):
+        return ()
+
+    def direction(self, rows):
+        """The change of W per unit step on the rows ``rows.indices``."""
+        return rows.values
+
+    def take_step(self, rows, gamma):
+        """Set ``self.W`` to W + gamma * (the proposal); never in place (the
+        certified model is the old W)."""
+        self.W = self.W.copy()
+        self.W[rows.indices] += gamma * rows.values
+
+    def update(self, total, updated):
+        rows, (loss, lin, dlin) = total[0], total[1]
+        W = self.W
+        dW = self.direction(rows)
+        wsq = float(np.sum(W * W))
+        wd = float(np.sum(W[rows.indices] * dW))
+        dd = float(np.sum(dW * dW))
+        gamma, primal, dual, rel, raw = step_certificate(
+            wsq, wd, dd, loss, lin, dlin, enabled=self.line_search, updated=updated
+        )
+        gamma = float(gamma)
+        self.certified = W
+        self.take_step(rows, gamma)
+        return {"primal": float(primal), "dual": float(dual), "stop": float(rel),
+                "gamma": gamma, "raw_step": float(raw), "extra": {"gamma": gamma}}
+
+    def coef(self):
+        return np.ascontiguousarray(self.certified.T)
 
 
 def block_round(block, state, W_local, prev, seed, C, n_classes, sigma, passes, gamma, lap,
@@ -418,9 +419,6 @@ def run_rounds(
     updated) -> dict(primal, dual, stop, gamma, extra)`` and ``coef()``
     (the certified model, (n_classes, n_columns)).
     """
-    from ._common import round_seeds
-    from .result import History, SolverResult, warn_not_converged
-
     check_solver_params(n_classes, C, tol, max_iter, local_passes)
     client = blocks.client
     nb = len(blocks)
@@ -466,7 +464,7 @@ def run_rounds(
                 per_block=[states, slices, [None] * nb, seeds(t)],
             )
             parts = blocks.pick(outs, 1, key=f"{key_prefix}-partial-r{t}")
-            total, up = allreduce_rows(
+            total, up = allreduce(
                 client, parts, split_every=split_every, key_prefix=f"{key_prefix}-allreduce-r{t}"
             )
             n_tasks = n_round_tasks(nb, split_every)
@@ -504,7 +502,7 @@ def run_rounds(
                     )
             last = client.gather(prev)
             total = last[:2]
-            up = (last[2] if len(last) > 2 else 0) + _nbytes(last)
+            up = (last[2] if len(last) > 2 else 0) + partial_nbytes(last[:2])
             n_tasks = 2 * nb * laps
         states = outs
         step = model.update(total, passes > 0)
@@ -531,14 +529,113 @@ def run_rounds(
     if not converged:
         warn_not_converged(name, max_iter, stop, tol)
     alpha = blocks.pick_map(final_alpha, states, gamma, key=f"{key_prefix}-alpha")
-    return SolverResult(
-        coef=model.coef(),
-        primal=rec["primal"],
-        dual=rec["dual"],
-        gap=rec["gap"],
-        rel_gap=float(stop),
+    return SolverResult.from_record(
+        model.coef(),
+        rec,
         n_iter=t,
         converged=converged,
         history=history.records,
         state={"alpha": alpha},
+        rel_gap=stop,
     )
+
+
+#: numpydoc entries that the row-parallel solvers' Parameters sections share
+#: (put in place of a line ``{round_parameters}`` by :func:`row_parallel_solver`)
+ROUND_PARAMETERS_DOC = """\
+n_classes : int >= 2
+C : float > 0
+tol : float > 0
+    Relative duality gap to reach.
+max_iter : int >= 1
+    Update rounds at most.
+local_passes : int >= 1 or "auto"
+    Passes over every row per round (parallel: each block's passes over
+    its rows; ring: laps around the blocks, one pass per visit).
+    "auto" (default): enough that a round computes about 5e6 non-zero x
+    class updates per block, between 1 and 10.
+sigma : None, "adaptive" or float > 0
+    sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
+    (default): "adaptive" for the parallel schedule (starts at the number
+    of blocks, the safe CoCoA+ value, and is halved / doubled within
+    [1, number of blocks] when the line search's unconstrained step is
+    above 1.5 / below 0.75), 1 for the ring. With the line search any
+    sigma' in [1, number of blocks] keeps every round a monotone ascent
+    at least as good as CoCoA averaging.
+line_search : bool
+    Choose the step gamma in [0, 1] by exact line search on the dual
+    (default) instead of CoCoA+'s gamma = 1.
+schedule : {"parallel", "ring"}
+    "parallel": CoCoA+, all blocks at once from the same model.
+    "ring": the blocks in turn, each starting from the changes of those
+    before it (exact sequential dual coordinate ascent, no two blocks
+    running at once; see :func:`~.multiclass_objectives.run_rounds`)."""
+
+
+def fill_doc(doc, **blocks):
+    """``doc`` with every line that is just ``{name}`` replaced by ``blocks[name]``,
+    indented as that line was (None stays None, as under ``python -OO``)."""
+    if doc is None:
+        return None
+    out = []
+    for line in doc.splitlines(keepends=True):
+        key = line.strip()
+        if key.startswith("{") and key.endswith("}") and key[1:-1] in blocks:
+            indent = line[: len(line) - len(line.lstrip())]
+            text = blocks[key[1:-1]]
+            out.extend(indent + row if row.strip() else row for row in text.splitlines(True))
+            out.append("\n")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+#: the solver keywords that :func:`row_parallel_solver` hands on to :func:`run_rounds`
+_ROUND_KEYWORDS = (
+    "C",
+    "tol",
+    "max_iter",
+    "local_passes",
+    "sigma",
+    "random_state",
+    "verbose",
+    "key_prefix",
+    "split_every",
+    "schedule",
+)
+
+
+def row_parallel_solver(name):
+    """Decorator: a machine's ``setup(blocks, n_classes, *, ...) -> (spec, model)``
+    becomes its solver.
+
+    The solver has ``setup``'s signature and docstring (a line
+    ``{round_parameters}`` in it replaced by :data:`ROUND_PARAMETERS_DOC`). A
+    call checks the arguments (:func:`check_solver_params`), builds the
+    machine with ``setup`` and runs :func:`run_rounds` on it with the
+    keywords ``C``, ``tol``, ``max_iter``, ``local_passes``, ``sigma``,
+    ``random_state``, ``verbose``, ``key_prefix``, ``split_every`` and
+    ``schedule`` (which ``setup`` must therefore take); ``name`` is the
+    machine's name in the ConvergenceWarning.
+    """
+
+    def decorate(setup):
+        signature = inspect.signature(setup)
+
+        @functools.wraps(setup)
+        def solver(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            params = bound.arguments
+            n_classes = params["n_classes"]
+            check_solver_params(
+                n_classes, params["C"], params["tol"], params["max_iter"], params["local_passes"]
+            )
+            spec, model = setup(*bound.args, **bound.kwargs)
+            rounds = {key: params[key] for key in _ROUND_KEYWORDS}
+            return run_rounds(params["blocks"], n_classes, spec, model, name=name, **rounds)
+
+        solver.__doc__ = fill_doc(setup.__doc__, round_parameters=ROUND_PARAMETERS_DOC)
+        return solver
+
+    return decorate

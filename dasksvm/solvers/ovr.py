@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import ovr_local, ovr_loss
-from .multiclass_objectives import check_solver_params, line_search, raw_step, run_rounds
+from .multiclass_objectives import row_parallel_solver, step_certificate
 
 __all__ = ["solve_ovr"]
 
@@ -72,13 +72,12 @@ class _OVRModel:
         wsq = np.einsum("ij,ij->j", Wa, Wa)
         wd = np.einsum("ij,ij->j", Wa[dW.indices], dW.values)
         dd = np.einsum("ij,ij->j", dW.values, dW.values)
-        g = line_search(wd, dd, dlin, self.line_search) if updated else np.ones(m)
-        raw = raw_step(wd, dd, dlin)
-        primal = 0.5 * wsq + loss
-        dual = lin + g * dlin - 0.5 * (wsq + 2.0 * g * wd + g * g * dd)
+        g, primal, dual, rel, raw = step_certificate(
+            wsq, wd, dd, loss, lin, dlin, enabled=self.line_search, updated=updated
+        )
         self.primal[act] = primal
         self.dual[act] = dual
-        self.rel[act] = (primal - dual) / np.maximum(np.abs(primal), np.finfo(float).tiny)
+        self.rel[act] = rel
         self.coef_[act] = Wa.T
         self.W[np.ix_(dW.indices, act)] += g * dW.values
         gamma = np.ones(len(self.rel))
@@ -102,6 +101,7 @@ class _OVRModel:
         return self.coef_.copy()
 
 
+@row_parallel_solver("One-vs-rest")
 def solve_ovr(
     blocks,
     n_classes,
@@ -169,22 +169,4 @@ def solve_ovr(
         sums over classes, ``rel_gap`` the largest per-class relative gap;
         ``state["alpha"]`` holds futures of the blocks' duals (n_rows_k, K).
     """
-    check_solver_params(n_classes, C, tol, max_iter, local_passes)
-    model = _OVRModel(blocks.n_columns, int(n_classes), line_search, tol)
-    return run_rounds(
-        blocks,
-        n_classes,
-        _OVRSpec(),
-        model,
-        C=C,
-        tol=tol,
-        max_iter=max_iter,
-        local_passes=local_passes,
-        sigma=sigma,
-        random_state=random_state,
-        verbose=verbose,
-        key_prefix=key_prefix,
-        split_every=split_every,
-        name="One-vs-rest",
-        schedule=schedule,
-    )
+    return _OVRSpec(), _OVRModel(blocks.n_columns, int(n_classes), line_search, tol)

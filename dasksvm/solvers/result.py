@@ -53,6 +53,25 @@ class SolverResult:
     history: list = field(default_factory=list)
     state: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_record(cls, coef, rec, *, n_iter, converged, history, state=None, rel_gap=None):
+        """The result certified by ``rec``, the :class:`History` record of its last round.
+
+        ``rel_gap`` overrides the record's (P - D) / |P| where the solver stops on
+        another quantity (one-vs-rest: the largest per-class gap).
+        """
+        return cls(
+            coef=coef,
+            primal=rec["primal"],
+            dual=rec["dual"],
+            gap=rec["gap"],
+            rel_gap=rec["rel_gap"] if rel_gap is None else float(rel_gap),
+            n_iter=n_iter,
+            converged=converged,
+            history=history,
+            state={} if state is None else state,
+        )
+
 
 class History:
     """Collects one record per round: round, primal, dual, gap, rel_gap, time, n_tasks, bytes.

@@ -150,13 +150,6 @@ def solve_sgd(
         w_avg = w_avg + (t / weight_sum) * (w - w_avg) if averaging else w
     if not converged:
         warn_not_converged("the subgradient method", max_iter, rec["rel_gap"], tol)
-    return SolverResult(
-        coef=w_eval,
-        primal=rec["primal"],
-        dual=rec["dual"],
-        gap=rec["gap"],
-        rel_gap=rec["rel_gap"],
-        n_iter=t - 1,
-        converged=converged,
-        history=history.records,
+    return SolverResult.from_record(
+        w_eval, rec, n_iter=t - 1, converged=converged, history=history.records
     )

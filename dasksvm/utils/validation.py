@@ -7,7 +7,13 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["check_X", "check_X_y", "check_scalar_params"]
+__all__ = [
+    "check_X",
+    "check_X_y",
+    "check_choice_params",
+    "check_labels",
+    "check_scalar_params",
+]
 
 
 def _is_dask(a):
@@ -185,3 +191,11 @@ def check_scalar_params(est, constraints):
             raise ValueError(f"{name} must be {op} {low}, got {v!r}")
         if high is not None and v > high:
             raise ValueError(f"{name} must be <= {high}, got {v!r}")
+
+
+def check_choice_params(est, choices):
+    """Check estimator parameters against ``{name: allowed strings}``."""
+    for name, options in choices.items():
+        v = getattr(est, name)
+        if not (isinstance(v, str) and v in options):
+            raise ValueError(f"{name} must be one of {list(options)}, got {v!r}")
