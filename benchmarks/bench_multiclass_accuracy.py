@@ -11,13 +11,18 @@ and the certificate (relative duality gap reached; dasksvm only).
 Writes ``benchmarks/results/multiclass_accuracy.json`` (one record per fit)
 and ``.md`` (the table), and with ``--update-docs`` replaces the table in
 ``docs/multiclass.md`` between its ``<!-- bench:start -->`` and
-``<!-- bench:end -->`` markers.
+``<!-- bench:end -->`` markers. With ``--merge`` the new records are added to
+the existing JSON (a record with the same (dataset, C, method) is replaced,
+the others are kept), and the .md and docs tables are rebuilt from all of
+them; the JSON's ``meta["runs"]`` and the .md list every command that
+contributed, with its wall time and load average.
 
 Usage::
 
     python benchmarks/bench_multiclass_accuracy.py                       # everything
     python benchmarks/bench_multiclass_accuracy.py --datasets satimage optdigits \\
         --Cs 0.125 1 8 --methods llw cs sk-cs --max-iter 200
+    python benchmarks/bench_multiclass_accuracy.py --Cs 0.25 0.5 --merge  # add to the results
 
 Splits: news20 (bydate train / test), sector (PD-Sparse heldout as the
 training set / test), letter (own 15,000 / 5,000 split, seed 0), shuttle,
@@ -37,6 +42,7 @@ import lzma
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 import warnings
@@ -47,6 +53,10 @@ import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import loadavg
+
 DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
 
 #: name -> (train file, test file or None for an own split)
@@ -66,6 +76,8 @@ DASK_METHODS = ("ww", "llw", "cs", "ovr")
 SK_METHODS = ("sk-ovr", "sk-cs")
 METHODS = DASK_METHODS + SK_METHODS
 DEFAULT_CS = tuple(2.0**k for k in range(-3, 4))
+#: settings that change the results: a merge warns when they differ between runs
+RESULT_ARGS = ("tol", "max_iter", "sk_tol", "sk_max_iter", "no_scale", "n_workers", "processes")
 
 
 def _read(path, n_features=None):
@@ -148,7 +160,10 @@ def fit_one(method, C, data, client, args):
 
 
 def markdown(records, cs, methods):
-    """The accuracy / density table: one row per (dataset, C), one column per method."""
+    """The accuracy / density table: one row per (dataset, C), one column per method.
+
+    Datasets in the order of their first record, C in the order of ``cs``.
+    """
     by = {(r["dataset"], r["C"], r["method"]): r for r in records}
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
     head = "| dataset | C | " + " | ".join(methods) + " |"
@@ -197,6 +212,64 @@ def _dump(path, obj):
         json.dump(obj, f, indent=1)
 
 
+def merge(old, new):
+    """``old`` records with those of ``new`` added; a new record replaces an old one
+    with the same (dataset, C, method). Sorted by dataset (order of first
+    appearance, old records first), then C, then method (``METHODS`` order)."""
+    key = lambda r: (r["dataset"], r["C"], r["method"])
+    merged = {key(r): r for r in old}
+    merged.update((key(r), r) for r in new)
+    ds_order = {d: i for i, d in enumerate(dict.fromkeys(r["dataset"] for r in [*old, *new]))}
+    m_order = {m: i for i, m in enumerate(METHODS)}
+    return sorted(merged.values(),
+                  key=lambda r: (ds_order[r["dataset"]], r["C"], m_order.get(r["method"], 99)))
+
+
+def legacy_run(meta, md_path):
+    """A ``meta["runs"]`` entry for a results file written before runs were listed
+    (one run; its command is read from the .md it wrote)."""
+    run = {k: meta.get(k) for k in ("args", "total_time_s", "machine")}
+    text = md_path.read_text() if md_path.exists() else ""
+    m = re.search(r"^Command: `([^`]*)`", text, re.MULTILINE)
+    run["command"] = m.group(1) if m else None
+    run["loadavg_start"] = run["loadavg_end"] = None  # not recorded then
+    return run
+
+
+def describe_run(run):
+    """One line of the .md's list of runs: command, wall time, cores, load average."""
+    cmd = run.get("command") or "(command not recorded)"
+    cpus = (run.get("machine") or {}).get("cpus")
+    line = f"`{cmd}`: {run['total_time_s'] / 60:.1f} min wall on {cpus} cores"
+    code = run.get("code")
+    if code and code.get("commit"):
+        line += (f", dasksvm at {code['commit'][:7]}"
+                 + (" plus uncommitted changes" if code.get("dasksvm_modified") else ""))
+    if run.get("loadavg_start") is None:
+        return line + " (load average not recorded)"
+    fits = run.get("loadavg_fits") or []
+    line += (f"; load average (1 / 5 / 15 min) at start {run['loadavg_start']}, "
+             f"at end {run['loadavg_end']}")
+    if fits:
+        line += (f"; 1-min load after each fit: mean {np.mean(fits):.2f}, "
+                 f"max {np.max(fits):.2f}")
+    return line
+
+
+def code_state():
+    """The git commit of the dasksvm that is imported, and whether its files differ from it."""
+    import dasksvm
+
+    pkg = Path(dasksvm.__file__).resolve().parent
+    try:
+        git = lambda *a: subprocess.run(["git", "-C", str(pkg), *a], capture_output=True,
+                                        text=True, check=True).stdout.strip()
+        return {"dasksvm": str(pkg), "commit": git("rev-parse", "HEAD"),
+                "dasksvm_modified": bool(git("status", "--porcelain", "--", "."))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"dasksvm": str(pkg), "commit": None, "dasksvm_modified": None}
+
+
 def update_docs(table, path):
     text = path.read_text()
     new = re.sub(
@@ -224,7 +297,25 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=HERE / "results" / "multiclass_accuracy")
     p.add_argument("--update-docs", action="store_true",
                    help="write the table into docs/multiclass.md")
+    p.add_argument("--merge", action="store_true",
+                   help="add the records to the existing JSON (same (dataset, C, method) "
+                        "replaced) and rebuild the tables from all of them")
     args = p.parse_args(argv)
+    command = "python benchmarks/bench_multiclass_accuracy.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    old_records, old_runs = [], []
+    json_path = args.out.with_suffix(".json")
+    if args.merge and json_path.exists():
+        old = json.loads(json_path.read_text())
+        old_records = old["records"]
+        old_runs = old["meta"].get("runs") or [legacy_run(old["meta"], args.out.with_suffix(".md"))]
+        for run in old_runs:
+            diff = {k: (run["args"].get(k), getattr(args, k)) for k in RESULT_ARGS
+                    if run["args"].get(k) != getattr(args, k)}
+            if diff:
+                warnings.warn(f"merging runs with different settings (old, new): {diff}")
+        print(f"# merging into {len(old_records)} records of {len(old_runs)} earlier run(s)",
+              flush=True)
 
     from distributed import Client, LocalCluster
 
@@ -234,6 +325,7 @@ def main(argv=None):
                            **extra)
     client = Client(cluster)
     records = []
+    load_start, load_fits = loadavg(), []
     t_all = time.perf_counter()
     try:
         for ds in args.datasets:
@@ -245,6 +337,9 @@ def main(argv=None):
             for C in args.Cs:
                 for m in args.methods:
                     rec = dict(info, **fit_one(m, C, data, client, args))
+                    rec["loadavg"] = loadavg()
+                    if rec["loadavg"] is not None:
+                        load_fits.append(rec["loadavg"][0])
                     records.append(rec)
                     _dump(args.out.with_suffix(".partial.json"), {"records": records})
                     print(f"{ds:10s} C={C:<6g} {m:7s} acc={rec['accuracy']:.4f} "
@@ -254,20 +349,35 @@ def main(argv=None):
     finally:
         client.close()
         cluster.close()
-    meta = {
+    run = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "total_time_s": time.perf_counter() - t_all,
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "loadavg_fits": load_fits,
+        "code": code_state(),
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
                     "cpus": os.cpu_count()},
     }
-    _dump(args.out.with_suffix(".json"), {"meta": meta, "records": records})
+    runs = old_runs + [run]
+    records = merge(old_records, records)
+    meta = {"runs": runs, "total_time_s": sum(r["total_time_s"] for r in runs)}
+    _dump(json_path, {"meta": meta, "records": records})
     args.out.with_suffix(".partial.json").unlink(missing_ok=True)
-    table = markdown(records, args.Cs, args.methods)
+    cs = sorted({r["C"] for r in records})
+    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+    table = markdown(records, cs, methods)
+    listing = "\n".join(f"{i}. {describe_run(r)}" for i, r in enumerate(runs, 1))
     args.out.with_suffix(".md").write_text(
         "# Multiclass accuracy benchmark\n\n"
-        f"Command: `python benchmarks/bench_multiclass_accuracy.py "
-        f"{' '.join(argv if argv is not None else sys.argv[1:])}`; "
-        f"{meta['total_time_s'] / 60:.1f} min on {os.cpu_count()} cores.\n\n" + table
+        f"Commands whose records make up the tables ({len(runs)} run(s); with `--merge` a "
+        "later run's record replaces an earlier one for the same dataset, C and method):\n\n"
+        f"{listing}\n\n"
+        "Fit times are wall-clock on a machine shared with other work, so they are noisy "
+        "(the load average after each fit is in its JSON record where it was recorded).\n\n"
+        + table
     )
     if args.update_docs:
         update_docs(table, REPO / "docs" / "multiclass.md")
