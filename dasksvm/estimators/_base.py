@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 from typing import ClassVar
@@ -61,16 +62,18 @@ def _decision_block(x, coef, intercept):
     return out
 
 
-def linear_decision(X, coef, intercept, n_features):
+def linear_decision(X, coef, intercept, n_features, owner="the model"):
     """X @ coef.T + intercept: numpy for in-memory X, a lazy dask array for dask X.
 
     ``coef`` has shape (n_outputs, n_features); the result has shape
-    (n_samples, n_outputs).
+    (n_samples, n_outputs). ``owner`` names the estimator in the error for
+    a wrong number of features.
     """
     X = check_X(X)
     if X.shape[1] != n_features:
         raise ValueError(
-            f"X has {X.shape[1]} features, but the model was fitted with {n_features}"
+            f"X has {X.shape[1]} features, but {owner} is expecting {n_features} "
+            "features as input"
         )
     if is_dask(X):
         return X.map_blocks(
@@ -240,7 +243,32 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
 
         return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
 
+    def _decision(self, X):
+        """X @ coef_.T + intercept_, (n_samples, n_outputs); lazy for dask X."""
+        self._check_fitted()
+        return linear_decision(
+            X, self.coef_, self.intercept_, self.n_features_in_, owner=type(self).__name__
+        )
+
     def _check_fitted(self):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "coef_")
+
+    def __sklearn_clone__(self):
+        """:func:`sklearn.base.clone` copies every parameter except ``client``.
+
+        A client is a handle on a running cluster, to be shared (and it cannot
+        be deep-copied): the clone, e.g. each fit of a ``GridSearchCV``, uses
+        the same one.
+        """
+        if self.client is None:
+            return super().__sklearn_clone__()
+        stripped = copy.copy(self)
+        stripped.client = None
+        return BaseEstimator.__sklearn_clone__(stripped).set_params(client=self.client)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags

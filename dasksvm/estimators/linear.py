@@ -12,7 +12,6 @@ from ._base import (
     class_weight_per_class,
     encode_labels,
     is_dask,
-    linear_decision,
     row_weights,
     set_init_params,
 )
@@ -171,8 +170,8 @@ class LinearSVC(LinearSVMBase):
         X, y, sample_weight, classes = self._check_fit_input(X, y, sample_weight)
         if len(classes) > 2:
             raise ValueError(
-                f"y has {len(classes)} classes; LinearSVC is binary. "
-                "Use dasksvm.MulticlassSVC for more than two classes"
+                f"Only binary classification is supported. y has {len(classes)} classes; "
+                "LinearSVC is binary: use dasksvm.MulticlassSVC for more than two classes"
             )
         counts = class_counts(y, classes)
         cw = class_weight_per_class(self.class_weight, classes, counts)
@@ -188,9 +187,7 @@ class LinearSVC(LinearSVMBase):
 
     def decision_function(self, X):
         """w.x + b for each row: shape (n_samples,); lazy for dask X."""
-        self._check_fitted()
-        out = linear_decision(X, self.coef_, self.intercept_, self.n_features_in_)
-        return out[:, 0]
+        return self._decision(X)[:, 0]
 
     def predict(self, X):
         """Labels from ``classes_``: shape (n_samples,); lazy for dask X."""
@@ -201,3 +198,8 @@ class LinearSVC(LinearSVMBase):
                 lambda s: classes[(s > 0).astype(int)], dtype=classes.dtype
             )
         return self.classes_[(scores > 0).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags

@@ -16,7 +16,6 @@ from ._base import (
     class_weight_per_class,
     encode_labels,
     is_dask,
-    linear_decision,
     row_weights,
     set_init_params,
 )
@@ -228,10 +227,6 @@ class MulticlassSVC(LinearSVMBase):
         )
         return self._set_fitted(result, classes, n_classes, X.shape[1])
 
-    def _scores(self, X):
-        self._check_fitted()
-        return linear_decision(X, self.coef_, self.intercept_, self.n_features_in_)
-
     def decision_function(self, X):
         """Class scores X @ coef_.T + intercept_.
 
@@ -241,7 +236,7 @@ class MulticlassSVC(LinearSVMBase):
             Shape (n_samples, n_classes); with two classes shape (n_samples,)
             holding score_1 - score_0. Lazy for dask X.
         """
-        scores = self._scores(X)
+        scores = self._decision(X)
         if len(self.classes_) == 2:
             if is_dask(scores):
                 return scores.map_blocks(_binary_margin, drop_axis=1, dtype=np.float64)
@@ -250,7 +245,7 @@ class MulticlassSVC(LinearSVMBase):
 
     def predict(self, X):
         """The label of the largest score, shape (n_samples,); lazy for dask X."""
-        scores = self._scores(X)
+        scores = self._decision(X)
         classes = self.classes_
         if is_dask(scores):
             return scores.map_blocks(
@@ -261,7 +256,6 @@ class MulticlassSVC(LinearSVMBase):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.classifier_tags.multi_class = True
         return tags
 

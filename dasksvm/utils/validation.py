@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.exceptions import DataConversionWarning
 
 __all__ = [
     "check_X",
@@ -22,10 +24,16 @@ def _is_dask(a):
     return isinstance(a, da.Array)
 
 
+def _no_features(name, shape):
+    return f"{name} has 0 feature(s) (shape={shape}) while a minimum of 1 is required."
+
+
 def check_X(X, *, name="X"):
     """Check the shape and chunking of X (dask, numpy, scipy or pydata sparse).
 
-    Returns X unchanged (2-d numpy / scipy CSR for in-memory input).
+    Returns X unchanged (2-d numpy / scipy CSR for in-memory input; numbers
+    held in an object array are converted to float64). The messages for an
+    empty or complex X, or X of the wrong rank, use scikit-learn's wording.
     """
     if _is_dask(X):
         if X.ndim != 2:
@@ -43,7 +51,9 @@ def check_X(X, *, name="X"):
         if X.shape[0] == 0:
             raise ValueError(f"{name} has 0 rows; at least one sample is required")
         if X.shape[1] == 0:
-            raise ValueError(f"{name} has 0 features")
+            raise ValueError(_no_features(name, X.shape))
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported: {name} has dtype {X.dtype}")
         return X
     if hasattr(X, "to_scipy_sparse"):
         X = X.to_scipy_sparse()
@@ -52,15 +62,22 @@ def check_X(X, *, name="X"):
     else:
         X = np.asarray(X)
         if X.dtype == object:
-            raise ValueError(f"{name} must be numeric, got an array of dtype object")
+            # numbers held as objects (e.g. from pandas); anything else raises
+            # numpy's TypeError / ValueError naming the offending value
+            X = X.astype(np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-d, got shape {X.shape}; reshape a single sample "
-                         "with X.reshape(1, -1)")
+        raise ValueError(
+            f"{name} must be 2-d, got shape {X.shape}. Reshape your data either using "
+            f"{name}.reshape(-1, 1) if it has a single feature or {name}.reshape(1, -1) "
+            "if it is a single sample"
+        )
     if X.shape[0] == 0:
         raise ValueError(f"{name} has 0 rows; at least one sample is required")
     if X.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features")
+        raise ValueError(_no_features(name, X.shape))
     data = X.data if sp.issparse(X) else X
+    if np.iscomplexobj(data):
+        raise ValueError(f"Complex data not supported: {name} has dtype {data.dtype}")
     if not np.issubdtype(data.dtype, np.number) and data.dtype != bool:
         raise ValueError(f"{name} must be numeric, got dtype {data.dtype}")
     if not np.isfinite(data).all():
@@ -77,7 +94,9 @@ def check_X_y(X, y, sample_weight=None):
     """
     X = check_X(X)
     if y is None:
-        raise ValueError("y is required for fitting")
+        raise ValueError(
+            "this estimator requires y to be passed, but the target y is None"
+        )
     if _is_dask(X) or _is_dask(y):
         import dask.array as da
 
@@ -106,6 +125,12 @@ def check_X_y(X, y, sample_weight=None):
         return X, y, sample_weight
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected; "
+            "using y.ravel()",
+            DataConversionWarning,
+            stacklevel=4,
+        )
         y = y.ravel()
     if y.ndim != 1:
         raise ValueError(f"y must be 1-d, got shape {y.shape}")
@@ -128,6 +153,8 @@ def _check_weight_values(w):
         raise ValueError("sample_weight contains NaN or infinity")
     if (w < 0).any():
         raise ValueError("sample_weight must be non-negative")
+    if w.size and not w.any():
+        raise ValueError("Sample weights must contain at least one non-zero number")
 
 
 def _check_weight_dask(w, X):
@@ -152,7 +179,9 @@ def _check_weight_dask(w, X):
 def check_labels(y):
     """The sorted distinct labels of y (computed for dask input), checked.
 
-    Raises ValueError on NaN or None labels.
+    Raises ValueError on NaN or None labels, complex labels, and on floats
+    that are not whole numbers ("Unknown label type: continuous", as
+    scikit-learn: a regression target is not a set of classes).
     """
     if _is_dask(y):
         import dask
@@ -170,7 +199,16 @@ def check_labels(y):
         if y.dtype == object and any(v is None for v in y):
             raise ValueError("y contains None labels")
         classes = np.unique(y)
-    return np.asarray(classes)
+    classes = np.asarray(classes)
+    if np.iscomplexobj(classes):
+        raise ValueError("Complex data not supported: y has complex labels")
+    if np.issubdtype(classes.dtype, np.floating) and np.any(classes != np.round(classes)):
+        raise ValueError(
+            "Unknown label type: continuous. y holds non-integer floats such as "
+            f"{classes[classes != np.round(classes)][0]!r}; a classifier needs class "
+            "labels (integers, strings, or floats with integer values)"
+        )
+    return classes
 
 
 def check_scalar_params(est, constraints):
