@@ -26,7 +26,7 @@ What it measures, on generated text-like data (``dasksvm.datasets.make_classific
    per epoch and peak memory per worker.
 
 JIT compile time is measured separately (a tiny fit on each fresh cluster
-before the timed runs). Results: ``benchmarks/results/ww.json`` and ``ww.md``.
+before the timed runs). Results: ``benchmarks/results/ww{--tag}.json`` and ``.md``.
 
 Run from the repository root::
 
@@ -79,9 +79,13 @@ def _parse(argv=None):
     p.add_argument("--chunk-rows", type=int, default=25_000, help="rows per input block")
     p.add_argument("--peer-max-iter", type=int, default=200,
                    help="max_iter of the LIBLINEAR peers")
-    p.add_argument("--gap-on", nargs="+", choices=tuple(CONFIGS), default=["2w", "1w2t"],
+    p.add_argument("--gap-on", nargs="*", choices=tuple(CONFIGS), default=["2w", "1w2t"],
                    help="cluster shapes that also run to the gap (1w, 2w, 1w2t)")
-    p.add_argument("--skip-peers", action="store_true")
+    p.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS),
+                   help="cluster shapes of the epoch-time runs (1w is always run: the base)")
+    p.add_argument("--peers", nargs="*", choices=("cs", "ovr"), default=["cs", "ovr"],
+                   help="LIBLINEAR peers to run")
+    p.add_argument("--skip-peers", action="store_true", help="same as --peers with no value")
     p.add_argument("--big-classes", type=int, default=10_000, help="0 skips the big run")
     p.add_argument("--big-n-samples", type=int, default=50_000)
     p.add_argument("--big-n-features", type=int, default=100_000)
@@ -92,6 +96,7 @@ def _parse(argv=None):
     p.add_argument("--big-sparse", choices=("auto", "yes", "no"), default="auto",
                    help="weight layout of the big run (auto: sparse when K*d*8 > 1 GiB)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--tag", default="", help="suffix of the result files (ww{tag}.json)")
     return p.parse_args(argv)
 
 
@@ -240,7 +245,9 @@ def main(argv=None):
     runs = {}
     # 1. epoch time per cluster shape (same bundles: the same work per epoch)
     # 2. time to the requested gap on the shapes of --gap-on
-    for label, (w, threads) in CONFIGS.items():
+    labels = [k for k in CONFIGS if k == "1w" or k in args.configs]
+    for label in labels:
+        w, threads = CONFIGS[label]
         cluster, client = _cluster(w, threads)
         try:
             jit = _warm_up(client)
@@ -280,12 +287,13 @@ def main(argv=None):
             cluster.close()
     e1 = runs["epochs-1w"]["epoch_time_median"]
     out["speedup_epoch_vs_1w"] = {label: e1 / runs[f"epochs-{label}"]["epoch_time_median"]
-                                  for label in CONFIGS if label != "1w"}
+                                  for label in labels if label != "1w"}
     out["runs"] = runs
 
     # 3. peers (LIBLINEAR) in this process
     peers = {}
-    if not args.skip_peers:
+    wanted = [] if args.skip_peers else args.peers
+    if wanted:
         from sklearn.exceptions import ConvergenceWarning as SkConv
         from sklearn.svm import LinearSVC
 
@@ -296,6 +304,8 @@ def main(argv=None):
             ("liblinear-cs", {"multi_class": "crammer_singer"}, cs_primal),
             ("liblinear-ovr", {"multi_class": "ovr", "loss": "hinge"}, ovr_primal),
         ):
+            if name.split("-")[1] not in wanted:
+                continue
             est = LinearSVC(C=args.C, tol=args.tol, fit_intercept=False,
                             max_iter=args.peer_max_iter, **kw)
             with PeakRSS({"client": os.getpid()}, interval=0.2) as mem, Timer() as t, \
@@ -348,9 +358,10 @@ def main(argv=None):
     out["big"] = big
     out["total_wall_s"] = time.perf_counter() - t_start
     out["env"]["loadavg_end"] = loadavg()
-    write_json(args.out / "ww.json", out)
-    write_text(args.out / "ww.md", _markdown(out, args))
-    print(f"wrote {args.out / 'ww.json'} and {args.out / 'ww.md'}", flush=True)
+    stem = f"ww{args.tag}"
+    write_json(args.out / f"{stem}.json", out)
+    write_text(args.out / f"{stem}.md", _markdown(out, args))
+    print(f"wrote {args.out / stem}.json and .md", flush=True)
     return out
 
 
@@ -373,7 +384,9 @@ def _markdown(out, args):
     ]
     rows = []
     for label in CONFIGS:
-        r = runs[f"epochs-{label}"]
+        r = runs.get(f"epochs-{label}")
+        if r is None:
+            continue
         rows.append([CONFIG_NAMES[label], r["n_bundles"], r["pair_sweeps"],
                      fmt(r["jit_s"], ".1f"), fmt(r["shuffle_time"], ".1f"),
                      fmt(r["first_epoch_time"], ".1f"), fmt(r["epoch_time_median"], ".2f"),
@@ -401,12 +414,16 @@ def _markdown(out, args):
         rows.append([f"scikit-learn LinearSVC {name.split('-')[1].upper()} (LIBLINEAR, 1 core)",
                      "-", fmt(p["wall_s"], ".1f"), p["n_iter"], fmt(p["converged"]), "-",
                      fmt(p["test_accuracy"], ".4f"), fmt(p["peak_rss"]["peak_mib"], ".0f")])
-    lines.append(md_table(["method", "time to gap (s)", "fit wall (s)", "epochs / iters",
-                           "converged", "final rel gap", "test acc", "peak RSS (MiB)"], rows,
-                          "lrrrrrrr"))
-    lines.append("\nWW per-epoch relative gaps:\n")
-    lines.extend(f"- {g}" for g in gaps)
-    lines.append("")
+    if rows:
+        lines.append(md_table(["method", "time to gap (s)", "fit wall (s)", "epochs / iters",
+                               "converged", "final rel gap", "test acc", "peak RSS (MiB)"],
+                              rows, "lrrrrrrr"))
+    else:
+        lines.append("(not run: `--gap-on` empty and `--skip-peers`)\n")
+    if gaps:
+        lines.append("\nWW per-epoch relative gaps:\n")
+        lines.extend(f"- {g}" for g in gaps)
+        lines.append("")
     if big:
         lines.append(f"## {big['n_classes']:,} classes (sparse weight layout)\n")
         lines.append(

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
+from ..parallel.client import worker_addresses
 from ..parallel.reduce import new_token
 from ..parallel.schedule import one_factorization
 from ..parallel.shuffle import LAYOUTS, shuffle_by_class
@@ -588,8 +589,7 @@ def solve_ww(
     C = float(C)
     client = blocks.client
     d = int(blocks.n_columns)
-    info = client.scheduler_info(n_workers=-1)["workers"]
-    n_threads = sum(int(w.get("nthreads", 1)) for w in info.values())
+    n_threads = sum(client.nthreads().values())
     B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_threads, K))
     sparse = bool(sparse_coef) if sparse_coef is not None else K * d * 8 > max_dense_bytes
     if layout == "auto":
@@ -602,7 +602,7 @@ def solve_ww(
     exact = bool(exact_rows)
 
     bundles = shuffle_by_class(blocks, K, B, layout=layout, key_prefix=f"{kp}-shuffle")
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    workers = worker_addresses(client)
     ncls = [len(c) for c in bundles.classes]
     offs = np.concatenate([[0], np.cumsum(ncls)]).astype(np.int64)
     rng_of = [(int(offs[p]), int(offs[p + 1])) for p in range(B)]
