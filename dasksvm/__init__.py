@@ -6,7 +6,7 @@ from .parallel.client import get_client
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "LinearSVC", "MulticlassSVC", "get_client", "__version__"]
+__all__ = ["ConvergenceWarning", "LinearSVC", "MulticlassSVC", "__version__", "get_client"]
 
 
 def __getattr__(name):

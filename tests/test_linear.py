@@ -168,7 +168,7 @@ def test_one_block_is_liblinear_dual_cd():
 def test_input_types_give_the_same_model(thread_client, data_dir):
     Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
     Xtr, ytr = Xtr[:2000], ytr[:2000]
-    kw = dict(C=C, tol=1e-6, max_iter=3000, random_state=0, client=thread_client)
+    kw = {"C": C, "tol": 1e-6, "max_iter": 3000, "random_state": 0, "client": thread_client}
     ref = LinearSVC(**kw).fit(Xtr, ytr)
     dense = Xtr.toarray()
     for X, y in [
@@ -331,7 +331,7 @@ def test_kernels_run_without_jit():
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok")
 

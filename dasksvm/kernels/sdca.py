@@ -12,8 +12,8 @@ from numba import njit
 __all__ = [
     "cocoa_local",
     "primal_dual_partials",
-    "subgradient_partials",
     "row_sq_norms",
+    "subgradient_partials",
     "visiting_order",
 ]
 
