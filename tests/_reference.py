@@ -31,3 +31,20 @@ def binary_primal(X, y_pm, w, b, C, loss, sample_c=None):
     c = C if sample_c is None else sample_c
     lossv = m * m if loss == "squared_hinge" else m
     return 0.5 * (w @ w + b * b) + float(np.sum(c * lossv))
+
+
+def run_without_jit(module, *tests):
+    """Run the named test functions of ``tests.<module>`` in a fresh interpreter with
+    numba's JIT off (the kernels as plain Python), and fail with its stderr if any fails."""
+    import os
+    import subprocess
+    import sys
+
+    calls = "; ".join(f"t.{name}()" for name in tests)
+    code = f"import tests.{module} as t; {calls}; print('ok')"
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")

@@ -11,7 +11,7 @@ from sklearn.svm import LinearSVC as SkLinearSVC
 from dasksvm import ConvergenceWarning, LinearSVC
 from dasksvm.kernels.sdca import cocoa_local, row_sq_norms, visiting_order
 
-from ._reference import binary_primal, load_xz
+from ._reference import binary_primal, load_xz, run_without_jit
 
 # (train file, test file or None, C). C is chosen per set so that 8-block
 # CoCoA+ reaches tol=1e-5 in tens of rounds (measured: at C = 0.01 on a9a,
@@ -321,19 +321,7 @@ def test_bad_input(thread_client):
 
 def test_kernels_run_without_jit():
     """The kernel check above, with numba's JIT off (pure Python kernels)."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import tests.test_linear as t; t.test_one_block_is_liblinear_dual_cd(); print('ok')"
-    )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
+    run_without_jit("test_linear", "test_one_block_is_liblinear_dual_cd")
 
 
 def test_shuffle_rescues_label_sorted_files(thread_client, data_dir):

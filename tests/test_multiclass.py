@@ -23,7 +23,7 @@ from dasksvm.solvers.cs import solve_cs
 from dasksvm.solvers.llw import solve_llw
 from dasksvm.solvers.ovr import solve_ovr
 
-from ._reference import load_xz, with_intercept
+from ._reference import load_xz, run_without_jit, with_intercept
 
 # ----------------------------------------------------------------------------
 # reference objectives (plain numpy) and reference solvers
@@ -224,20 +224,8 @@ def test_local_kernels_are_consistent():
 
 def test_kernels_run_without_jit():
     """The kernel checks above with numba's JIT off (pure Python kernels)."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import tests.test_multiclass as t; t.test_local_kernels_are_consistent(); "
-        "t.test_cs_subproblem_is_exact(); print('ok')"
-    )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.strip().endswith("ok")
+    run_without_jit("test_multiclass", "test_local_kernels_are_consistent",
+                    "test_cs_subproblem_is_exact")
 
 
 # ----------------------------------------------------------------------------
