@@ -87,7 +87,9 @@ class MulticlassSVC(LinearSVMBase):
         ConvergenceWarning is issued when they end before ``tol``.
     n_bundles : int, optional
         ``"ww"`` only: number of class bundles (2 <= n_bundles <=
-        n_classes). Passing it with another machine is an error.
+        n_classes; default ``min(2 * threads of the cluster, n_classes)``).
+        Passing it with another machine is an error. WW runs fastest on one
+        machine as one worker process with several threads (``docs/ww.md``).
     shuffle : bool
         Deal the rows over the blocks at random once before fitting (the
         blocks keep their number and sizes; see
