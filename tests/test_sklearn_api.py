@@ -34,12 +34,15 @@ _ITERATIVE = (
 )
 
 
-def _expected_failed_checks(estimator):
-    """Checks that conflict with a documented design choice, with the reason."""
-    return {
-        "check_sample_weight_equivalence_on_dense_data": _ITERATIVE,
-        "check_sample_weight_equivalence_on_sparse_data": _ITERATIVE,
-    }
+#: checks that conflict with a documented design choice, with the reason. They
+#: must fail with scikit-learn's AssertionError; the test asserts that instead of
+#: marking them xfail (pytest renders an xfail's traceback, and on Python 3.11.7
+#: that ast.parse can race the threaded cluster's threads: "SystemError: AST
+#: constructor recursion depth mismatch", an INTERNALERROR seen once in a full run).
+EXPECTED_TO_FAIL = {
+    "check_sample_weight_equivalence_on_dense_data": _ITERATIVE,
+    "check_sample_weight_equivalence_on_sparse_data": _ITERATIVE,
+}
 
 
 def test_clone_and_grid_search_share_the_client(thread_client):
@@ -67,6 +70,11 @@ def _current_client(thread_client):
         yield thread_client
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks(ESTIMATORS)
 def test_sklearn_compatible(estimator, check):
-    check(estimator)
+    name = getattr(check, "func", check).__name__
+    if name in EXPECTED_TO_FAIL:
+        with pytest.raises(AssertionError):  # why: EXPECTED_TO_FAIL[name]
+            check(estimator)
+    else:
+        check(estimator)
