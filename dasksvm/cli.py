@@ -60,7 +60,7 @@ def _fit_and_report(client, train_path, test_path, args):
         solver=args.solver,
         tol=args.tol,
         max_iter=args.max_iter,
-        local_iters=args.local_iters,
+        local_passes=args.local_passes,
         random_state=0,
         client=client,
         verbose=args.verbose,
@@ -89,7 +89,8 @@ def _add_train_options(p):
     p.add_argument("--solver", choices=["cocoa", "sgd"], default="cocoa")
     p.add_argument("--tol", type=float, default=1e-3, help="relative duality gap, default 1e-3")
     p.add_argument("--max-iter", type=int, default=1000)
-    p.add_argument("--local-iters", type=float, default=1.0)
+    p.add_argument("--local-passes", type=float, default=1.0,
+                   help="cocoa: coordinate passes per block per round, default 1")
     p.add_argument("--n-features", type=int, default=None)
     p.add_argument("--blocksize", default="64MiB")
     p.add_argument("--scheduler", default=None, help="address of a running dask scheduler")

@@ -115,22 +115,35 @@ def test_cocoa_hinge_matches_liblinear(thread_client, data_dir, n_blocks):
     _check_against_reference(model, data_dir, "mr_tfidf", "hinge")
 
 
-def test_history_records_and_keys(thread_client, data_dir):
+def test_history_records_and_keys(client, data_dir):
+    from dask.utils import key_split
     from distributed import get_task_stream
 
     Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
     X, y = _chunked(Xtr, ytr, 4)
-    with get_task_stream(thread_client) as ts:
-        model = LinearSVC(C=C, tol=1e-3, random_state=0, client=thread_client).fit(X, y)
-    keys = {str(t["key"]) for t in ts.data}
+    with get_task_stream(client) as ts:
+        model = LinearSVC(C=C, tol=1e-3, random_state=0, client=client).fit(X, y)
+    keys = [str(t["key"]) for t in ts.data]
+    # one task per worker per round; every key's dashboard group names its step
+    n_workers = len(client.nthreads())
     for r in range(model.n_iter_ + 1):
-        assert any(k.startswith(f"cocoa-local-r{r}-b3-") for k in keys)
-        assert any(k.startswith(f"cocoa-partial-r{r}-b0-") for k in keys)
+        local = [k for k in keys if k.startswith(f"cocoa-local-r{r}-")]
+        assert len(local) == n_workers
+    assert {key_split(k) for k in keys if k.startswith("cocoa")} == {
+        "cocoa-data-block", "cocoa-data-info", "cocoa-data-split", "cocoa-data-piece",
+        "cocoa-init", "cocoa-local", "cocoa-export",
+    }
     fields = {"round", "primal", "dual", "gap", "rel_gap", "time", "n_tasks", "bytes"}
+    d = Xtr.shape[1] + 1
     for i, rec in enumerate(model.history_):
         assert fields <= set(rec) and rec["round"] == i
         assert rec["gap"] >= -1e-9 * abs(rec["primal"])
-        assert rec["n_tasks"] == 8 and rec["bytes"] > 0
+        assert rec["n_tasks"] == n_workers
+        # down: w to every worker; up: one partial per worker (at most a dense change
+        # of w, a dense or sparse dual direction and four floats)
+        assert rec["bytes_down"] == n_workers * d * 8
+        assert n_workers * 4 * 8 < rec["bytes_up"] <= n_workers * (2 * d * 8 + 2 * d * 8 + 32)
+        assert rec["bytes"] == rec["bytes_down"] + rec["bytes_up"]
     times = [rec["time"] for rec in model.history_]
     assert times == sorted(times)
     # the first round certifies w = 0: P(0) = C n, D(alpha = 0) = 0, and the
@@ -270,6 +283,14 @@ def test_sgd_approaches_the_optimum(thread_client, data_dir):
         ({"max_iter": 0}, "max_iter must be >= 1"),
         ({"loss": "log"}, "loss must be one of"),
         ({"solver": "lbfgs"}, "solver must be one of"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be >= 1"),
+        ({"callback": "print"}, "callback must be None or a callable"),
+        # no parameter is accepted and ignored
+        ({"eta0": 2.0}, r"eta0 is only used with solver in \['sgd'\]"),
+        ({"averaging": False}, r"averaging is only used with solver in \['sgd'\]"),
+        ({"solver": "sgd", "local_passes": 3.0},
+         r"local_passes is only used with solver in \['cocoa'\]"),
+        ({"solver": "sgd", "aggregation": "average"}, "aggregation is only used with"),
     ],
 )
 def test_bad_parameters(params, match):

@@ -6,22 +6,29 @@ one-vs-rest (tol=1e-8), and the obvious numpy primal objectives below. The
 tolerance is 1e-4 relative on the primal objective; the solvers run to a
 relative duality gap below it, so P - P* <= gap certifies the match and the
 comparison checks the certificate.
+
+Structure (the round engine): one ``{solver}-local`` task per worker per round,
+the bytes of the model slices sent down and of the one partial per worker sent
+up, the registry's argument errors, 1 / 2 / 8 blocks, checkpoints and resuming,
+and a worker killed mid-fit on a cluster of 3 worker processes.
 """
 
+import itertools
+import os
 import warnings
 
 import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from dask.utils import key_split
 
-from dasksvm.estimators.multiclass import SOLVERS, MulticlassSVC
+from dasksvm.estimators.multiclass import MulticlassSVC
 from dasksvm.exceptions import ConvergenceWarning
 from dasksvm.kernels.multiclass import cs_subproblem
 from dasksvm.parallel import BlockSet
-from dasksvm.solvers.cs import solve_cs
-from dasksvm.solvers.llw import solve_llw
-from dasksvm.solvers.ovr import solve_ovr
+from dasksvm.parallel.keys import task_key
+from dasksvm.solvers import SOLVERS, solve, solve_cs, solve_llw, solve_ovr
 
 from ._reference import load_xz, run_without_jit, with_intercept
 
@@ -248,6 +255,31 @@ def test_llw_matches_cvxpy_one_block(thread_client, data_dir, name, C):
     _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, name, C))
 
 
+def _per_worker(blocks):
+    """``{worker: [block indices]}`` of the blocks as they are placed now."""
+    out = {}
+    for k, w in enumerate(blocks.workers):
+        out.setdefault(w, []).append(k)
+    return out
+
+
+def _message_nbytes(blocks, width, active=False):
+    """Bytes of one round's messages: per worker the model on the union of its blocks'
+    touched columns (width floats per column), those columns' int64 indices, sigma, and
+    the classes still running (one-vs-rest)."""
+    cols = blocks.columns()
+    total = 0
+    for ks in _per_worker(blocks).values():
+        n = len(np.unique(np.concatenate([cols[k] for k in ks])))
+        total += n * width * 8 + n * 8 + 8 + (width * 8 if active else 0)
+    return total
+
+
+def _local_keys(ts, prefix):
+    keys = [t["key"] if isinstance(t["key"], str) else t["key"][0] for t in ts.data]
+    return [k for k in keys if key_split(k) == f"{prefix}-local"]
+
+
 @pytest.mark.parametrize("n_blocks", [2, 4])
 def test_llw_matches_cvxpy_many_blocks(client, data_dir, n_blocks):
     """Row-parallel CoCoA+ on 2 and 4 blocks, threads and processes."""
@@ -261,36 +293,60 @@ def test_llw_matches_cvxpy_many_blocks(client, data_dir, n_blocks):
     assert res.converged
     np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
     _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, "pendigits", C))
-    # one local task per block per round, with readable keys; history per round
-    keys = [t["key"] for t in ts.data]
-    names = [k if isinstance(k, str) else k[0] for k in keys]
+    # one local task per worker holding blocks per round, keys from the one key helper
+    n_workers = len(_per_worker(blocks))
+    local = _local_keys(ts, "llw")
+    token = local[0].rsplit("-", 1)[1]
     for r in range(res.n_iter + 1):
-        assert sum(n.startswith(f"llw-local-r{r}-") for n in names) == n_blocks
+        mine = sorted(k for k in local if f"-r{r}-" in k)
+        assert mine == sorted(task_key("llw", "local", token, round=r, where=f"w{i}")
+                              for i in range(n_workers))
     assert len(res.history) == res.n_iter + 1
+    down = _message_nbytes(blocks, K)
+    cols = blocks.columns()
+    up_max = sum(len(np.unique(np.concatenate([cols[k] for k in ks]))) * (K + 1) * 8 + 8 + 3 * 8
+                 for ks in _per_worker(blocks).values())
     for rec in res.history:
         assert {"round", "primal", "dual", "gap", "rel_gap", "time", "n_tasks", "bytes"} <= set(rec)
-        assert rec["n_tasks"] == 2 * n_blocks
-    assert all(rec["bytes"] > 0 for rec in res.history)
+        assert rec["n_tasks"] == n_workers
+        # down: the model slices sent; up: one partial per worker (touched rows x K + 3)
+        assert rec["bytes_down"] == down
+        assert n_workers * 32 < rec["bytes_up"] <= up_max
+        assert rec["bytes"] == rec["bytes_down"] + rec["bytes_up"]
     # the duals stay on the workers: the result holds futures, one per block
     assert len(res.state["alpha"]) == n_blocks
     alpha = np.vstack(client.gather(res.state["alpha"]))
     assert alpha.shape == (X.shape[0], K) and np.all(alpha[np.arange(len(y)), y] == 0)
     assert alpha.min() >= 0 and alpha.max() <= C * (1 + 1e-12)
+    # they are the accepted duals of the returned model (the last proposal is dropped):
+    # coef = W(alpha) = -(U + v) with U = X^T alpha, and D(alpha) <= the certified dual
+    U = np.asarray(X.T @ alpha)
+    W = (U.mean(axis=1, keepdims=True) - U).T
+    np.testing.assert_allclose(W, res.coef, atol=1e-10)
+    assert alpha.sum() - 0.5 * float(np.sum(W * W)) <= res.dual + 1e-9 * abs(res.dual)
 
 
-def test_reduction_tree_above_split_every(thread_client, data_dir):
-    """More blocks than the fan-in: the partials go up a task tree, same certificate."""
-    from dasksvm.parallel import reduce_task_count
+def test_five_blocks_on_two_workers(thread_client, data_dir):
+    """5 blocks on 2 workers: 2 tasks per round (each worker sums its blocks' partials),
+    the same certified optimum as 1 block."""
+    from distributed import get_task_stream
 
     X, y, _ = _data(data_dir, "pendigits")
     C, K = 0.01, 10
-    res = solve_ovr(_blocks(thread_client, X, y, 5), K, C=C, tol=1e-3, max_iter=300,
-                    split_every=2, random_state=0)
-    assert res.converged
-    assert all(r["n_tasks"] == 2 * 5 + reduce_task_count(5, 2) for r in res.history)
+    ref = solve_ovr(_blocks(thread_client, X, y, 1), K, C=C, tol=1e-5, max_iter=300,
+                    local_passes=50, random_state=0)
+    blocks = _blocks(thread_client, X, y, 5)
+    assert len(_per_worker(blocks)) == 2
+    with get_task_stream(thread_client) as ts:
+        res = solve_ovr(blocks, K, C=C, tol=1e-3, max_iter=300, random_state=0)
+    assert ref.converged and res.converged
+    assert all(r["n_tasks"] == 2 for r in res.history)
+    assert len(_local_keys(ts, "ovr")) == 2 * len(res.history)
     P = ovr_primals(res.coef, X, y, np.full(len(y), C))
     assert res.primal == pytest.approx(P.sum(), rel=1e-9)
     assert np.all(np.array(res.history[-1]["class_rel_gaps"]) <= 1e-3)
+    # both certified: P* lies in [D, P] of each
+    assert res.dual <= ref.primal * (1 + 1e-9) and ref.dual <= res.primal * (1 + 1e-9)
 
 
 def test_llw_sector_blocks_agree(thread_client, data_dir):
@@ -303,26 +359,35 @@ def test_llw_sector_blocks_agree(thread_client, data_dir):
     C, K = 1.0, int(y.max()) + 1
     out = []
     for nb in (1, 2):
-        res = solve_llw(_blocks(thread_client, X, y, nb), K, C=C, tol=1e-3, max_iter=300,
-                        random_state=0)
+        blocks = _blocks(thread_client, X, y, nb)
+        res = solve_llw(blocks, K, C=C, tol=1e-3, max_iter=300, random_state=0)
         assert res.converged
         np.testing.assert_allclose(res.coef.sum(axis=0), 0.0, atol=1e-10)
         assert res.primal == pytest.approx(llw_primal(res.coef, X, y, C), rel=1e-9)
         out.append(res)
     assert abs(out[0].primal - out[1].primal) <= out[0].gap + out[1].gap
-    # the model slices sent are a fraction of the dense K x d model
+    # the model slices sent are a fraction of the dense K x d model, exactly as counted
     dense = K * X.shape[1] * 8
-    assert max(r["bytes_model"] for r in out[1].history) < dense
+    assert all(r["bytes_down"] == _message_nbytes(blocks, K) for r in out[1].history)
+    assert max(r["bytes_down"] for r in out[1].history) < dense
 
 
 def test_llw_ring_schedule(thread_client, data_dir):
     """schedule="ring": 3 blocks visited in turn, the changes handed worker to worker."""
+    from distributed import get_task_stream
+
     X, y, _ = _data(data_dir, "pendigits")
     C, K = 0.01, 10
-    res = solve_llw(_blocks(thread_client, X, y, 3), K, C=C, tol=3e-5, max_iter=200,
-                    schedule="ring", local_passes=2, random_state=0)
+    blocks = _blocks(thread_client, X, y, 3)
+    with get_task_stream(thread_client) as ts:
+        res = solve_llw(blocks, K, C=C, tol=3e-5, max_iter=200, schedule="ring",
+                        local_passes=2, random_state=0)
     assert res.converged
-    assert all(rec["n_tasks"] == 2 * 3 * 2 for rec in res.history[:-1])
+    # one task per run of consecutive blocks on one worker, per lap (2 laps)
+    w = blocks.workers
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(w))
+    assert all(rec["n_tasks"] == 2 * runs for rec in res.history)
+    assert len(_local_keys(ts, "llw")) == sum(r["n_tasks"] for r in res.history)
     _check_certificate(res, llw_primal(res.coef, X, y, C), _llw_star(data_dir, "pendigits", C))
 
 
@@ -425,9 +490,9 @@ def test_cs_ovr_many_blocks_processes(process_client, data_dir, solver, primal):
 def test_max_iter_warns_and_certificate_is_honest(thread_client, data_dir, solver):
     X, y, _ = _data(data_dir, "dna")
     C = 0.1
+    blocks = _blocks(thread_client, X, y, 2)
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        res = solver(_blocks(thread_client, X, y, 2), 3, C=C, tol=1e-8, max_iter=3,
-                     random_state=0)
+        res = solver(blocks, 3, C=C, tol=1e-8, max_iter=3, random_state=0)
     assert not res.converged and res.n_iter == 3
     c = np.full(len(y), C)
     if solver is solve_llw:
@@ -442,6 +507,154 @@ def test_max_iter_warns_and_certificate_is_honest(thread_client, data_dir, solve
     assert res.primal == pytest.approx(P, rel=1e-9)
     assert 0 <= P - P_star * (1 + 1e-6) <= res.gap
     assert res.dual <= P_star * (1 + 1e-6)
+    # the evaluation round after max_iter: no local passes, certificates only
+    last = res.history[-1]
+    assert last["round"] == 3 and len(res.history) == 4
+    if solver is not solve_ovr:  # per worker: an empty SparseRows (its size) and 3 scalars
+        assert last["bytes_up"] == len(_per_worker(blocks)) * (8 + 3 * 8)
+
+
+# ----------------------------------------------------------------------------
+# the registry's argument checks, block counts, checkpoints, lost workers
+# ----------------------------------------------------------------------------
+
+ROW_SOLVERS = ["llw", "cs", "ovr"]
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,error,match",
+    [
+        ("llw", {"split_every": 2}, TypeError, "takes no parameter"),
+        ("cs", {"key_prefix": "x"}, TypeError, "takes no parameter"),
+        ("cs", {"local_v": "fixed"}, TypeError, r"local_v is for \['llw'\]"),
+        ("llw", {"local_passes": 0}, ValueError, "local_passes must be >= 1"),
+        ("ovr", {"local_passes": 2.5}, ValueError, "local_passes must be a finite int"),
+        ("llw", {"sigma": 0.0}, ValueError, "sigma must be > 0"),
+        ("cs", {"sigma": "big"}, ValueError, "sigma must be"),
+        ("ovr", {"line_search": "yes"}, ValueError, "line_search must be True or False"),
+        ("llw", {"schedule": "tree"}, ValueError, "schedule must be one of"),
+        ("llw", {"local_v": "free"}, ValueError, "local_v must be one of"),
+        ("cs", {"C": -1.0}, ValueError, "C must be > 0"),
+        ("ovr", {"max_iter": 0}, ValueError, "max_iter must be >= 1"),
+    ],
+)
+def test_solver_arguments_are_the_registry_s(thread_client, name, kwargs, error, match):
+    X = sp.csr_matrix(np.eye(6))
+    blocks = _blocks(thread_client, X, np.arange(6) % 3, 2)
+    with pytest.raises(error, match=match):
+        solve(name, blocks, 3, **kwargs)
+    with pytest.raises(ValueError, match="n_classes must be an integer >= 2"):
+        solve(name, blocks, 1)
+    with pytest.raises(ValueError, match="labels must be class indices"):
+        solve(name, blocks, 2)  # label 2 is out of range
+
+
+def _objective(name, W, X, y, C):
+    c = np.full(len(y), C)
+    if name == "llw":
+        return llw_primal(W, X, y, c)
+    if name == "cs":
+        return cs_primal(W, X, y, c)
+    return float(ovr_primals(W, X, y, c).sum())
+
+
+def _agree(a, b):
+    """Two certified fits of one problem: P* lies in both [D, P] (up to rounding)."""
+    eps = 1e-9 * abs(a.primal)
+    assert a.dual <= b.primal + eps and b.dual <= a.primal + eps
+
+
+@pytest.mark.parametrize("name", ROW_SOLVERS)
+def test_one_two_eight_blocks_same_optimum(thread_client, data_dir, name):
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    fits = []
+    for nb in (1, 2, 8):
+        res = solve(name, _blocks(thread_client, X, y, nb), K, C=C, tol=1e-3, max_iter=400,
+                    random_state=0)
+        assert res.converged and res.rel_gap <= 1e-3
+        assert res.primal == pytest.approx(_objective(name, res.coef, X, y, C), rel=1e-9)
+        fits.append(res)
+    for a in fits:
+        for b in fits:
+            _agree(a, b)
+
+
+@pytest.mark.parametrize("name", ROW_SOLVERS)
+def test_checkpoint_round_trip(thread_client, data_dir, tmp_path, name):
+    """Stop early with a checkpoint every 2 rounds, resume with more rounds: the same
+    certified fit as an undisturbed one (the same iterates: same seeds, same states)."""
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    blocks = _blocks(thread_client, X, y, 2)
+    kw = {"C": C, "tol": 1e-4, "random_state": 3, "local_passes": 2}
+    ref = solve(name, blocks, K, max_iter=300, **kw)
+    assert ref.converged and ref.n_iter > 4
+    path = tmp_path / f"{name}.ckpt"
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        first = solve(name, blocks, K, max_iter=4, checkpoint=path, checkpoint_every=2, **kw)
+    assert not first.converged and path.exists()
+    res = solve(name, blocks, K, max_iter=300, checkpoint=path, resume=True, **kw)
+    assert res.converged and res.n_iter == ref.n_iter
+    assert res.history[0]["round"] == 0 and res.history[-1]["round"] == ref.n_iter
+    assert res.primal == pytest.approx(ref.primal, rel=1e-9)
+    assert res.dual == pytest.approx(ref.dual, rel=1e-9)
+    np.testing.assert_allclose(res.coef, ref.coef, rtol=1e-8, atol=1e-10)
+    assert res.primal == pytest.approx(_objective(name, res.coef, X, y, C), rel=1e-9)
+    # a checkpoint is for one problem: another C is refused
+    with pytest.raises(ValueError, match="another problem"):
+        solve(name, blocks, K, max_iter=300, checkpoint=path, resume=True,
+              **{**kw, "C": 2 * C})
+
+
+@pytest.fixture(scope="module")
+def three_process_client():
+    """A LocalCluster of 3 worker processes under nannies (a killed worker restarts)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0", silence_logs=40)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _kill_at(client, round_, address):
+    """A callback that kills the worker ``address`` (os._exit) after round ``round_``."""
+
+    def callback(rec):
+        if rec["round"] == round_:  # the worker dies before it answers: on_error="return"
+            client.run(os._exit, 1, workers=[address], on_error="return")
+
+    return callback
+
+
+@pytest.mark.parametrize("name,schedule", [("llw", "parallel"), ("cs", "parallel"),
+                                           ("ovr", "parallel"), ("llw", "ring")])
+def test_lost_worker_mid_fit(three_process_client, data_dir, name, schedule):
+    """A worker holding blocks dies at round 3 (the nanny restarts it): the blocks come
+    back, its states restart from zero, the model is recomputed from the states, and the
+    fit reaches the undisturbed fit's certified optimum."""
+    client = three_process_client
+    client.wait_for_workers(3)
+    X, y, _ = _data(data_dir, "pendigits")
+    C, K = 0.01, 10
+    kw = {"C": C, "tol": 1e-4, "max_iter": 500, "random_state": 0, "schedule": schedule,
+          "local_passes": 1}
+    ref = solve(name, _blocks(client, X, y, 3), K, **kw)
+    assert ref.converged and ref.state["recoveries"] == 0 and ref.n_iter > 3
+    blocks = _blocks(client, X, y, 3)
+    victim = blocks.workers[1]
+    res = solve(name, blocks, K, callback=_kill_at(client, 3, victim), **kw)
+    assert res.state["recoveries"] >= 1
+    assert victim not in blocks.workers  # its blocks were brought back elsewhere
+    assert res.converged and res.rel_gap <= 1e-4
+    assert res.primal == pytest.approx(_objective(name, res.coef, X, y, C), rel=1e-9)
+    _agree(res, ref)
+    assert abs(res.primal - ref.primal) <= 1e-4 * ref.primal
+    alpha = np.vstack(client.gather(res.state["alpha"]))
+    assert alpha.shape == (X.shape[0], K) and np.isfinite(alpha).all()
 
 
 # ----------------------------------------------------------------------------
@@ -599,12 +812,15 @@ def test_one_class_is_an_error(thread_client):
 
 
 def test_registry_covers_every_machine():
-    assert set(SOLVERS) == {"ww", "llw", "cs", "ovr"}
-    import inspect
-
-    for name in ("llw", "cs", "ovr"):
-        params = inspect.signature(SOLVERS[name]).parameters
-        assert {"C", "tol", "max_iter", "random_state", "verbose", "key_prefix"} <= set(params)
+    """The estimator's machines are the registry's multiclass family; the row-parallel
+    ones take the common parameters and exactly their own (no key_prefix, split_every)."""
+    assert {n for n, e in SOLVERS.items() if e.family == "multiclass"} == set(MACHINES)
+    own = {"local_passes", "sigma", "line_search", "schedule"}
+    assert set(SOLVERS["llw"].params) == own | {"local_v"}
+    assert set(SOLVERS["cs"].params) == own and set(SOLVERS["ovr"].params) == own
+    assert SOLVERS["llw"].params["local_passes"].rule == ("auto", ("int", 1, None, False))
+    for name, f in (("llw", solve_llw), ("cs", solve_cs), ("ovr", solve_ovr)):
+        assert f.__name__ == f"solve_{name}" and "local_passes" in f.__doc__
 
 
 def test_sklearn_conventions(thread_client, data_dir):

@@ -1,21 +1,20 @@
-"""The parallel layer: blocks on workers, the all-reduce, the tree reduction."""
+"""The parallel layer: blocks on workers, partials and their sum, the tree reduction."""
 
 import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from dask.utils import key_split
 
 from dasksvm.parallel import (
     BlockSet,
     SparseRows,
     SparseVector,
     add_partials,
-    allreduce,
     get_client,
-    partial_nbytes,
-    reduce_task_count,
     to_dense,
     tree_reduce,
+    wire_nbytes,
 )
 
 
@@ -37,7 +36,7 @@ def test_add_partials_sparse_and_dense():
     np.testing.assert_allclose(to_dense(add_partials(d, a)), a.toarray() + d)
     nested = add_partials((a, 1.0, {"x": 2.0}), (b, 2.0, {"x": 3.0}))
     assert nested[1] == 3.0 and nested[2] == {"x": 5.0}
-    assert partial_nbytes((a, 1.0)) == a.nbytes + 8
+    assert wire_nbytes((a, 1.0)) == a.nbytes + 8 + 8  # the sparse size travels too
 
 
 def test_sparse_sum_becomes_dense_when_full():
@@ -61,63 +60,11 @@ def test_add_partials_sparse_rows():
     nested = add_partials((a, np.ones(2)), (b, np.ones(2)))
     assert isinstance(nested[0], SparseRows)
     np.testing.assert_allclose(nested[1], [2.0, 2.0])
-    assert partial_nbytes((a, np.ones(2))) == a.nbytes + 16
+    assert wire_nbytes((a, np.ones(2))) == a.nbytes + 8 + 16
     dense = np.ones((5, 3))
     np.testing.assert_allclose(add_partials(dense, a), dense + a.toarray())
     with pytest.raises(TypeError, match="SparseVector and a SparseRows"):
         add_partials(SparseVector(np.array([1]), np.array([1.0]), 5), a)
-
-
-def test_allreduce_sparse_rows(thread_client):
-    parts = [SparseRows(np.array([k, k + 1]), np.full((2, 2), k + 1.0), 12) for k in range(10)]
-    futs = thread_client.scatter([(p, np.array([1.0])) for p in parts])
-    (rows, scalars), nbytes = allreduce(thread_client, futs, split_every=3)
-    expect = sum(p.toarray() for p in parts)
-    np.testing.assert_allclose(rows.toarray(), expect)
-    assert scalars[0] == 10.0
-    assert nbytes >= sum(p.nbytes + 8 for p in parts)
-
-
-def _identity(x):
-    return x
-
-
-@pytest.mark.parametrize("n_parts", [1, 3, 8, 9, 30])
-@pytest.mark.parametrize("sparse", [False, True])
-def test_allreduce_values_and_determinism(client, n_parts, sparse):
-    parts = [(_vec(k, sparse=sparse), float(k)) for k in range(n_parts)]
-    futs = client.scatter(parts, hash=False)
-    total, nbytes = allreduce(client, futs, split_every=4, key_prefix="test-ar-r1")
-    expect = sum(to_dense(p[0]) for p in parts)
-    np.testing.assert_allclose(to_dense(total[0]), expect, rtol=1e-12)
-    assert total[1] == sum(range(n_parts))
-    assert nbytes >= sum(partial_nbytes(p) for p in parts)
-    again, _ = allreduce(client, futs, split_every=4, key_prefix="test-ar-r2")
-    np.testing.assert_array_equal(to_dense(again[0]), to_dense(total[0]))
-
-
-def test_allreduce_key_prefixes(client):
-    futs = client.scatter([np.ones(3) for _ in range(20)], hash=False)
-    with_keys = []
-
-    def spy(fn):
-        def wrapped(*a, **k):
-            f = fn(*a, **k)
-            with_keys.append(f.key)
-            return f
-        return wrapped
-
-    original = client.submit
-    client.submit = spy(original)
-    try:
-        total, _ = allreduce(client, futs, split_every=4, key_prefix="cocoa-allreduce-r7")
-    finally:
-        del client.submit
-    np.testing.assert_allclose(total, 20 * np.ones(3))
-    # 20 -> 5 -> 2 partials: 7 combine tasks, then the client adds the last 2
-    assert len(with_keys) == reduce_task_count(20, 4) == 7
-    assert all(k.startswith("cocoa-allreduce-r7-l") for k in with_keys)
-    assert {k.split("-")[3] for k in with_keys} == {"l0", "l1"}
 
 
 def _merge_sorted(parts):
@@ -126,9 +73,11 @@ def _merge_sorted(parts):
 
 def test_tree_reduce_custom_combine(client):
     futs = client.scatter([[k, 100 - k] for k in range(10)], hash=False)
-    root = tree_reduce(client, futs, _merge_sorted, split_every=3, key_prefix="cascade-level")
+    root = tree_reduce(client, futs, _merge_sorted, split_every=3, prefix="cascade",
+                       step="level", round=2)
     assert root.result() == sorted([k for k in range(10)] + [100 - k for k in range(10)])
-    assert root.key.startswith("cascade-level-l2-n0-")  # 10 -> 4 -> 2 -> 1
+    assert root.key.startswith("cascade-level-r2-l2-n0-")  # 10 -> 4 -> 2 -> 1
+    assert key_split(root.key) == "cascade-level"
     with pytest.raises(ValueError, match="split_every"):
         tree_reduce(client, futs, _merge_sorted, split_every=1)
     one = tree_reduce(client, futs[:1], _merge_sorted)

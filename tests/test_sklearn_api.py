@@ -78,3 +78,36 @@ def test_sklearn_compatible(estimator, check):
             check(estimator)
     else:
         check(estimator)
+
+
+def test_dask_ml_grid_search_fits_inside_the_workers(process_client):
+    """dask-ml's GridSearchCV runs every fit as a task on a worker: the fit must use that
+    worker's own client (never start a cluster there) and not deadlock its thread."""
+    import threading
+
+    import dask
+    import dask.array as da
+    import numpy as np
+    from dask_ml.model_selection import GridSearchCV
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(400, 5)
+    y = (X[:, 0] + 0.3 * rng.randn(400) > 0).astype(int)
+    Xd, yd = da.from_array(X, chunks=100), da.from_array(y, chunks=100)
+    search = GridSearchCV(LinearSVC(tol=1e-3), {"C": [0.1, 1.0]}, cv=2)
+    out = {}
+
+    def fit():
+        with process_client.as_current(), dask.config.set(scheduler=process_client.get):
+            try:
+                out["search"] = search.fit(Xd, yd)
+            except Exception as e:  # noqa: BLE001 - reported below
+                out["error"] = e
+
+    thread = threading.Thread(target=fit, daemon=True)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "GridSearchCV did not finish in 300 s"
+    assert "error" not in out, out.get("error")
+    assert out["search"].best_params_["C"] in (0.1, 1.0)
+    assert out["search"].best_score_ > 0.8

@@ -7,20 +7,24 @@ few dozen small tasks.
 """
 
 import lzma
+import os
 import re
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from dask.utils import key_split
 from distributed import get_task_stream
 from sklearn.datasets import load_svmlight_file
 
 from dasksvm.exceptions import ConvergenceWarning
 from dasksvm.kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
 from dasksvm.parallel.blocks import BlockSet
+from dasksvm.parallel.checkpoint import read_checkpoint
 from dasksvm.parallel.schedule import one_factorization
 from dasksvm.parallel.shuffle import assign_bundles, place_bundles, shuffle_by_class
-from dasksvm.solvers.ww import solve_ww
+from dasksvm.solvers import solve, solve_ww
+from dasksvm.solvers.ww import _ww_link as _real_link
 
 _DATA = {}
 _REF = {}
@@ -121,7 +125,7 @@ def _check_certificate(r, X, y, K, C, tol):
 # exactness against cvxpy (formulations.md section 5: WW primal to 1e-4 relative)
 # ---------------------------------------------------------------------------------------
 
-# (dataset, rows, C, n_blocks, n_bundles, layout, cluster, inner_passes)
+# (dataset, rows, C, n_blocks, n_bundles, layout, cluster, local_passes)
 # dna has 3 classes: it runs as one bundle (layout "owner": all variables in one task per
 # epoch), its slow dual tail (~280 passes to 1e-4 at C = 0.1) covered by inner passes.
 EXACT_CASES = [
@@ -149,10 +153,10 @@ def test_primal_matches_cvxpy(request, data_dir, name, n_rows, C, n_blocks, n_bu
     try:
         tol = 1e-4
         r = solve_ww(blocks, K, C=C, tol=tol, max_iter=1000, n_bundles=n_bundles,
-                     layout=layout, inner_passes=passes, random_state=0, return_dual=True)
+                     layout=layout, local_passes=passes, random_state=0, return_dual=True)
     finally:
         blocks.release()
-    assert r.converged and r.rel_gap <= tol
+    assert r.converged and r.rel_gap <= tol and r.state["recoveries"] == 0
     assert r.state["n_bundles"] == n_bundles
     assert r.state["layout"] == (layout if layout != "auto" else "owner")
     P = _check_certificate(r, X, y, K, C, tol)
@@ -193,7 +197,7 @@ def test_ws_margin_is_checked(thread_client, data_dir):
     blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=1)
     try:
         for bad in (-0.1, float("nan"), "0"):
-            with pytest.raises(ValueError, match="ws_margin must be None or a finite number"):
+            with pytest.raises(ValueError, match=r"ws_margin must be .*; or None"):
                 solve_ww(blocks, K, ws_margin=bad)
     finally:
         blocks.release()
@@ -235,7 +239,7 @@ def test_sparse_coef_layout_matches_dense(thread_client, data_dir):
     out = {}
     try:
         for sparse in (False, True):
-            with pytest.warns(ConvergenceWarning, match="solve_ww did not converge"):
+            with pytest.warns(ConvergenceWarning, match="Weston-Watkins did not converge"):
                 out[sparse] = solve_ww(blocks, K, C=1.0, tol=1e-12, max_iter=3, n_bundles=4,
                                        random_state=3, sparse_coef=sparse)
     finally:
@@ -254,7 +258,20 @@ def test_sparse_coef_layout_matches_dense(thread_client, data_dir):
 
 
 def _incoming(dask_worker):
-    return [k for rec in getattr(dask_worker, "transfer_incoming_log", ()) for k in rec["keys"]]
+    """``(key, nbytes)`` of every key this worker fetched from another one (dask's log)."""
+    return [(str(k), int(n)) for rec in getattr(dask_worker, "transfer_incoming_log", ())
+            for k, n in rec["keys"].items()]
+
+
+#: the dashboard groups (key_split) of every task a WW fit submits
+_GROUPS = {"ww-init", "ww-load", "ww-link", "ww-certify", "ww-coef", "ww-dual", "ww-save",
+           "ww-resume", "ww-rebuild", "ww-restore", "ww-fingerprint", "ww-free"} | {
+    f"ww-shuffle-{s}" for s in ("count", "split", "piece", "sizes", "bundle", "info")}
+
+
+def _round_of(key):
+    m = re.search(r"-r(\d+)-", key)
+    return int(m.group(1)) if m else None
 
 
 @pytest.mark.parametrize("layout", ["spread", "owner"])
@@ -265,46 +282,303 @@ def test_task_keys_schedule_and_only_weights_move(thread_client, data_dir, layou
     try:
         with (
             get_task_stream(client=client) as ts,
-            pytest.warns(ConvergenceWarning, match="solve_ww did not converge"),
+            pytest.warns(ConvergenceWarning, match="Weston-Watkins did not converge"),
         ):
-            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=2, n_bundles=4,
+            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=2, n_bundles=4, layout=layout,
                          pair_sweeps=2, random_state=0)
     finally:
         blocks.release()
     keys = [str(t["key"]) for t in ts.data]
-    pat = re.compile(r"^ww-r(\d+)-b(\d+)-b(\d+)-(h\d+)-[0-9a-f]{8}$")
+    # every key names its step: the dashboard never shows a bare "ww" group
+    groups = {key_split(k) for k in keys}
+    assert groups <= _GROUPS, groups - _GROUPS
+    assert {"ww-init", "ww-link", "ww-certify", "ww-coef", "ww-free", "ww-shuffle-bundle"} <= groups
+    link = re.compile(r"^ww-link-r(\d+)-s(\d+)-b(\d+)-b(\d+)-h(\d+)-[0-9a-f]{8}$")
     by_round = {}
     for k in keys:
-        m = pat.match(k)
+        m = link.match(k)
         if m:
-            by_round.setdefault(int(m.group(1)), set()).add((int(m.group(2)),
-                                                             int(m.group(3))))
-    # two epochs of the 1-factorization of 4 bundles: rounds 0..5, each a perfect matching
-    expected = list(one_factorization(4)) * 2
-    assert sorted(by_round) == list(range(6))
-    for rnd, pairs in by_round.items():
-        assert sorted(pairs) == expected[rnd]
-    assert any(k.startswith("ww-certify-e2-p3-") for k in keys)
-    assert any(k.startswith("ww-shuffle-bundle-p0-") for k in keys)
+            t, s, a, b = (int(g) for g in m.groups()[:4])
+            by_round.setdefault((t, s), set()).add((a, b))
+    # two update rounds, each the 3 perfect matchings of the 1-factorization of 4 bundles
+    expected = list(one_factorization(4))
+    assert sorted(by_round) == [(t, s) for t in range(2) for s in range(3)]
+    for (_, s), pairs in by_round.items():
+        assert sorted(pairs) == expected[s]
     held = {w for ps in r.state["pieces"] for w, _ in ps}
     if len(held) > 1:  # a chain alternates 2 workers, pair_sweeps times
-        assert any(re.match(r"^ww-r\d+-b\d+-b\d+-h4-", k) for k in keys)
-    assert [h["round"] for h in r.history] == [1, 2]
-    assert all(h["n_tasks"] > 0 for h in r.history)
-    assert r.state["pair_sweeps"] == 2
-    # after the shuffle only weight blocks cross between workers: never rows, never alphas
+        assert any(re.match(r"^ww-link-r\d+-s\d+-b\d+-b\d+-h4-", k) for k in keys)
+    # one certificate task per worker holding pieces and certified round
+    certs = [k for k in keys if key_split(k) == "ww-certify"]
+    assert sorted(_round_of(k) for k in certs) == sorted([0, 1] * len(held))
+    # the history: rounds 0, 1 (update) and 2 (the evaluation round: the same iterate, no task)
+    assert [h["round"] for h in r.history] == [0, 1, 2]
+    for h in r.history[:2]:  # n_tasks: exactly the round's tasks (the setup counts in round 0)
+        assert h["n_tasks"] == sum(_round_of(k) == h["round"] for k in keys) > 0
+    last = r.history[2]
+    assert last["n_tasks"] == last["bytes"] == 0 and last["primal"] == r.history[1]["primal"]
+    assert r.n_iter == 2 and r.primal == r.history[1]["primal"]
+    assert r.state["pair_sweeps"] == 2 and r.state["recoveries"] == 0
+    # after the shuffle only weight blocks cross between workers: never rows, never duals
     fit_keys = set(keys)
-    moved = [k for keys_w in client.run(_incoming).values() for k in keys_w
-             if str(k) in fit_keys]
-    weight = re.compile(r"^ww-(init-w-p\d+|r\d+-b\d+-b\d+-(h\d+-w|w[01]))-[0-9a-f]{8}$")
+    moved = [k for recs in client.run(_incoming).values() for k, _ in recs if k in fit_keys]
     assert moved, "a 4-bundle fit on 2 workers moves weight blocks"
     for k in moved:
-        assert k.startswith("ww-shuffle-piece-") or weight.match(k), k
+        assert key_split(k) in {"ww-link", "ww-load", "ww-shuffle-piece"}, k
     if len(held) > 1:
         assert sum(h["bytes"] for h in r.history) > 0
     if layout == "spread":  # no example ever left its worker
         assert r.state["shuffle_bytes"] == 0
         assert not [k for k in moved if "shuffle" in k]
+
+
+def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
+    """``bytes_w`` of every round is what dask moved between the worker processes:
+    the weight hands in its transfer logs (satimage's weights are dense, so a hand's
+    bytes in memory, what dask logs, are its bytes on the wire)."""
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    client = process_client
+    client.amm.stop()  # no replica dropped and fetched again while the fit runs
+    blocks = BlockSet.from_arrays(client, X, y, n_blocks=2)
+    try:
+        with (
+            get_task_stream(client=client) as ts,
+            pytest.warns(ConvergenceWarning, match="Weston-Watkins did not converge"),
+        ):
+            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=4, n_bundles=4, random_state=0)
+    finally:
+        blocks.release()
+        client.amm.start()
+    assert len({w for ps in r.state["pieces"] for w, _ in ps}) == 2
+    assert np.count_nonzero(r.coef) == r.coef.size
+    fit_keys = {str(t["key"]) for t in ts.data}
+    log = [(k, n) for recs in client.run(_incoming).values() for k, n in recs if k in fit_keys]
+    assert {key_split(k) for k, _ in log} <= {"ww-link", "ww-load"}
+    for h in r.history[1:4]:  # round 0 starts from zero blocks (they travel as nothing)
+        hands = [n for k, n in log if _round_of(k) == h["round"]]
+        assert hands and h["bytes_w"] == sum(n - 64 for n in hands)  # 64: sizeof's overhead
+        assert h["bytes"] == h["bytes_up"] > h["bytes_w"] and h["bytes_down"] == 0
+    assert r.history[4]["bytes"] == 0
+
+
+def test_wire_nbytes_is_what_a_hand_pickles_to():
+    import pickle
+
+    from dasksvm.solvers.ww import _DenseBlock, _Hand
+
+    rng = np.random.default_rng(0)
+    few = np.zeros((400, 6))
+    few[rng.choice(400, 30, replace=False), 2] = 1.5  # travels as its non-zeros
+    mid = rng.normal(size=(100, 6)) * (rng.random((100, 6)) < 0.6)  # travels dense
+    csr = sp.random(6, 400, density=0.05, format="csr", random_state=1)
+    for blocks in [(_DenseBlock(rng.normal(size=(50, 6))),), (_DenseBlock(few), csr),
+                   (_DenseBlock(mid),), (_DenseBlock(np.zeros((300, 4))),)]:
+        h = _Hand(blocks, "tcp://a", (1, 2))
+        n = len(pickle.dumps(h, protocol=5))
+        assert h.wire_nbytes() <= n <= h.wire_nbytes() + 1200
+        back = pickle.loads(pickle.dumps(h))
+        for a, b in zip(blocks, back.blocks, strict=True):
+            np.testing.assert_array_equal(a.toarray() if sp.issparse(a) else a.a,
+                                          b.toarray() if sp.issparse(b) else b.a)
+
+
+# ---------------------------------------------------------------------------------------
+# the cluster: 1, 2, 3 workers; a lost worker; a lost state; a failed task; checkpoints
+# ---------------------------------------------------------------------------------------
+
+
+def _cluster(n_workers, processes):
+    from distributed import Client, LocalCluster
+
+    kwargs = {"host": "127.0.0.1"} if processes else {}
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
+                           dashboard_address="127.0.0.1:0", silence_logs=50, **kwargs)
+    return cluster, Client(cluster, set_as_default=False)
+
+
+def test_one_two_three_workers_reach_the_same_objective(data_dir):
+    X, y, K = _load(data_dir, "satimage.scale", 600)
+    C, tol = 0.1, 1e-4
+    p_star = reference(X, y, K, C, ("satimage.scale", 600, C))
+    out = {}
+    for n_workers in (1, 2, 3):
+        cluster, client = _cluster(n_workers, processes=False)
+        try:
+            blocks = BlockSet.from_arrays(client, X, y, n_blocks=3)
+            out[n_workers] = solve_ww(blocks, K, C=C, tol=tol, n_bundles=4, random_state=0,
+                                      return_dual=True)
+            blocks.release()
+        finally:
+            client.close()
+            cluster.close()
+    for n_workers, r in out.items():
+        assert r.converged and len({w for ps in r.state["pieces"] for w, _ in ps}) == n_workers
+        P = _check_certificate(r, X, y, K, C, tol)
+        assert abs(P - p_star) / p_star <= tol
+    primals = [r.primal for r in out.values()]
+    assert max(primals) - min(primals) <= tol * max(primals)
+    assert sum(h["bytes_w"] for h in out[1].history) == 0  # one worker: no weight moves
+    assert all(sum(h["bytes_w"] for h in out[n].history) > 0 for n in (2, 3))
+
+
+def test_a_killed_worker_costs_nothing(data_dir):
+    """A worker process dies (os._exit) at round 2; its nanny restarts it. The fit rebuilds
+    the lost pieces and ends at the undisturbed fit's objective, certified."""
+    X, y, K = _load(data_dir, "satimage.scale", 600)
+    C, tol = 0.1, 1e-4
+    cluster, client = _cluster(3, processes=True)
+    killed = []
+
+    def kill(rec):
+        if rec["round"] == 2 and not killed:
+            killed.append(blocks.workers[0])
+            client.run(os._exit, 1, workers=killed, on_error="ignore")
+
+    try:
+        blocks = BlockSet.from_arrays(client, X, y, n_blocks=3)
+        ref = solve_ww(blocks, K, C=C, tol=tol, n_bundles=4, random_state=0)
+        r = solve_ww(blocks, K, C=C, tol=tol, n_bundles=4, random_state=0, callback=kill,
+                     return_dual=True)
+        blocks.release()
+    finally:
+        client.close()
+        cluster.close()
+    assert killed and ref.converged and r.converged
+    assert ref.state["recoveries"] == 0 and r.state["recoveries"] >= 1
+    assert killed[0] not in {w for ps in r.state["pieces"] for w, _ in ps}
+    assert r.state["recovered"][-1]["reshuffled"]
+    assert 0 < r.state["recovered"][-1]["kept"] < X.shape[0]
+    assert r.state["shuffle_bytes"] == 0  # spread layout: no example moves, even re-shuffled
+    _check_certificate(r, X, y, K, C, tol)
+    assert abs(r.primal - ref.primal) <= tol * ref.primal
+
+
+def _drop_fit_states(dask_worker):
+    dask_worker.__dict__.get("_dasksvm_states", {}).clear()
+
+
+def _piece_workers(dask_worker):
+    """One entry (this worker) per piece of a WW fit this worker holds."""
+    stores = dask_worker.__dict__.get("_dasksvm_states", {}).values()
+    return [dask_worker.address for st in stores for k in st
+            if isinstance(k, tuple) and len(k) == 3 and k[0] != "W"]
+
+
+@pytest.mark.parametrize("layout", ["spread", "owner"])
+def test_a_lost_state_on_a_live_worker_is_rebuilt(thread_client, data_dir, layout):
+    """The stores of one worker vanish mid-fit (the worker stays): its pieces are rebuilt
+    by a new shuffle, their duals restart from zero, W is recomputed; same optimum."""
+    X, y, K = _load(data_dir, "pendigits.scale", 600)
+    C = 0.02
+    p_star = reference(X, y, K, C, ("pendigits.scale", 600, C))
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+    done = []
+
+    before = []
+
+    def drop(rec):
+        if rec["round"] == 3 and not done:
+            done.append(rec["nnz_alpha"])
+            before.extend(w for ps in thread_client.run(_piece_workers).values() for w in ps)
+            thread_client.run(_drop_fit_states, workers=[blocks.workers[1]])
+
+    try:
+        r = solve_ww(blocks, K, C=C, tol=1e-4, n_bundles=4, random_state=0, callback=drop,
+                     layout=layout, return_dual=True)
+    finally:
+        blocks.release()
+    assert done and r.converged and r.state["recoveries"] == 1
+    (rec,) = r.state["recovered"]
+    assert rec["round"] == 4 and rec["reshuffled"] and rec["rows"] == X.shape[0]
+    lost = sum(n for ps in r.state["pieces"] for w, n in ps if w == blocks.workers[1])
+    assert 0 < rec["kept"] == X.shape[0] - lost  # that worker's rows restarted from zero
+    if layout == "owner":  # the bundles stay with their owners
+        assert sorted(w for ps in r.state["pieces"] for w, _ in ps) == sorted(before)
+    P = _check_certificate(r, X, y, K, C, 1e-4)
+    assert abs(P - p_star) / p_star <= 1e-4 + 1e-7
+
+
+_FLAKY = {"after": None}
+
+
+def _flaky_link(store, spec, sources):
+    """``_ww_link``, failing once (StateLost) after ``_FLAKY["after"]`` more links ran."""
+    from dasksvm.parallel.engine import StateLost
+
+    if _FLAKY["after"] is not None:
+        if _FLAKY["after"] == 0:
+            _FLAKY["after"] = None
+            raise StateLost("a task that found no state (test)")
+        _FLAKY["after"] -= 1
+    return _real_link(store, spec, sources)
+
+
+def test_a_failed_round_is_rolled_back_and_run_again(thread_client, data_dir, monkeypatch):
+    """A link fails mid-round (no worker lost): the round's steps are dropped, W is
+    recomputed, the round runs again: the same iterates as a fit that never failed."""
+    import dasksvm.solvers.ww as ww_module
+
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+
+    def fail_in_round_3(rec):
+        if rec["round"] == 2:
+            _FLAKY["after"] = 5
+
+    try:
+        ref = solve_ww(blocks, K, C=0.1, tol=1e-3, n_bundles=4, random_state=0)
+        monkeypatch.setattr(ww_module, "_ww_link", _flaky_link)
+        r = solve_ww(blocks, K, C=0.1, tol=1e-3, n_bundles=4, random_state=0,
+                     callback=fail_in_round_3)
+    finally:
+        blocks.release()
+        _FLAKY["after"] = None
+    assert r.state["recoveries"] == 1 and r.converged and r.n_iter == ref.n_iter
+    for a, b in zip(r.history, ref.history, strict=True):
+        assert a["primal"] == pytest.approx(b["primal"], rel=1e-9)
+        assert a["dual"] == pytest.approx(b["dual"], rel=1e-9)
+    assert r.history[3]["recoveries"] == 1 and r.history[2]["recoveries"] == 0
+    (rec,) = r.state["recovered"]  # no worker lost: every piece stays, every dual kept
+    assert rec == {"round": 3, "rows": X.shape[0], "kept": X.shape[0], "reshuffled": False}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_checkpoint_and_resume_continue_the_fit(thread_client, data_dir, tmp_path, sparse):
+    """Stop after 5 rounds with a checkpoint every 2; resume: the same rounds, the same
+    certified objective as the fit that never stopped."""
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    path = tmp_path / "ww.ckpt"
+    kw = {"C": 0.1, "tol": 1e-3, "n_bundles": 4, "random_state": 0, "sparse_coef": sparse}
+    blocks = BlockSet.from_arrays(thread_client, X, y, n_blocks=2)
+    try:
+        full = solve_ww(blocks, K, **kw)
+        with pytest.warns(ConvergenceWarning, match="Weston-Watkins did not converge"):
+            part = solve_ww(blocks, K, max_iter=5, checkpoint=path, checkpoint_every=2, **kw)
+        arrays, meta = read_checkpoint(path)
+        r = solve("ww", blocks, K, resume=True, checkpoint=path, checkpoint_every=2,
+                  return_dual=True, **kw)
+        with pytest.raises(ValueError, match="another problem"):
+            solve("ww", blocks, K, resume=True, checkpoint=path, **dict(kw, C=0.2))
+    finally:
+        blocks.release()
+    coef = ["model__coef_indptr", "model__coef_indices", "model__coef_data"] if sparse \
+        else ["model__coef"]
+    assert meta["round"] == 5 and {"alpha_indptr", "alpha_indices", "alpha_data",
+                                   "ws_indptr", "ws_indices", *coef} <= {
+        n.removeprefix("state__") for n in arrays}
+    assert sp.issparse(r.coef) == sparse
+    assert [h["round"] for h in part.history] == list(range(6))
+    # the history goes on from the checkpoint's rounds 0-4 (the file is labeled round 5,
+    # the next round to run: the evaluation round 5 runs again as an update round); from
+    # there the resumed rounds are exactly those of the fit that never stopped (same
+    # duals, working sets, weights, seeds by position)
+    assert r.converged and r.n_iter == full.n_iter
+    assert [h["round"] for h in r.history] == list(range(r.n_iter + 1))
+    assert r.history[:5] == part.history[:5]
+    for a, b in zip(r.history[5:], full.history[5:], strict=True):
+        assert (a["primal"], a["dual"], a["nnz_alpha"]) == (b["primal"], b["dual"],
+                                                           b["nnz_alpha"])
+    _check_certificate(r, X, y, K, 0.1, 1e-3)
 
 
 @pytest.mark.parametrize("layout", ["spread", "owner"])
@@ -368,13 +642,16 @@ def test_assign_and_place_bundles_balance():
     "kwargs, match",
     [
         ({"n_bundles": 4}, "n_bundles=4 is larger than n_classes=3"),
-        ({"n_bundles": 0}, "n_bundles must be an integer >= 1"),
-        ({"C": 0.0}, "C must be a positive"),
-        ({"tol": 0.0}, "tol must be > 0"),
-        ({"max_iter": 0}, "max_iter must be an integer"),
-        ({"inner_passes": 0}, "inner_passes must be an integer"),
-        ({"pair_sweeps": 0}, "pair_sweeps must be"),
-        ({"layout": "rows"}, "layout must be 'auto' or one of"),
+        ({"n_bundles": 0}, "n_bundles must be >= 1, got 0; or None"),
+        ({"C": 0.0}, "C must be > 0"),
+        ({"tol": -1.0}, "tol must be >= 0"),
+        ({"max_iter": 0}, "max_iter must be >= 1"),
+        ({"local_passes": 0}, "local_passes must be >= 1"),
+        ({"local_passes": 1.5}, "local_passes must be a finite int"),
+        ({"pair_sweeps": 0}, 'pair_sweeps must be >= 1, got 0; or "auto"'),
+        ({"layout": "rows"}, "layout must be one of"),
+        ({"sparse_coef": 1}, "sparse_coef must be True or False"),
+        ({"exact_rows": "yes"}, "exact_rows must be True or False"),
     ],
 )
 def test_bad_parameters(thread_client, kwargs, match):

@@ -11,14 +11,11 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..parallel import BlockSet, get_client, to_csr
-from ..utils.validation import (
-    check_choice_params,
-    check_labels,
-    check_scalar_params,
-    check_X,
-    check_X_y,
-)
+from ..parallel import BlockSet, to_csr
+from ..parallel.client import fit_client
+from ..solvers import SOLVERS
+from ..solvers.registry import COMMON, Param, check_param, solve
+from ..utils.validation import check_labels, check_X, check_X_y
 
 __all__ = [
     "LinearSVMBase",
@@ -136,6 +133,13 @@ def row_weights(y, classes, class_w, sample_weight):
     return w
 
 
+def _same(a, b):
+    try:
+        return bool(a == b) if not (a is None or b is None) else a is b
+    except (TypeError, ValueError):
+        return False
+
+
 def set_init_params(est, params):
     """Store the arguments of ``est.__init__`` under their own names.
 
@@ -159,14 +163,49 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
     ``shuffle``, ``random_state`` and ``client``.
     """
 
-    #: parameter -> (kind, low, high, low_open) for check_scalar_params
-    _scalar_constraints: ClassVar[dict] = {}
-    #: parameter -> its allowed values (strings)
-    _choices: ClassVar[dict] = {}
+    #: the solver family (``SOLVERS[...].family``) and the parameter that picks the solver
+    _family: ClassVar[str] = "binary"
+    _solver_param: ClassVar[str] = "solver"
+    #: rules of the estimator's own parameters (the solvers' come from the registry)
+    _own_params: ClassVar[dict] = {
+        "intercept_scaling": Param(1.0, ("real", 0.0, None, True)),
+        "fit_intercept": Param(True, ("bool",)),
+        "shuffle": Param(True, ("bool",)),
+    }
+
+    def _solvers(self):
+        return {n: e for n, e in SOLVERS.items() if e.family == self._family}
 
     def _check_params(self):
-        check_choice_params(self, self._choices)
-        check_scalar_params(self, self._scalar_constraints)
+        """Every parameter against the one table (:mod:`dasksvm.solvers.registry`); a
+        parameter of another solver than the chosen one must keep its default."""
+        solvers = self._solvers()
+        name = getattr(self, self._solver_param)
+        check_param(self._solver_param, name, ("choice", tuple(solvers)))
+        table = {**COMMON, **self._own_params}
+        for entry in solvers.values():
+            table.update(entry.params)
+        for p, spec in table.items():
+            if p in self.get_params(deep=False):
+                check_param(p, getattr(self, p), spec.rule)
+        for entry in solvers.values():
+            for p, spec in entry.params.items():
+                if (p in solvers[name].params or p not in self.get_params(deep=False)
+                        or _same(getattr(self, p), spec.default)):
+                    continue
+                users = [n for n, e in solvers.items() if p in e.params]
+                raise ValueError(
+                    f"{p} is only used with {self._solver_param} in {users}; got "
+                    f"{p}={getattr(self, p)!r} with {self._solver_param}={name!r}"
+                )
+
+    def _solver_kwargs(self, seed):
+        """The arguments of :func:`~dasksvm.solvers.registry.solve` from the parameters."""
+        entry = self._solvers()[getattr(self, self._solver_param)]
+        mine = self.get_params(deep=False)
+        kw = {p: mine[p] for p in (*COMMON, *entry.params) if p in mine}
+        kw["random_state"] = seed
+        return kw
 
     def _seed(self):
         """``random_state`` as an int seed (or None); a RandomState draws one."""
@@ -176,6 +215,18 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
         if isinstance(rs, np.random.RandomState):
             return int(rs.randint(0, 2**31 - 1))
         raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+
+    def _fit_solver(self, X, y_encoded, weight, classes, n_outputs, *, resume, n_classes=None):
+        """Blocks from the input, the chosen solver on them, the fitted attributes."""
+        seed = self._seed()
+        kwargs = self._solver_kwargs(seed)
+        name = getattr(self, self._solver_param)
+        result = self._solve(
+            X, y_encoded, weight,
+            lambda blocks: solve(name, blocks, n_classes, resume=resume, **kwargs),
+            name=f"{name}-data", random_state=seed,
+        )
+        return self._set_fitted(result, classes, n_outputs, X.shape[1])
 
     def _check_fit_input(self, X, y, sample_weight):
         """The checked parameters and ``(X, y, sample_weight, classes)``, two classes or more."""
@@ -193,22 +244,25 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
 
     def _solve(self, X, y_encoded, weight, solve, *, name, random_state):
         """``solve(blocks)`` on X with encoded labels and row weights as blocks
-        (named ``name``), released afterwards."""
-        blocks = make_blocks(
-            get_client(self.client),
-            X,
-            y_encoded,
-            weight,
-            fit_intercept=self.fit_intercept,
-            intercept_scaling=self.intercept_scaling,
-            shuffle=bool(self.shuffle),
-            random_state=random_state,
-            name=name,
-        )
-        try:
-            return solve(blocks)
-        finally:
-            blocks.release()
+        (named ``name``), released afterwards; on the client of
+        :func:`~dasksvm.parallel.client.fit_client` (a worker's own client when
+        the fit runs inside a dask task)."""
+        with fit_client(self.client) as client:
+            blocks = make_blocks(
+                client,
+                X,
+                y_encoded,
+                weight,
+                fit_intercept=self.fit_intercept,
+                intercept_scaling=self.intercept_scaling,
+                shuffle=bool(self.shuffle),
+                random_state=random_state,
+                name=name,
+            )
+            try:
+                return solve(blocks)
+            finally:
+                blocks.release()
 
     def _set_fitted(self, result, classes, n_outputs, n_features):
         """The fitted attributes from a :class:`~dasksvm.solvers.result.SolverResult`
@@ -225,6 +279,7 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
         else:
             self.intercept_ = np.zeros(n_outputs)
         self.n_iter_ = result.n_iter
+        self.stopped_ = result.stopped
         self.history_ = result.history
         self.converged_ = result.converged
         self.primal_ = result.primal

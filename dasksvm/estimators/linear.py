@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from ..solvers.cocoa import AGGREGATIONS, solve_cocoa
-from ..solvers.sgd import LEARNING_RATES, solve_sgd
 from ._base import (
     LinearSVMBase,
     class_counts,
@@ -17,9 +13,6 @@ from ._base import (
 )
 
 __all__ = ["LinearSVC"]
-
-SOLVERS = {"cocoa": solve_cocoa, "sgd": solve_sgd}
-LOSSES = ("hinge", "squared_hinge")
 
 
 class LinearSVC(LinearSVMBase):
@@ -41,23 +34,24 @@ class LinearSVC(LinearSVMBase):
     loss : {"squared_hinge", "hinge"}
     solver : {"cocoa", "sgd"}
         ``"cocoa"``: CoCoA+ (local dual coordinate ascent per block, one
-        all-reduce per round; see :func:`dasksvm.solvers.cocoa.solve_cocoa`).
+        all-reduce per round; see :class:`dasksvm.solvers.cocoa.CoCoA`).
         ``"sgd"``: the primal all-reduce subgradient method
-        (:func:`dasksvm.solvers.sgd.solve_sgd`).
+        (:class:`dasksvm.solvers.sgd.SGD`). A parameter of the other solver
+        than the chosen one must keep its default (else a ValueError).
     fit_intercept : bool
     intercept_scaling : float > 0
-    tol : float >= 0
+    tol : float > 0
         Stop when the relative duality gap (P - D) / |P| <= tol.
     max_iter : int >= 1
         Rounds (cocoa) or steps (sgd); a ConvergenceWarning is issued when
         they end before ``tol``.
-    local_iters : float > 0
+    local_passes : float > 0
         cocoa: coordinate passes over its rows per block per round.
     aggregation : {"add", "average"}
         cocoa: CoCoA+ adding (gamma = 1, sigma' = K) or CoCoA averaging
         (gamma = 1/K, sigma' = 1).
     learning_rate : {"pegasos", "invscaling", "constant"}
-        sgd step rule (see :func:`dasksvm.solvers.sgd.solve_sgd`).
+        sgd step rule (see :class:`dasksvm.solvers.sgd.SGD`).
     eta0 : float > 0
         sgd: base step size.
     averaging : bool
@@ -75,6 +69,18 @@ class LinearSVC(LinearSVMBase):
         Defaults to :func:`dasksvm.get_client` (current client, else an
         embedded LocalCluster).
     verbose : int
+    callback : callable, optional
+        ``callback(record)`` after every round with its history record
+        (round, primal, dual, gap, rel_gap, time, n_tasks, bytes, ...);
+        returning ``False`` stops the fit cleanly with the model certified at
+        that round (``stopped_`` is then True, no ConvergenceWarning). The
+        same records go to ``Client.log_event("dasksvm-progress", ...)``.
+    checkpoint : path, optional
+        Write the model, the blocks' dual variables, the history and the
+        seed position to this file every ``checkpoint_every`` rounds and at
+        the end (npz + JSON with SHA-256s, atomic, never pickle); see
+        ``fit(..., resume=True)``.
+    checkpoint_every : int >= 1
 
     Attributes
     ----------
@@ -87,6 +93,8 @@ class LinearSVC(LinearSVMBase):
         One record per round: round, primal, dual, gap, rel_gap, time (s),
         n_tasks, bytes.
     converged_ : bool
+    stopped_ : bool
+        Whether ``callback`` stopped the fit.
     primal_, dual_, rel_gap_ : float
         The certificate of the returned model.
     n_features_in_ : int
@@ -108,7 +116,7 @@ class LinearSVC(LinearSVMBase):
         intercept_scaling=1.0,
         tol=1e-3,
         max_iter=1000,
-        local_iters=1.0,
+        local_passes=1.0,
         aggregation="add",
         learning_rate="pegasos",
         eta0=1.0,
@@ -119,53 +127,25 @@ class LinearSVC(LinearSVMBase):
         random_state=None,
         client=None,
         verbose=0,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=10,
     ):
         set_init_params(self, locals())
 
-    _scalar_constraints: ClassVar[dict] = {
-        "C": ("real", 0.0, None, True),
-        "intercept_scaling": ("real", 0.0, None, True),
-        "tol": ("real", 0.0, None, False),
-        "max_iter": ("int", 1, None, False),
-        "local_iters": ("real", 0.0, None, True),
-        "eta0": ("real", 0.0, None, True),
-        "batch_fraction": ("real", 0.0, 1.0, True),
-        "verbose": ("int", 0, None, False),
-    }
-    _choices: ClassVar[dict] = {
-        "loss": LOSSES,
-        "solver": tuple(SOLVERS),
-        "aggregation": tuple(AGGREGATIONS),
-        "learning_rate": tuple(LEARNING_RATES),
-    }
-
-    def _solver_kwargs(self, seed):
-        common = {
-            "C": float(self.C),
-            "loss": self.loss,
-            "tol": float(self.tol),
-            "max_iter": int(self.max_iter),
-            "random_state": seed,
-            "verbose": self.verbose,
-        }
-        if self.solver == "cocoa":
-            return {**common, "local_iters": float(self.local_iters),
-                    "aggregation": self.aggregation}
-        return {
-            **common,
-            "learning_rate": self.learning_rate,
-            "eta0": float(self.eta0),
-            "averaging": bool(self.averaging),
-            "batch_fraction": float(self.batch_fraction),
-        }
-
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, resume=False):
         """Fit on X (n_samples, n_features) and y (n_samples,), two distinct labels.
 
         Parameters
         ----------
         sample_weight : array of shape (n_samples,), optional
             Multiplies C per example.
+        resume : bool
+            Continue from the file ``checkpoint`` when it exists (same data,
+            C, loss, solver, intercept, class and sample weights, else a
+            ValueError saying what differs); ``tol``, ``max_iter``,
+            ``verbose`` and ``callback`` may change. Without the file the fit
+            starts from zero.
         """
         X, y, sample_weight, classes = self._check_fit_input(X, y, sample_weight)
         if len(classes) > 2:
@@ -177,13 +157,7 @@ class LinearSVC(LinearSVMBase):
         cw = class_weight_per_class(self.class_weight, classes, counts)
         y_pm = encode_labels(y, classes, [-1.0, 1.0])
         weight = row_weights(y, classes, cw, sample_weight)
-        seed = self._seed()
-        kwargs = self._solver_kwargs(seed)
-        result = self._solve(
-            X, y_pm, weight, lambda blocks: SOLVERS[self.solver](blocks, **kwargs),
-            name="linearsvc-data", random_state=seed,
-        )
-        return self._set_fitted(result, classes, 1, X.shape[1])
+        return self._fit_solver(X, y_pm, weight, classes, 1, resume=resume)
 
     def decision_function(self, X):
         """w.x + b for each row: shape (n_samples,); lazy for dask X."""

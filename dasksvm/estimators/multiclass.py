@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import numbers
-from typing import ClassVar
-
 import numpy as np
 
-from ..solvers.cs import solve_cs
-from ..solvers.llw import solve_llw
-from ..solvers.ovr import solve_ovr
 from ._base import (
     LinearSVMBase,
     class_counts,
@@ -20,22 +14,7 @@ from ._base import (
     set_init_params,
 )
 
-__all__ = ["SOLVERS", "MulticlassSVC"]
-
-
-def solve_ww(blocks, n_classes, **kwargs):
-    """:func:`dasksvm.solvers.ww.solve_ww`, imported when first used."""
-    from ..solvers.ww import solve_ww as _solve_ww
-
-    return _solve_ww(blocks, n_classes, **kwargs)
-
-
-#: multi_class -> solver; every solver is ``f(blocks, n_classes, *, C, tol, max_iter,
-#: random_state, verbose, ...) -> SolverResult`` with coef of shape (n_classes, n_columns).
-SOLVERS = {"ww": solve_ww, "llw": solve_llw, "cs": solve_cs, "ovr": solve_ovr}
-
-#: multi_class -> the estimator parameters only that machine uses (and their defaults)
-_SPECIFIC = {"ww": {"n_bundles": None}, "llw": {}, "cs": {}, "ovr": {}}
+__all__ = ["MulticlassSVC"]
 
 
 class MulticlassSVC(LinearSVMBase):
@@ -88,7 +67,8 @@ class MulticlassSVC(LinearSVMBase):
     n_bundles : int, optional
         ``"ww"`` only: number of class bundles (2 <= n_bundles <=
         n_classes; default ``min(2 * threads of the cluster, n_classes)``).
-        Passing it with another machine is an error. WW runs fastest on one
+        Passing it with another machine is an error (no parameter is
+        accepted and ignored). WW runs fastest on one
         machine as one worker process with several threads (``docs/ww.md``).
     shuffle : bool
         Deal the rows over the blocks at random once before fitting (the
@@ -108,6 +88,17 @@ class MulticlassSVC(LinearSVMBase):
     client : distributed.Client, optional
         Defaults to :func:`dasksvm.parallel.get_client`.
     verbose : int
+    callback : callable, optional
+        ``callback(record)`` after every round (``"ww"``: epoch) with its
+        history record; returning ``False`` stops the fit cleanly with the
+        model certified at that round. The records also go to
+        ``Client.log_event("dasksvm-progress", ...)``.
+    checkpoint : path, optional
+        Write the model, the dual variables, the history and the seed
+        position to this file every ``checkpoint_every`` rounds and at the
+        end (npz + JSON with SHA-256s, atomic, never pickle); see
+        ``fit(..., resume=True)``.
+    checkpoint_every : int >= 1
 
     Attributes
     ----------
@@ -152,53 +143,16 @@ class MulticlassSVC(LinearSVMBase):
         random_state=None,
         client=None,
         verbose=0,
+        callback=None,
+        checkpoint=None,
+        checkpoint_every=10,
     ):
         set_init_params(self, locals())
 
-    _scalar_constraints: ClassVar[dict] = {
-        "C": ("real", 0.0, None, True),
-        "intercept_scaling": ("real", 0.0, None, True),
-        "tol": ("real", 0.0, None, True),
-        "max_iter": ("int", 1, None, False),
-        "verbose": ("int", 0, None, False),
-    }
-    _choices: ClassVar[dict] = {"multi_class": tuple(SOLVERS)}
+    _family = "multiclass"
+    _solver_param = "multi_class"
 
-    def _check_params(self):
-        super()._check_params()
-        for name, default in {k: v for s in _SPECIFIC.values() for k, v in s.items()}.items():
-            if name not in _SPECIFIC[self.multi_class] and getattr(self, name) != default:
-                users = [m for m, s in _SPECIFIC.items() if name in s]
-                raise ValueError(
-                    f"{name} is only used with multi_class in {users}; "
-                    f"got {name}={getattr(self, name)!r} with multi_class={self.multi_class!r}"
-                )
-        if self.n_bundles is not None and (
-            not isinstance(self.n_bundles, numbers.Integral)
-            or isinstance(self.n_bundles, bool)
-            or self.n_bundles < 2
-        ):
-            raise ValueError(f"n_bundles must be None or an integer >= 2, got {self.n_bundles!r}")
-
-    def _solver_kwargs(self, n_classes):
-        kw = {
-            "C": float(self.C),
-            "tol": float(self.tol),
-            "max_iter": int(self.max_iter),
-            "random_state": self._seed(),
-            "verbose": int(self.verbose),
-            "key_prefix": self.multi_class,
-        }
-        if self.multi_class == "ww" and self.n_bundles is not None:
-            if self.n_bundles > n_classes:
-                raise ValueError(
-                    f"n_bundles={self.n_bundles} is larger than the number of classes "
-                    f"({n_classes}); use at most n_classes bundles"
-                )
-            kw["n_bundles"] = int(self.n_bundles)
-        return kw
-
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, resume=False):
         """Fit on X (n_samples, n_features) and y (n_samples,) with at least two labels.
 
         Parameters
@@ -208,6 +162,11 @@ class MulticlassSVC(LinearSVMBase):
             Any labels numpy can sort (numbers, strings).
         sample_weight : array of shape (n_samples,), optional
             Multiplies C per example.
+        resume : bool
+            Continue from the file ``checkpoint`` when it exists (same data,
+            C, machine, intercept, class and sample weights, else a
+            ValueError saying what differs); without the file the fit starts
+            from zero.
 
         Returns
         -------
@@ -215,7 +174,11 @@ class MulticlassSVC(LinearSVMBase):
         """
         X, y, sample_weight, classes = self._check_fit_input(X, y, sample_weight)
         n_classes = len(classes)
-        kwargs = self._solver_kwargs(n_classes)
+        if self.n_bundles is not None and self.n_bundles > n_classes:
+            raise ValueError(
+                f"n_bundles={self.n_bundles} is larger than the number of classes "
+                f"({n_classes}); use at most n_classes bundles"
+            )
         balanced = isinstance(self.class_weight, str) and self.class_weight == "balanced"
         counts = class_counts(y, classes) if balanced else None
         cw = class_weight_per_class(self.class_weight, classes, counts)
@@ -223,11 +186,8 @@ class MulticlassSVC(LinearSVMBase):
         weight = None
         if self.class_weight is not None or sample_weight is not None:
             weight = row_weights(y, classes, cw, sample_weight)
-        result = self._solve(
-            X, y_idx, weight, lambda blocks: SOLVERS[self.multi_class](blocks, n_classes, **kwargs),
-            name=f"{self.multi_class}-data", random_state=kwargs["random_state"],
-        )
-        return self._set_fitted(result, classes, n_classes, X.shape[1])
+        return self._fit_solver(X, y_idx, weight, classes, n_classes, resume=resume,
+                                n_classes=n_classes)
 
     def decision_function(self, X):
         """Class scores X @ coef_.T + intercept_.

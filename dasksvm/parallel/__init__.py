@@ -6,11 +6,9 @@ from .reduce import (
     SparseRows,
     SparseVector,
     add_partials,
-    allreduce,
-    partial_nbytes,
-    reduce_task_count,
     to_dense,
     tree_reduce,
+    wire_nbytes,
 )
 
 __all__ = [
@@ -19,13 +17,11 @@ __all__ = [
     "SparseRows",
     "SparseVector",
     "add_partials",
-    "allreduce",
     "close_embedded_cluster",
     "get_client",
-    "partial_nbytes",
-    "reduce_task_count",
     "to_csr",
     "to_dense",
     "tree_reduce",
+    "wire_nbytes",
     "worker_addresses",
 ]

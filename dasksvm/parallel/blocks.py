@@ -12,13 +12,14 @@ any SVM formula.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
 import scipy.sparse as sp
 
 from .client import worker_addresses
-from .reduce import new_token
+from .keys import new_token
 
 __all__ = ["Block", "BlockSet", "to_csr"]
 
@@ -140,6 +141,14 @@ def make_block_from_pieces(pieces, index, intercept_scaling=None):
     return make_block(X, y, w, index, intercept_scaling)
 
 
+def _make_rows(X, y, weight, rows, index, intercept_scaling):
+    """Block ``index`` of in-memory input: ``rows`` of X, y and weight."""
+    return make_block(
+        X[rows], np.asarray(y)[rows], None if weight is None else np.asarray(weight)[rows],
+        index, intercept_scaling,
+    )
+
+
 def _block_info(block):
     return block.n_rows, int(block.X.nnz), len(block.cols)
 
@@ -168,8 +177,12 @@ class BlockSet:
         Suffix of every task key made for this set.
     """
 
-    def __init__(self, client, futures, workers, n_rows, nnz, n_cols_touched, n_columns, name):
+    def __init__(self, client, futures, workers, n_rows, nnz, n_cols_touched, n_columns, name,
+                 sources=None):
         self.client = client
+        # sources[k]: a zero-argument function that rebuilds block k on the client (in-memory
+        # input, scattered without lineage), or None where dask keeps the block's lineage
+        self.sources = list(sources) if sources is not None else [None] * len(futures)
         self.futures = futures
         self.workers = workers
         self.n_rows = n_rows
@@ -242,7 +255,7 @@ class BlockSet:
         if not workers:
             raise RuntimeError("the dask cluster has no workers")
         token = new_token()
-        futures = []
+        futures, sources = [], []
         seed = int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
         if isinstance(X, da.Array) and shuffle and X.numblocks[0] > 1:
             xs = X.to_delayed().ravel()
@@ -297,11 +310,9 @@ class BlockSet:
             for k, (a, b) in enumerate(_split_rows(X.shape[0], n_blocks)):
                 target = workers[k % len(workers)]
                 r = rows[a:b] if shuffle else slice(a, b)
-                blk = make_block(
-                    X[r], np.asarray(y)[r], None if weight is None else np.asarray(weight)[r],
-                    k, intercept_scaling,
-                )
-                futures.append(client.scatter(blk, workers=[target], hash=False))
+                source = functools.partial(_make_rows, X, y, weight, r, k, intercept_scaling)
+                sources.append(source)
+                futures.append(client.scatter(source(), workers=[target], hash=False))
             n_cols = X.shape[1]
         infos = client.gather(
             [
@@ -324,7 +335,43 @@ class BlockSet:
             [i[2] for i in infos],
             n_columns,
             name,
+            sources or None,
         )
+
+    def refresh(self, timeout=120):
+        """After a worker was lost: bring every block back and re-read where each one is.
+
+        Blocks with lineage (dask input) are recomputed by the scheduler; blocks
+        scattered from in-memory input are rebuilt from the client's copy and
+        scattered to a live worker. Returns the indices of the rebuilt blocks.
+        """
+        from distributed import wait
+
+        workers = worker_addresses(self.client)
+        if not workers:
+            raise RuntimeError("the dask cluster has no workers left")
+        alive = [f for f in self.futures if f.status not in ("cancelled", "lost", "error")]
+        who = self.client.who_has(alive) if alive else {}
+        rebuilt = []
+        for k, f in enumerate(self.futures):
+            if self.sources[k] is not None and not who.get(f.key):
+                self.futures[k] = self.client.scatter(
+                    self.sources[k](), workers=[workers[k % len(workers)]], hash=False
+                )
+                rebuilt.append(k)
+            elif f.status in ("cancelled", "lost", "error"):
+                raise RuntimeError(f"block {k} was lost with its worker and has no lineage to "
+                                   "be rebuilt from")
+        with self.client.as_current():
+            wait(self.futures, timeout=timeout)
+        who = self.client.who_has(self.futures)
+        for k, f in enumerate(self.futures):
+            holders = sorted(who.get(f.key, ()))
+            if not holders:
+                raise RuntimeError(f"block {k} could not be brought back after a worker was lost")
+            if self.workers[k] not in holders:
+                self.workers[k] = holders[0]
+        return rebuilt
 
     def map(self, func, *args, key, per_block=(), **kwargs):
         """Submit ``func(block_k, *per_block_k, *args, **kwargs)`` for every block.
@@ -358,31 +405,27 @@ class BlockSet:
             )
         return out
 
-    def pick_map(self, func, futures, *args, key):
-        """Futures of ``func(result_k, *args)`` for per-block results, each run
-        on its block's worker with key ``f"{key}-b{k}-{token}"``."""
-        token = self._call_token(key)
-        return [
-            self.client.submit(
-                func,
-                f,
-                *args,
-                key=f"{key}-b{k}-{token}",
-                workers=[self.workers[k]],
-                allow_other_workers=True,
-                pure=False,
-            )
-            for k, f in enumerate(futures)
-        ]
-
-    def pick(self, futures, item, *, key):
-        """Futures of ``result_k[item]`` for per-block tuple results, placed alongside."""
-        import operator
-
-        return self.pick_map(operator.getitem, futures, item, key=key)
-
     def release(self):
         """Drop the blocks from the cluster's memory."""
         for f in self.futures:
             f.release()
         self.futures = []
+
+    def columns(self):
+        """The touched columns of every block (``Block.cols``, sorted int64), on the
+        client: one small task per block, keyed ``f"{name}-cols-b{k}-{token}"``."""
+        import operator
+
+        token = self._call_token(f"{self.name}-cols")
+        futs = [
+            self.client.submit(
+                operator.attrgetter("cols"),
+                f,
+                key=f"{self.name}-cols-b{k}-{token}",
+                workers=[self.workers[k]],
+                allow_other_workers=True,
+                pure=False,
+            )
+            for k, f in enumerate(self.futures)
+        ]
+        return [np.asarray(c, dtype=np.int64) for c in self.client.gather(futs)]

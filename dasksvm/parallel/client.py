@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
-__all__ = ["close_embedded_cluster", "get_client", "worker_addresses"]
+__all__ = ["close_embedded_cluster", "fit_client", "get_client", "worker_addresses"]
 
 _EMBEDDED = {}
 _LOCK = threading.Lock()
@@ -58,6 +59,37 @@ def get_client(client=None, address=None):
         _EMBEDDED["cluster"] = cluster
         _EMBEDDED["client"] = client
         return client
+
+
+def _in_worker_task():
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def fit_client(client=None, address=None):
+    """The client for one fit, as a context manager.
+
+    Outside dask it is :func:`get_client`. Inside a task running on a dask
+    worker (a fit that dask-ml's ``GridSearchCV`` or a user's ``delayed``
+    runs) it is that worker's own client, through
+    ``distributed.worker_client``: the task leaves the worker's thread pool
+    while it waits for the fit's tasks and rejoins it afterwards, so a fit
+    inside a task never starts a cluster and never deadlocks a
+    single-threaded worker.
+    """
+    if client is None and address is None and _in_worker_task():
+        from distributed import worker_client
+
+        with worker_client() as c:
+            yield c
+        return
+    yield get_client(client, address)
 
 
 def worker_addresses(client):

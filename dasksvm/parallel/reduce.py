@@ -1,4 +1,4 @@
-"""All-reduce and tree reduction over futures (no SVM mathematics here).
+"""Partials and their sum, and the tree reduction over futures (no SVM mathematics here).
 
 A *partial* is what one block sends to a reduction: a float, a dense
 ``numpy`` array, a :class:`SparseVector` (indices and values of the touched
@@ -10,22 +10,19 @@ quarter of the vector, then become dense; sparse rows stay sparse rows.
 
 from __future__ import annotations
 
-import functools
-import uuid
 from typing import NamedTuple
 
 import numpy as np
+
+from .keys import new_token, task_key
 
 __all__ = [
     "SparseRows",
     "SparseVector",
     "add_partials",
-    "allreduce",
-    "new_token",
-    "partial_nbytes",
-    "reduce_task_count",
     "to_dense",
     "tree_reduce",
+    "wire_nbytes",
 ]
 
 
@@ -65,11 +62,6 @@ class SparseRows(_Sparse):
         if len(nz) == len(cols):
             return cls(cols, values, size)
         return cls(cols[nz], values[nz], size)
-
-
-def new_token():
-    """A short random token that keeps task keys of different fits apart."""
-    return uuid.uuid4().hex[:8]
 
 
 def to_dense(v):
@@ -128,14 +120,24 @@ def add_partials(a, b):
     return a + b
 
 
-def partial_nbytes(p):
-    """Bytes a partial occupies on the wire (arrays' buffers; 8 per scalar)."""
-    if isinstance(p, (_Sparse, np.ndarray)):
-        return int(p.nbytes)
-    if isinstance(p, tuple):
-        return sum(partial_nbytes(x) for x in p)
-    if isinstance(p, dict):
-        return sum(partial_nbytes(x) for x in p.values())
+def wire_nbytes(obj):
+    """Bytes of the buffers of ``obj`` as it travels: arrays' and sparse matrices' buffers,
+    containers summed, objects with a ``wire_nbytes()`` method asked, 8 per scalar,
+    0 for None. The engine counts what it sends and receives with it."""
+    if obj is None:
+        return 0
+    if hasattr(obj, "wire_nbytes"):
+        return int(obj.wire_nbytes())
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if hasattr(obj, "indptr") and hasattr(obj, "data"):  # scipy sparse compressed
+        return int(obj.data.nbytes + obj.indices.nbytes + obj.indptr.nbytes)
+    if isinstance(obj, (tuple, list)):
+        return sum(wire_nbytes(x) for x in obj)
+    if isinstance(obj, dict):
+        return sum(wire_nbytes(x) for x in obj.values())
+    if isinstance(obj, (bytes, str)):
+        return len(obj)
     return 8
 
 
@@ -143,7 +145,8 @@ def _combine_list(combine, *parts):
     return combine(list(parts))
 
 
-def tree_reduce(client, futures, combine, *, split_every=2, key_prefix="tree-reduce", token=None):
+def tree_reduce(client, futures, combine, *, split_every=2, prefix="tree", step="reduce",
+                round=None, token=None):
     """Reduce futures by a tree of ``combine`` tasks with fan-in ``split_every``.
 
     Parameters
@@ -156,9 +159,11 @@ def tree_reduce(client, futures, combine, *, split_every=2, key_prefix="tree-red
         consecutive values of one level. A group of one is passed up unchanged.
     split_every : int >= 2
         Fan-in of the tree.
-    key_prefix : str
-        Task keys are ``f"{key_prefix}-l{level}-n{node}-{token}"``, so the
-        dashboard shows each level of the tree by name.
+    prefix, step : str
+        Task keys are :func:`~dasksvm.parallel.keys.task_key` ``(prefix, step,
+        token, round=round, where=[f"l{level}", f"n{node}"])``: the dashboard
+        groups them as ``f"{prefix}-{step}"``, the key says the level and node.
+    round : int, optional
     token : str, optional
         Suffix that keeps keys of different calls apart (random by default).
 
@@ -186,70 +191,11 @@ def tree_reduce(client, futures, combine, *, split_every=2, key_prefix="tree-red
                     _combine_list,
                     combine,
                     *group,
-                    key=f"{key_prefix}-l{level}-n{node}-{token}",
+                    key=task_key(prefix, step, token, round=round,
+                                 where=[f"l{level}", f"n{node}"]),
                     pure=False,
                 )
             )
         futures = nxt
         level += 1
     return futures[0]
-
-
-def allreduce(client, futures, *, split_every=8, key_prefix="allreduce", token=None):
-    """Sum the partials held by ``futures`` and return the sum on the client.
-
-    The partials are summed by a tree of tasks with fan-in ``split_every`` on
-    the workers until at most ``split_every`` remain; those are gathered and
-    added on the client (measured here: gathering up to 8 vectors of 50k
-    floats and adding them locally costs less than one more task level).
-    The caller broadcasts whatever the next round needs from the sum.
-
-    Returns
-    -------
-    total : partial
-        The sum, with the nesting of the inputs.
-    nbytes : int
-        Bytes moved by the reduction: every partial sent once up the tree.
-    """
-    token = token or new_token()
-    futures = list(futures)
-    level = 0
-    while len(futures) > split_every:
-        nxt = []
-        for node, start in enumerate(range(0, len(futures), split_every)):
-            group = futures[start : start + split_every]
-            nxt.append(
-                client.submit(
-                    _combine_list,
-                    _sum_leaves if level == 0 else _sum_counted,
-                    *group,
-                    key=f"{key_prefix}-l{level}-n{node}-{token}",
-                    pure=False,
-                )
-            )
-        futures = nxt
-        level += 1
-    parts = client.gather(futures)
-    if level == 0:
-        return _sum_leaves(parts)
-    return _sum_counted(parts)
-
-
-def _sum_leaves(parts):
-    """First tree level: raw partials in, (sum, bytes received) out."""
-    return functools.reduce(add_partials, parts), sum(partial_nbytes(p) for p in parts)
-
-
-def _sum_counted(parts):
-    """Higher levels: (partial, bytes so far) pairs in, the same out."""
-    total = functools.reduce(add_partials, [p for p, _ in parts])
-    return total, sum(b + partial_nbytes(p) for p, b in parts)
-
-
-def reduce_task_count(n_parts, split_every=8):
-    """Tasks :func:`allreduce` submits for ``n_parts`` partials."""
-    count = 0
-    while n_parts > split_every:
-        n_parts = -(-n_parts // split_every)
-        count += n_parts
-    return count

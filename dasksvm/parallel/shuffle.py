@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .client import worker_addresses
-from .reduce import new_token
+from .keys import new_token
 
 __all__ = [
     "LAYOUTS",
@@ -302,7 +302,8 @@ class BundleSet:
 LAYOUTS = ("spread", "owner")
 
 
-def shuffle_by_class(blocks, n_classes, n_bundles, *, layout="spread", key_prefix="shuffle"):
+def shuffle_by_class(blocks, n_classes, n_bundles, *, layout="spread", key_prefix="shuffle",
+                     placement=None):
     """Regroup the rows of ``blocks`` into ``n_bundles`` bundles of whole classes.
 
     Parameters
@@ -366,6 +367,8 @@ def shuffle_by_class(blocks, n_classes, n_bundles, *, layout="spread", key_prefi
     plan = []
     if layout == "owner":
         placed = place_bundles(bundle_rows, workers)
+        if placement is not None:
+            placed = [w if w in workers else placed[p] for p, w in enumerate(placement)]
         for p in range(B):
             plan.append((p, placed[p], list(range(len(blocks)))))
         moved = sum(sizes[k][p] for k in range(len(blocks)) for p in range(B)

@@ -1,18 +1,11 @@
-"""Small pieces the binary solvers share."""
+"""Small pieces the solvers share."""
 
 import numpy as np
 
 from ..parallel import SparseVector
 
-
-def round_seeds(random_state, n_blocks):
-    """A function (round) -> list of per-block int seeds, fixed by random_state."""
-    base = int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
-
-    def seeds(t):
-        return [int((base + 1_000_003 * t + 7_919 * k) % (2**31 - 1)) for k in range(n_blocks)]
-
-    return seeds
+#: the binary losses: hinge max(0, 1 - m) and its square
+LOSSES = ("hinge", "squared_hinge")
 
 
 def sparse_or_dense(v, cols):
@@ -22,9 +15,15 @@ def sparse_or_dense(v, cols):
     return v
 
 
-def broadcast(client, value):
-    """Put ``value`` on every worker once for this round (not hashed: always fresh)."""
-    return client.scatter(value, broadcast=True, hash=False)
+def saved_array(arrays, name, shape):
+    """``arrays[name]`` from a checkpoint, checked to be a float array of ``shape``."""
+    if name not in arrays:
+        raise ValueError(f"checkpoint has no array {name!r}: written by another solver")
+    a = np.asarray(arrays[name])
+    if a.shape != tuple(shape) or a.dtype.kind != "f":
+        raise ValueError(f"checkpoint array {name!r} has shape {a.shape} and dtype {a.dtype}, "
+                         f"expected float {tuple(shape)}")
+    return a
 
 
 def dual_bound(u, a_sum, a_sq, l2):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.sdca import cocoa_local, primal_dual_partials, row_sq_norms
-from ..parallel import allreduce, reduce_task_count, to_dense
-from ._common import broadcast, dual_bound, round_seeds, sparse_or_dense
-from .result import History, SolverResult, warn_not_converged
+from ..parallel import SparseVector, to_dense
+from ..parallel.engine import AllBlocks, Machine
+from ._common import LOSSES, dual_bound, saved_array, sparse_or_dense
+from .registry import Param, register
 
-__all__ = ["AGGREGATIONS", "solve_cocoa"]
+__all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
 
 # aggregation -> (gamma, sigma as a function of the number of blocks K)
 AGGREGATIONS = {
@@ -18,143 +19,151 @@ AGGREGATIONS = {
 }
 
 
-def _init_state(block, C):
-    indptr, _, data = block.csr()
-    c = C * block.weight
-    return np.zeros(block.n_rows), None, row_sq_norms(indptr, data), c
+class _State:
+    """A block's dual variables ``alpha``, the change ``proposal`` not yet taken, its
+    squared row norms and per-row bounds C_i."""
+
+    __slots__ = ("alpha", "c", "proposal", "sqn")
+
+    def __init__(self, alpha, sqn, c):
+        self.alpha, self.sqn, self.c, self.proposal = alpha, sqn, c, None
 
 
-def _local_round(block, state, seed, w, sigma, gamma, l2, local_iters):
-    alpha, _, sqn, c = state
-    indptr, indices, data = block.csr()
-    loss, dual, u, b_sum, b_sq = primal_dual_partials(
-        indptr, indices, data, block.y, c, alpha, w, l2
-    )
-    cert = (sparse_or_dense(u, block.cols), loss, dual, b_sum, b_sq)
-    n_steps = round(local_iters * block.n_rows)
-    if n_steps == 0:
-        return state[0], (None, cert), sqn, c
-    new_alpha = alpha.copy()
-    v = cocoa_local(indptr, indices, data, block.y, c, sqn, new_alpha, w, sigma, l2, n_steps, seed)
-    if gamma != 1.0:
-        new_alpha = alpha + gamma * (new_alpha - alpha)
-        v *= gamma
-    return new_alpha, (sparse_or_dense(v, block.cols), cert), sqn, c
-
-
-def _partial(state):
-    dw, cert = state[1]
-    return cert if dw is None else (dw, cert)
-
-
-def _alpha(state):
-    return state[0]
-
-
-def solve_cocoa(
-    blocks,
-    *,
-    C=1.0,
-    loss="squared_hinge",
-    tol=1e-3,
-    max_iter=1000,
-    local_iters=1.0,
-    aggregation="add",
-    random_state=None,
-    verbose=0,
-    key_prefix="cocoa",
-):
-    """Certified CoCoA+ for the binary linear SVM.
+class CoCoA(Machine):
+    """Certified CoCoA+ for the binary linear SVM, as a round-engine machine.
 
     Minimizes P(w) = 1/2 ||w||^2 + sum_i C_i loss(y_i w.x_i) over the block
     columns (C_i = C times the row's weight, held in ``block.weight``; y in
     {-1, +1}) through its dual (formulations.md section 1).
 
-    One round t (keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
-    ``-allreduce-r{t}``):
+    One round t (one task per worker, key ``cocoa-local-r{t}-w{j}``):
 
-    1. the client broadcasts w_t (one float64 vector of n_columns);
-    2. each block, on the worker that holds it and its dual variables,
-       computes its share of P(w_t) and D(alpha_t), then runs
-       ``local_iters`` passes of dual coordinate ascent on its local
+    1. the client sends w_t (one float64 vector of n_columns) to each worker;
+    2. every block on the worker, where its dual variables alpha live,
+       computes its share of P(w_t), of D(alpha_t) and of the dual point
+       beta(w_t) read off w_t by the loss's derivative, then runs
+       ``local_passes`` passes of dual coordinate ascent on its local
        subproblem (sigma' = K, gamma = 1 for ``"add"``; sigma' = 1,
-       gamma = 1/K for ``"average"``) and keeps the new alpha;
-    3. one all-reduce sums the blocks' (change of w, loss share, dual share),
-       sending only the touched coordinates of w when that is smaller;
-    4. the client records P(w_t), D(alpha_t), the gap, and sets
-       w_{t+1} = w_t + sum_k dw_k.
+       gamma = 1/K for ``"average"``) and keeps the proposed alpha;
+    3. the worker sums its blocks' (change of w, loss share, dual shares)
+       and sends that one partial up (touched coordinates only when that
+       is smaller);
+    4. the client records P(w_t), the better of D(alpha_t) and the best
+       multiple of D(beta(w_t)), the gap, and sets w_{t+1} = w_t + sum dw;
+       the blocks take their proposals at the start of the next round.
 
-    Stopping rule: the first round with (P - D) / |P| <= tol returns w_t
-    (the iterate the certificate is for). After ``max_iter`` update rounds one
-    evaluation round certifies the last iterate and a ConvergenceWarning is
-    issued.
+    Stopping rule (the engine's): the first round with (P - D) / |P| <= tol
+    returns w_t, the iterate the certificate is for.
 
     Parameters
     ----------
-    blocks : dasksvm.parallel.BlockSet
-        Labels in {-1, +1}; the intercept column, if any, already appended.
+    n_columns, n_blocks : int
+    C : float > 0
     loss : {"hinge", "squared_hinge"}
-    local_iters : float > 0
+    local_passes : float > 0
         Coordinate passes per block per round (fractions allowed).
     aggregation : {"add", "average"}
-
-    Returns
-    -------
-    SolverResult
-        ``coef`` of shape (n_columns,); ``state["alpha"]`` holds the futures
-        of the blocks' states (dual variables alpha_t, shape (n_rows_k,)),
-        which never leave their workers.
     """
-    client = blocks.client
-    K = len(blocks)
-    gamma, sigma = AGGREGATIONS[aggregation](K)
-    l2 = loss == "squared_hinge"
-    seeds = round_seeds(random_state, K)
-    n_workers = len(set(blocks.workers))
-    states = blocks.map(_init_state, C, key=f"{key_prefix}-init")
-    history = History(verbose, key_prefix)
-    w = np.zeros(blocks.n_columns)
-    converged = False
-    for t in range(max_iter + 1):
-        iters = local_iters if t < max_iter else 0.0
-        w_fut = broadcast(client, w)
-        outs = blocks.map(
-            _local_round,
-            w_fut,
-            sigma,
-            gamma,
-            l2,
-            iters,
-            key=f"{key_prefix}-local-r{t}",
-            per_block=[states, seeds(t)],
+
+    name = "CoCoA+"
+    prefix = "cocoa"
+    worker_fields = ("C", "l2", "gamma", "sigma", "local_passes")
+
+    def __init__(self, n_columns, n_blocks, *, C, loss, local_passes, aggregation):
+        self.gamma, self.sigma = AGGREGATIONS[aggregation](n_blocks)
+        self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
+        self.local_passes = float(local_passes)
+        self.w = np.zeros(n_columns)
+        self.certified = self.w
+        self._next = None
+
+    def problem(self):
+        return {"solver": "cocoa", "C": self.C, "loss": self.loss}
+
+    # --- on the workers ----------------------------------------------------------------
+    def init(self, block, saved):
+        indptr, _, data = block.csr()
+        alpha = np.zeros(block.n_rows) if saved is None else saved_array(saved, "alpha",
+                                                                         (block.n_rows,))
+        return _State(alpha, row_sq_norms(indptr, data), self.C * block.weight)
+
+    def settle(self, st, acceptance):
+        if st.proposal is not None and acceptance is not None:
+            st.alpha = st.proposal
+        st.proposal = None
+
+    def local(self, block, st, w, seed, update, carry=None):
+        indptr, indices, data = block.csr()
+        loss, dual, u, b_sum, b_sq = primal_dual_partials(
+            indptr, indices, data, block.y, st.c, st.alpha, w, self.l2
         )
-        partials = blocks.pick_map(_partial, outs, key=f"{key_prefix}-partial-r{t}")
-        total, nbytes = allreduce(client, partials, key_prefix=f"{key_prefix}-allreduce-r{t}")
-        dw, cert = total if iters else (None, total)
+        cert = (sparse_or_dense(u, block.cols), loss, dual, b_sum, b_sq)
+        n_steps = round(self.local_passes * block.n_rows) if update else 0
+        if not update:
+            return cert
+        if n_steps == 0:
+            return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(w)), cert
+        new = st.alpha.copy()
+        v = cocoa_local(indptr, indices, data, block.y, st.c, st.sqn, new, w, self.sigma,
+                        self.l2, n_steps, seed)
+        if self.gamma != 1.0:
+            new = st.alpha + self.gamma * (new - st.alpha)
+            v *= self.gamma
+        st.proposal = new
+        return sparse_or_dense(v, block.cols), cert
+
+    def rebuild(self, block, st):
+        return sparse_or_dense(np.asarray(block.X.T @ (st.alpha * block.y)), block.cols)
+
+    def save(self, st):
+        return {"alpha": st.alpha}
+
+    def export(self, st):
+        return st.alpha.copy()
+
+    # --- on the client -----------------------------------------------------------------
+    def message(self, blocks=None):
+        return self.w
+
+    def step(self, total, round, update):
+        dw, cert = total if update else (None, total)
         u, loss_sum, dual_sum, b_sum, b_sq = cert
+        w = self.w
         wsq = float(w @ w)
-        # two dual-feasible points: the iterate alpha_t (w_t = w(alpha_t)) and
-        # the best multiple of beta(w_t); the better one certifies w_t
+        # two dual-feasible points: the iterate alpha_t (w_t = w(alpha_t)) and the best
+        # multiple of beta(w_t); the better one certifies w_t
         dual_alpha = dual_sum - 0.5 * wsq
-        dual_beta = dual_bound(to_dense(u), b_sum, b_sq, l2)
-        rec = history.add(
-            t,
-            0.5 * wsq + loss_sum,
-            max(dual_alpha, dual_beta),
-            n_tasks=2 * K + reduce_task_count(K),
-            nbytes=nbytes + w.nbytes * n_workers,
-            dual_alpha=dual_alpha,
-        )
-        if rec["rel_gap"] <= tol:
-            converged = True
-            break
-        if not iters:
-            break
-        w = w + to_dense(dw)
-        states = outs
-    alpha = blocks.pick_map(_alpha, states, key=f"{key_prefix}-alpha")
-    if not converged:
-        warn_not_converged("CoCoA+", max_iter, rec["rel_gap"], tol)
-    return SolverResult.from_record(
-        w, rec, n_iter=t, converged=converged, history=history.records, state={"alpha": alpha}
-    )
+        dual_beta = dual_bound(to_dense(u), b_sum, b_sq, self.l2)
+        self.certified = w
+        self._next = None if dw is None else w + to_dense(dw)
+        return {"primal": 0.5 * wsq + loss_sum, "dual": max(dual_alpha, dual_beta),
+                "extra": {"dual_alpha": dual_alpha}}
+
+    def advance(self):
+        self.w = self._next
+        return True
+
+    def restore(self, total):
+        self.w = to_dense(total).astype(np.float64, copy=True)
+
+    def model_arrays(self):
+        return {"w": self.w}
+
+    def load_model_arrays(self, arrays):
+        self.w = saved_array(arrays, "w", self.w.shape).copy()
+        self.certified = self.w
+
+    def coef(self):
+        return self.certified
+
+
+@register("cocoa", "binary", {
+    "loss": Param("squared_hinge", ("choice", LOSSES)),
+    "local_passes": Param(1.0, ("real", 0.0, None, True)),
+    "aggregation": Param("add", ("choice", tuple(AGGREGATIONS))),
+})
+def build_cocoa(blocks, n_classes, seeds, *, C, tol, loss, local_passes, aggregation):
+    """CoCoA+ (:class:`CoCoA`) on every block at once."""
+    machine = CoCoA(blocks.n_columns, len(blocks), C=C, loss=loss, local_passes=local_passes,
+                    aggregation=aggregation)
+    return machine, AllBlocks()

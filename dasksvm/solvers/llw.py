@@ -6,42 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import llw_local, llw_loss
-from .multiclass_objectives import JointModel, row_parallel_solver
+from ._common import saved_array
+from .registry import Param, register
+from .rowparallel import PARAMS, JointMachine, round_plan
 
-__all__ = ["LOCAL_V", "solve_llw"]
+__all__ = ["LLW", "LOCAL_V", "build_llw"]
 
 # local_v -> whether the local solver keeps v optimal for the block's own changes
 LOCAL_V = {"track": True, "fixed": False}
-
-
-class _LLWSpec:
-    """The Lee-Lin-Wahba machine for :func:`block_round` (runs on the workers).
-
-    Dual linear term: lin = sum of the block's alpha (alpha[i, y_i] stays 0).
-    ``track_v``: see :func:`dasksvm.kernels.multiclass.llw_local`.
-    """
-
-    def width(self, n_classes, track_v):
-        return n_classes
-
-    def n_scalars(self, n_classes, track_v):
-        return 1
-
-    def loss(self, st, W, track_v):
-        return np.array([llw_loss(st.indptr, st.indices, st.data, st.y, st.c, W)])
-
-    def lin(self, st, alpha, track_v):
-        return np.array([alpha.sum()])
-
-    def local(self, st, alpha, view, sigma, passes, seed, track_v):
-        return llw_local(
-            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma, track_v,
-            passes, seed,
-        )
-
-    def shift(self, view, pos, vals, track_v):
-        # W = -(U + v): with v tracked W moves by center(dU), with v fixed by -dU
-        view[pos] += _center(vals) if track_v else -vals
 
 
 def _center(U):
@@ -49,46 +21,7 @@ def _center(U):
     return U.mean(axis=1, keepdims=True) - U
 
 
-class _LLWModel(JointModel):
-    """Client side: U (n_columns, K), W = -(U + v) with v optimal, the steps."""
-
-    def __init__(self, n_columns, n_classes, line_search, track_v):
-        super().__init__(n_columns, n_classes, line_search)
-        self.track_v = bool(track_v)
-        self.U = np.zeros((n_columns, n_classes))
-
-    def task_args(self):
-        return (self.track_v,)
-
-    def direction(self, rows):
-        return _center(rows.values)  # change of W per unit step, on the touched rows
-
-    def take_step(self, rows, gamma):
-        self.U = self.U.copy()
-        self.U[rows.indices] += gamma * rows.values
-        # the v step: v = -(1/K) sum_k u_k, i.e. W = center(U); only touched rows move
-        self.W = self.W.copy()
-        self.W[rows.indices] = _center(self.U[rows.indices])
-
-
-@row_parallel_solver("Lee-Lin-Wahba")
-def solve_llw(
-    blocks,
-    n_classes,
-    *,
-    C=1.0,
-    tol=1e-3,
-    max_iter=1000,
-    local_passes="auto",
-    sigma=None,
-    line_search=True,
-    local_v="track",
-    schedule="parallel",
-    random_state=None,
-    verbose=0,
-    key_prefix="llw",
-    split_every=8,
-):
+class LLW(JointMachine):
     """Certified Lee-Lin-Wahba multiclass SVM: row-parallel CoCoA+ with an auxiliary v.
 
     Minimizes
@@ -96,66 +29,150 @@ def solve_llw(
         P(W) = 1/2 sum_k ||w_k||^2 + sum_i C_i sum_{k != y_i} max(0, 1 + w_k . x_i)
         subject to sum_k w_k = 0
 
-    (C_i = C times the row's weight). With u_k = sum_{i: y_i != k}
-    alpha_{i,k} x_i and the multiplier v of the constraint, w_k = -(u_k + v)
-    and D(alpha, v) = sum alpha - 1/2 sum_k ||u_k + v||^2, 0 <= alpha_{i,k}
-    <= C_i. The row blocks run CoCoA+ on alpha (local curvature
-    sigma' (1 - 1/K) ||x_i||^2 with the local view of v tracking the block's
-    own changes, see ``local_v``; sigma' adapted within [1, number of blocks]
-    by default); after every round v <- -(1/K) sum_k u_k in closed form,
-    which makes W = -(U + v) sum to zero exactly (to rounding) and maximizes
-    D over v.
+    (C_i = C times the row's weight, labels y_i in 0..K-1). With
+    u_k = sum_{i: y_i != k} alpha_{i,k} x_i and the multiplier v of the
+    constraint, w_k = -(u_k + v) and D(alpha, v) = sum alpha - 1/2 sum_k
+    ||u_k + v||^2, 0 <= alpha_{i,k} <= C_i, alpha_{i,y_i} = 0. The row blocks
+    run CoCoA+ on alpha (local curvature sigma' (1 - 1/K) ||x_i||^2 with the
+    local view of v tracking the block's own changes, see ``local_v``); after
+    every round v <- -(1/K) sum_k u_k in closed form, which makes
+    W = -(U + v) sum to zero exactly (to rounding) and maximizes D over v.
 
-    One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
-    ``-allreduce-r{t}``):
+    Shapes: the client holds U and W, (n_columns, K); every block keeps its
+    alpha (n_rows_k, K) on its worker.
 
-    1. the client scatters to every block W_t restricted to the block's
-       touched columns (a (n_touched_k, K) float64 array);
-    2. each block computes its share of the loss at W_t, runs
-       ``local_passes`` passes of dual coordinate ascent over its
-       alpha_{i,k} (k != y_i), and keeps the proposed alpha on
-       its worker (never sent);
-    3. one all-reduce sums the blocks' changes of U (touched columns x K,
-       zero rows dropped) and three scalars (loss, sum of alpha, its change);
-    4. the client takes the step gamma in [0, 1] maximizing
-       max_v D(alpha + gamma d_alpha, v) (an exact line search on a concave
-       quadratic; gamma = 1, plain CoCoA+ "adding", without ``line_search``),
-       sets U_{t+1} = U_t + gamma dU and v_{t+1} = -(1/K) sum_k u_k, and
-       records P(W_t), D(alpha_{t+1}, v_{t+1}) and the gap. P is evaluated
-       at W_t = -(U_t + v_t), which satisfies the constraint, so the gap is
-       a true certificate.
+    One round t (one task per worker, key ``llw-local-r{t}-w{j}``):
+
+    - down, per worker: W_t on the union of its blocks' touched columns
+      ((n_touched, K) float64, with those columns' indices) and sigma';
+    - each block computes its share of the loss at W_t and runs its local
+      passes of dual coordinate ascent over alpha_{i,k} (k != y_i), keeping
+      the proposed alpha on its worker (never sent);
+    - up, per worker: one partial, the sum over its blocks of the change of
+      U (SparseRows: touched columns x K, zero rows dropped) and three
+      scalars (loss, sum of alpha, its change);
+    - the client takes the step gamma in [0, 1] maximizing
+      max_v D(alpha + gamma d_alpha, v) (exact line search on a concave
+      quadratic; gamma = 1 without ``line_search``), records P(W_t),
+      D(alpha_t + gamma d_alpha, v) and the gap, sets U_{t+1} = U_t + gamma dU
+      and W_{t+1} = -(U_{t+1} + v_{t+1}); gamma reaches the blocks as the
+      round's acceptance. P is evaluated at W_t, which satisfies the
+      constraint, so the gap is a true certificate.
 
     Stopping rule: the first round with (P(W_t) - D) / |P(W_t)| <= tol
     returns W_t. After ``max_iter`` update rounds one more round evaluates
     P(W_T) against D(alpha_T, v_T), and a ConvergenceWarning is issued if
     tol is still not met.
 
+    The result's ``coef`` has shape (n_classes, n_columns) with columns summing
+    to 0; ``state["alpha"]`` holds futures of the blocks' accepted dual
+    variables (n_rows_k, n_classes).
+
     Parameters
     ----------
-    blocks : dasksvm.parallel.BlockSet
-        Labels encoded as class indices 0..n_classes-1 (float); the
-        intercept column, if any, already appended (its weights then also
-        sum to zero over the classes).
-    {round_parameters}
+    cols : list of ndarray
+        The touched columns of every block (:meth:`BlockSet.columns`).
+    n_columns, n_classes : int
+    C : float > 0
+    passes : int >= 1
+        Coordinate passes over the block's rows in one ``local`` call.
+    sigma : float > 0
+        The starting sigma'.
+    adaptive : bool
+        Adapt sigma' after every round
+        (:func:`~dasksvm.solvers.rowparallel.adapt_sigma`).
+    line_search : bool
+    track_v : bool
+        ``local_v == "track"``.
+    """
+
+    name = "Lee-Lin-Wahba"
+    prefix = "llw"
+    worker_fields = (*JointMachine.worker_fields, "track_v")
+
+    def __init__(self, cols, n_columns, n_classes, *, track_v, **kw):
+        super().__init__(cols, n_columns, n_classes, **kw)
+        self.track_v = bool(track_v)
+        self.U = np.zeros((self.n_columns, self.n_classes))
+
+    # --- on the workers: the block's mathematics ---------------------------------------
+    def _loss(self, st, W, active):
+        return np.array([llw_loss(st.indptr, st.indices, st.data, st.y, st.c, W)])
+
+    def _lin(self, st, alpha, active):
+        return np.array([alpha.sum()])
+
+    def _kernel(self, st, alpha, view, sigma, passes, seed, active):
+        return llw_local(st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view,
+                         sigma, self.track_v, passes, seed)
+
+    def _shift(self, view, pos, vals):
+        # W = -(U + v): with v tracked W moves by center(dU), with v fixed by -dU
+        view[pos] += _center(vals) if self.track_v else -vals
+
+    def _model_rows(self, st):
+        return np.asarray(st.local_X().T @ st.alpha)  # U on the touched columns
+
+    # --- on the client -----------------------------------------------------------------
+    def direction(self, rows):
+        return _center(rows.values)  # change of W per unit step, on the touched rows
+
+    def take_step(self, rows, gamma):
+        self.U[rows.indices] += gamma * rows.values
+        # the v step: v = -(1/K) sum_k u_k, i.e. W = center(U); only touched rows move
+        self.W[rows.indices] = _center(self.U[rows.indices])
+
+    def restore(self, total):
+        self.U = self._dense(total)
+        self.W = _center(self.U)
+
+    def model_arrays(self):
+        return {**super().model_arrays(), "U": self.U}
+
+    def load_model_arrays(self, arrays):
+        super().load_model_arrays(arrays)
+        self.U = saved_array(arrays, "U", self.U.shape).copy()
+
+
+@register("llw", "multiclass", {
+    **PARAMS,
+    "local_v": Param("track", ("choice", tuple(LOCAL_V))),
+})
+def build_llw(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_search, schedule,
+              local_v):
+    """Lee-Lin-Wahba (:class:`LLW`) on the row blocks. Its own parameters:
+
+    local_passes : int >= 1 or "auto"
+        Passes over every row per round (parallel: each block's passes over
+        its rows; ring: laps around the blocks, one pass per visit). "auto"
+        (default): enough that a round computes about 5e6 non-zero x class
+        updates per block, between 1 and 10.
+    sigma : None or float > 0
+        sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
+        (default): adaptive for the parallel schedule (starts at the number
+        of blocks, the safe CoCoA+ value, and is halved / doubled within
+        [1, number of blocks] when the line search's unconstrained step is
+        above 1.5 / below 0.75), 1 for the ring. With the line search any
+        sigma' in [1, number of blocks] keeps every round a monotone ascent
+        at least as good as CoCoA averaging.
+    line_search : bool
+        Choose the step gamma in [0, 1] by exact line search on the dual
+        (default) instead of CoCoA+'s gamma = 1.
+    schedule : {"parallel", "ring"}
+        "parallel": CoCoA+, all blocks at once from the same model
+        (``AllBlocks``). "ring": the blocks in turn, each starting from the
+        changes of those before it (``Ring(laps=local_passes)``: exact
+        sequential dual coordinate ascent, no two blocks running at once).
     local_v : {"track", "fixed"}
         How the local solver treats v (see
         :func:`dasksvm.kernels.multiclass.llw_local`): "track" (default)
         keeps it optimal for the block's own changes; "fixed" holds it
         during the passes (formulations.md 2b; exact as well, but it
-        alternates between alpha and v and needed far more rounds).
-    random_state : int or None
-    verbose : int
-    key_prefix : str
-    split_every : int
-        Fan-in of the reduction tree.
-
-    Returns
-    -------
-    SolverResult
-        ``coef`` of shape (n_classes, n_columns) with columns summing to 0;
-        ``state["alpha"]`` holds futures of the blocks' dual variables
-        (n_rows_k, n_classes), which stay on their workers.
+        alternates between alpha and v and needs far more rounds).
     """
-    if local_v not in LOCAL_V:
-        raise ValueError(f"local_v must be one of {sorted(LOCAL_V)}, got {local_v!r}")
-    return _LLWSpec(), _LLWModel(blocks.n_columns, int(n_classes), line_search, LOCAL_V[local_v])
+    passes, sigma, adaptive, plan = round_plan(blocks, n_classes, local_passes=local_passes,
+                                               sigma=sigma, schedule=schedule)
+    machine = LLW(blocks.columns(), blocks.n_columns, n_classes, C=C, passes=passes,
+                  sigma=sigma, adaptive=adaptive, line_search=line_search,
+                  track_v=LOCAL_V[local_v])
+    return machine, plan

@@ -6,118 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.multiclass import ovr_local, ovr_loss
-from .multiclass_objectives import row_parallel_solver, step_certificate
+from ._common import saved_array
+from .registry import register
+from .rowparallel import PARAMS, RowParallel, round_plan, step_certificate
 
-__all__ = ["solve_ovr"]
-
-
-class _OVRSpec:
-    """The one-vs-rest machine for :func:`block_round` (runs on the workers).
-
-    Works on the m classes still running (``classes``); per class the hinge
-    loss, lin = sum_i alpha_{i,k} and its change.
-    """
-
-    def width(self, n_classes, classes):
-        return len(classes)
-
-    def n_scalars(self, n_classes, classes):
-        return len(classes)
-
-    def loss(self, st, W, classes):
-        return ovr_loss(st.indptr, st.indices, st.data, st.y, st.c, W, classes)
-
-    def lin(self, st, alpha, classes):
-        return alpha[:, classes].sum(axis=0)
-
-    def local(self, st, alpha, view, sigma, passes, seed, classes):
-        return ovr_local(
-            st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, classes, sigma,
-            passes, seed,
-        )
-
-    def shift(self, view, pos, vals, classes):
-        view[pos] += vals
+__all__ = ["OVR", "build_ovr"]
 
 
-class _OVRModel:
-    """Client side: W (n_columns, K), per-class certificates, per-class steps.
-
-    A class whose relative gap reaches tol is frozen: its certified model is
-    kept, its dual variables stop moving and it is no longer sent.
-    """
-
-    def __init__(self, n_columns, n_classes, line_search, tol):
-        self.W = np.zeros((n_columns, n_classes))
-        self.coef_ = np.zeros((n_classes, n_columns))
-        self.active = np.arange(n_classes)
-        self.primal = np.full(n_classes, np.nan)
-        self.dual = np.full(n_classes, np.nan)
-        self.rel = np.full(n_classes, np.inf)
-        self.line_search = line_search
-        self.tol = tol
-
-    def slice(self, cols):
-        return self.W[np.ix_(cols, self.active)]
-
-    def task_args(self):
-        return (self.active,)
-
-    def update(self, total, updated):
-        act = self.active
-        m = len(act)
-        dW, sc = total
-        loss, lin, dlin = sc[:m], sc[m : 2 * m], sc[2 * m :]
-        Wa = self.W[:, act]
-        wsq = np.einsum("ij,ij->j", Wa, Wa)
-        wd = np.einsum("ij,ij->j", Wa[dW.indices], dW.values)
-        dd = np.einsum("ij,ij->j", dW.values, dW.values)
-        g, primal, dual, rel, raw = step_certificate(
-            wsq, wd, dd, loss, lin, dlin, enabled=self.line_search, updated=updated
-        )
-        self.primal[act] = primal
-        self.dual[act] = dual
-        self.rel[act] = rel
-        self.coef_[act] = Wa.T
-        self.W[np.ix_(dW.indices, act)] += g * dW.values
-        gamma = np.ones(len(self.rel))
-        gamma[act] = g
-        self.active = act[self.rel[act] > self.tol]
-        stop = float(np.max(self.rel))
-        return {
-            "primal": float(np.sum(self.primal)),
-            "dual": float(np.sum(self.dual)),
-            "stop": stop,
-            "gamma": gamma,
-            "raw_step": float(np.nanmedian(raw)) if np.isfinite(raw).any() else np.nan,
-            "extra": {
-                "class_rel_gaps": self.rel.tolist(),
-                "max_class_rel_gap": stop,
-                "n_active": len(self.active),
-            },
-        }
-
-    def coef(self):
-        return self.coef_.copy()
-
-
-@row_parallel_solver("One-vs-rest")
-def solve_ovr(
-    blocks,
-    n_classes,
-    *,
-    C=1.0,
-    tol=1e-3,
-    max_iter=1000,
-    local_passes="auto",
-    sigma=None,
-    line_search=True,
-    schedule="parallel",
-    random_state=None,
-    verbose=0,
-    key_prefix="ovr",
-    split_every=8,
-):
+class OVR(RowParallel):
     """Certified one-vs-rest linear SVM: K binary problems in one row-parallel CoCoA+.
 
     For every class k minimizes, independently,
@@ -128,45 +24,180 @@ def solve_ovr(
     (C_i = C times the row's weight) through its dual (formulations.md
     section 1): alpha[:, k] in [0, C_i], w_k = sum_i alpha_{i,k} y^k_i x_i,
     D_k = sum_i alpha_{i,k} - 1/2 ||w_k||^2. One pass over a block takes a
-    coordinate step on every class's alpha_{i,k} for each row it visits, so
-    the K problems share every data pass and every round.
+    coordinate step on every running class's alpha_{i,k} for each row it
+    visits, so the K problems share every data pass and every round.
 
-    One round t (task keys ``{key_prefix}-local-r{t}``, ``-partial-r{t}``,
-    ``-allreduce-r{t}``):
+    Shapes: the client holds W (n_columns, K), the certified models
+    (n_classes, n_columns) and per-class certificates (K,); every block keeps
+    its alpha (n_rows_k, K) on its worker.
 
-    1. the client scatters to every block the models of the m classes still
-       running, restricted to the block's touched columns ((n_touched_k, m));
-    2. each block computes its per-class hinge losses at W_t, then runs
-       ``local_passes`` passes of dual coordinate ascent on the local
-       subproblems (curvature sigma' ||x_i||^2) and keeps the proposal;
-    3. one all-reduce sums the changes of W (touched columns x m) and 3m
-       scalars (per-class loss, sum of alpha and its change);
-    4. per class, the client takes the exact line-search step gamma_k in
-       [0, 1] (gamma_k = 1 without ``line_search``) and certifies
-       P_k(W_t) against D_k(alpha_{t+1}).
+    One round t (one task per worker, key ``ovr-local-r{t}-w{j}``):
 
-    Stopping rule, per class: class k is done (frozen: its model W_t[:, k]
-    is kept and no longer sent or updated) at the first round with
-    (P_k - D_k) / |P_k| <= tol; the run stops when every class is done.
-    History records hold the sums over classes (``primal``, ``dual``,
-    ``gap``, ``rel_gap``) and ``class_rel_gaps`` (K,), ``max_class_rel_gap``
-    (the stopping quantity) and ``n_active``.
+    - down, per worker: the models of the m classes still running on the
+      union of its blocks' touched columns ((n_touched, m) float64, with
+      those columns' indices), the m class indices and sigma';
+    - each block computes its per-class hinge losses at W_t, then runs its
+      local passes of dual coordinate ascent (curvature sigma' ||x_i||^2)
+      and keeps the proposal on its worker;
+    - up, per worker: one partial, the sum over its blocks of the change of
+      W (SparseRows: touched columns x m) and 3m scalars (per-class loss,
+      sum of alpha and its change);
+    - per class, the client takes the exact line-search step gamma_k in
+      [0, 1] (gamma_k = 1 without ``line_search``) and certifies P_k(W_t)
+      against D_k(alpha_t + gamma_k d_alpha); the vector gamma (K,) reaches
+      the blocks as the round's acceptance.
+
+    Stopping rule, per class: class k is done (frozen: its certified model
+    W_t[:, k] is kept and no longer sent or updated) at the first round with
+    (P_k - D_k) / |P_k| <= tol; the run stops when every class is done (the
+    stopping quantity is the largest per-class relative gap). History
+    records hold the sums over classes (``primal``, ``dual``, ``gap``,
+    ``rel_gap``) and ``class_rel_gaps`` (K,), ``max_class_rel_gap`` and
+    ``n_active`` (classes running in the next round).
+
+    The result's ``coef`` has shape (n_classes, n_columns); ``primal``,
+    ``dual``, ``gap`` are sums over classes, ``rel_gap`` the largest
+    per-class relative gap; ``state["alpha"]`` holds futures of the blocks'
+    accepted duals (n_rows_k, K).
 
     Parameters
     ----------
-    blocks : dasksvm.parallel.BlockSet
-        Labels encoded as class indices 0..n_classes-1 (float).
-    n_classes : int >= 2
+    cols : list of ndarray
+        The touched columns of every block (:meth:`BlockSet.columns`).
+    n_columns, n_classes : int
         With 2 classes both problems are solved (w_1 = -w_0 at the optimum).
-    C, tol, max_iter, local_passes, sigma, line_search, schedule, random_state,
-    verbose, key_prefix, split_every
-        As in :func:`dasksvm.solvers.cs.solve_cs`.
-
-    Returns
-    -------
-    SolverResult
-        ``coef`` (n_classes, n_columns); ``primal``, ``dual``, ``gap`` are
-        sums over classes, ``rel_gap`` the largest per-class relative gap;
-        ``state["alpha"]`` holds futures of the blocks' duals (n_rows_k, K).
+    C : float > 0
+    tol : float
+        A class whose relative gap is <= tol is frozen.
+    passes : int >= 1
+        Coordinate passes over the block's rows in one ``local`` call.
+    sigma : float > 0
+        The starting sigma'.
+    adaptive : bool
+        Adapt sigma' after every round (from the median raw step over the
+        running classes; :func:`~dasksvm.solvers.rowparallel.adapt_sigma`).
+    line_search : bool
     """
-    return _OVRSpec(), _OVRModel(blocks.n_columns, int(n_classes), line_search, tol)
+
+    name = "One-vs-rest"
+    prefix = "ovr"
+
+    def __init__(self, cols, n_columns, n_classes, *, tol, **kw):
+        super().__init__(cols, n_columns, n_classes, **kw)
+        K = self.n_classes
+        self.tol = float(tol)
+        self.W = np.zeros((self.n_columns, K))
+        self.coef_ = np.zeros((K, self.n_columns))
+        self.active = np.arange(K, dtype=np.int64)
+        self.primal = np.full(K, np.nan)
+        self.dual = np.full(K, np.nan)
+        self.rel = np.full(K, np.inf)
+        self._pending = None
+
+    # --- on the workers: the block's mathematics ---------------------------------------
+    def _width(self, active):
+        return len(active)
+
+    def _n_scalars(self, active):
+        return len(active)
+
+    def _loss(self, st, W, active):
+        return ovr_loss(st.indptr, st.indices, st.data, st.y, st.c, W, active)
+
+    def _lin(self, st, alpha, active):
+        return alpha[:, active].sum(axis=0)
+
+    def _kernel(self, st, alpha, view, sigma, passes, seed, active):
+        return ovr_local(st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view,
+                         active, sigma, passes, seed)
+
+    def _shift(self, view, pos, vals):
+        view[pos] += vals
+
+    def _model_rows(self, st):
+        sign = np.where(st.y[:, None] == np.arange(self.n_classes)[None, :], 1.0, -1.0)
+        return np.asarray(st.local_X().T @ (st.alpha * sign))  # all K classes' W
+
+    # --- on the client -----------------------------------------------------------------
+    def _active(self):
+        return self.active
+
+    def _slice(self, cols, active):
+        return self.W[np.ix_(cols, active)]
+
+    def step(self, total, round, update):
+        act = self.active
+        m = len(act)
+        dW, sc = total
+        loss, lin, dlin = sc[:m], sc[m : 2 * m], sc[2 * m :]
+        Wa = self.W[:, act]
+        wsq = np.einsum("ij,ij->j", Wa, Wa)
+        wd = np.einsum("ij,ij->j", Wa[dW.indices], dW.values)
+        dd = np.einsum("ij,ij->j", dW.values, dW.values)
+        g, primal, dual, rel, raw = step_certificate(
+            wsq, wd, dd, loss, lin, dlin, enabled=self.line_search, updated=update
+        )
+        self.primal[act] = primal
+        self.dual[act] = dual
+        self.rel[act] = rel
+        self.coef_[act] = Wa.T
+        raw = float(np.nanmedian(raw)) if np.isfinite(raw).any() else np.nan
+        self._pending = (dW, g, raw)
+        stop = float(np.max(self.rel))
+        return {
+            "primal": float(np.sum(self.primal)),
+            "dual": float(np.sum(self.dual)),
+            "stop": stop,
+            "extra": {
+                "class_rel_gaps": self.rel.tolist(),
+                "max_class_rel_gap": stop,
+                "n_active": int(np.sum(rel > self.tol)),
+                "sigma": self.sigma,
+                "raw_step": raw,
+            },
+        }
+
+    def advance(self):
+        dW, g, raw = self._pending
+        self._pending = None
+        act = self.active
+        self.W[np.ix_(dW.indices, act)] += g * dW.values
+        gamma = np.ones(self.n_classes)
+        gamma[act] = g
+        self.active = act[self.rel[act] > self.tol]
+        self._adapt(raw)
+        return gamma
+
+    def restore(self, total):
+        self.W = (np.zeros((self.n_columns, self.n_classes)) if total is None
+                  else np.array(total.toarray(), dtype=np.float64))
+
+    def model_arrays(self):
+        mask = np.zeros(self.n_classes)
+        mask[self.active] = 1.0
+        return {"W": self.W, "coef": self.coef_, "active": mask, "primal": self.primal,
+                "dual": self.dual, "rel": self.rel, **self._sigma_arrays()}
+
+    def load_model_arrays(self, arrays):
+        K = self.n_classes
+        self.W = saved_array(arrays, "W", self.W.shape).copy()
+        self.coef_ = saved_array(arrays, "coef", self.coef_.shape).copy()
+        self.active = np.flatnonzero(saved_array(arrays, "active", (K,)) > 0).astype(np.int64)
+        for name in ("primal", "dual", "rel"):
+            setattr(self, name, saved_array(arrays, name, (K,)).copy())
+        self._load_sigma(arrays)
+
+    def coef(self):
+        return self.coef_.copy()
+
+
+@register("ovr", "multiclass", PARAMS)
+def build_ovr(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_search, schedule):
+    """One-vs-rest (:class:`OVR`) on the row blocks. Its own parameters
+    ``local_passes``, ``sigma``, ``line_search`` and ``schedule`` are those of
+    :func:`dasksvm.solvers.llw.build_llw` (Lee-Lin-Wahba)."""
+    passes, sigma, adaptive, plan = round_plan(blocks, n_classes, local_passes=local_passes,
+                                               sigma=sigma, schedule=schedule)
+    machine = OVR(blocks.columns(), blocks.n_columns, n_classes, C=C, tol=tol, passes=passes,
+                  sigma=sigma, adaptive=adaptive, line_search=line_search)
+    return machine, plan

@@ -1,21 +1,10 @@
-"""What every solver returns, and the per-round history record."""
+"""What every solver returns."""
 
 from __future__ import annotations
 
-import time
-import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..exceptions import ConvergenceWarning
-
-__all__ = ["History", "SolverResult", "relative_gap"]
-
-
-def relative_gap(primal, dual):
-    """(P - D) / |P|, the stopping quantity of every certified solver."""
-    return (primal - dual) / max(abs(primal), np.finfo(float).tiny)
+__all__ = ["SolverResult"]
 
 
 @dataclass
@@ -30,17 +19,19 @@ class SolverResult:
         multiclass ones.
     primal, dual, gap, rel_gap : float
         Certificate of ``coef``: P(coef), a dual value D <= P*, P - D and
-        (P - D) / |P|. For solvers without a dual point ``dual`` and ``gap``
-        are NaN.
+        (P - D) / |P| (one-vs-rest: the largest per-class relative gap).
     n_iter : int
         Rounds (or epochs) run.
     converged : bool
         Whether ``rel_gap <= tol`` stopped the run.
+    stopped : bool
+        Whether the callback stopped it (certified at that round).
     history : list of dict
-        One record per round (see :class:`History`).
+        One record per round (see :class:`~dasksvm.parallel.history.History`).
     state : dict
-        Whatever rebuilds the solver (e.g. futures of the blocks' dual
-        variables); optional.
+        ``alpha``: futures of the blocks' dual variables (one per block, on
+        its worker), where the solver has them; ``recoveries``: workers lost
+        and recovered from during the fit; solver-specific extras.
     """
 
     coef: object
@@ -52,68 +43,24 @@ class SolverResult:
     converged: bool
     history: list = field(default_factory=list)
     state: dict = field(default_factory=dict)
+    stopped: bool = False
 
     @classmethod
-    def from_record(cls, coef, rec, *, n_iter, converged, history, state=None, rel_gap=None):
-        """The result certified by ``rec``, the :class:`History` record of its last round.
-
-        ``rel_gap`` overrides the record's (P - D) / |P| where the solver stops on
-        another quantity (one-vs-rest: the largest per-class gap).
-        """
+    def from_run(cls, run, **state):
+        """The result of an :class:`~dasksvm.parallel.engine.Engine` run."""
+        rec = run.record
+        extra = {"recoveries": run.recoveries, **run.state, **state}
+        if run.exports:
+            extra["alpha"] = run.exports
         return cls(
-            coef=coef,
+            coef=run.coef,
             primal=rec["primal"],
             dual=rec["dual"],
             gap=rec["gap"],
-            rel_gap=rec["rel_gap"] if rel_gap is None else float(rel_gap),
-            n_iter=n_iter,
-            converged=converged,
-            history=history,
-            state={} if state is None else state,
+            rel_gap=float(rec.get("stop", rec["rel_gap"])),
+            n_iter=run.n_iter,
+            converged=run.converged,
+            history=run.history,
+            state=extra,
+            stopped=run.stopped,
         )
-
-
-class History:
-    """Collects one record per round: round, primal, dual, gap, rel_gap, time, n_tasks, bytes.
-
-    ``time`` is seconds since the solver started; extra keys may be added per solver.
-    """
-
-    def __init__(self, verbose=0, name="solver"):
-        self.records = []
-        self.t0 = time.perf_counter()
-        self.verbose = verbose
-        self.name = name
-
-    def add(self, round, primal, dual, *, n_tasks, nbytes, **extra):
-        gap = primal - dual
-        rec = {
-            "round": int(round),
-            "primal": float(primal),
-            "dual": float(dual),
-            "gap": float(gap),
-            "rel_gap": float(relative_gap(primal, dual)),
-            "time": time.perf_counter() - self.t0,
-            "n_tasks": int(n_tasks),
-            "bytes": int(nbytes),
-        }
-        rec.update(extra)
-        self.records.append(rec)
-        if self.verbose:
-            print(
-                f"[{self.name}] round {rec['round']:4d}  primal {rec['primal']:.8g}  "
-                f"dual {rec['dual']:.8g}  rel_gap {rec['rel_gap']:.3e}  "
-                f"time {rec['time']:.2f}s  bytes {rec['bytes']}",
-                flush=True,
-            )
-        return rec
-
-
-def warn_not_converged(name, max_iter, rel_gap, tol):
-    """Emit the ConvergenceWarning every solver gives when max_iter stops it short."""
-    warnings.warn(
-        f"{name} did not converge: max_iter={max_iter} rounds ended with relative "
-        f"duality gap {rel_gap:.3e} > tol={tol:g}; increase max_iter",
-        ConvergenceWarning,
-        stacklevel=3,
-    )

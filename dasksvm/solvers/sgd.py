@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.sdca import subgradient_partials
-from ..parallel import allreduce, reduce_task_count
-from ._common import broadcast, dual_bound
-from .result import History, SolverResult, warn_not_converged
+from ..parallel.engine import AllBlocks, Machine
+from ._common import LOSSES, dual_bound, saved_array
+from .registry import Param, register
 
-__all__ = ["LEARNING_RATES", "solve_sgd"]
+__all__ = ["LEARNING_RATES", "SGD", "build_sgd"]
 
 # step t = 1, 2, ... -> step size, for the objective P (1-strongly convex)
 LEARNING_RATES = {
@@ -20,48 +20,16 @@ LEARNING_RATES = {
 }
 
 
-def _step_partials(block, row0, w, w_eval, C, l2, fraction, seed, t):
-    indptr, indices, data = block.csr()
-    c = C * block.weight
-    u, u_s, _, _, _ = subgradient_partials(
-        indptr, indices, data, block.y, c, w, l2, fraction, seed, t, row0
-    )
-    step = u if fraction >= 1.0 else u_s
-    if w_eval is None:
-        _, _, loss, a_sum, a_sq = subgradient_partials(
-            indptr, indices, data, block.y, c, w, l2, 1.0, seed, t, row0
-        )
-        return step, u, loss, a_sum, a_sq
-    u_e, _, loss, a_sum, a_sq = subgradient_partials(
-        indptr, indices, data, block.y, c, w_eval, l2, 1.0, seed, t, row0
-    )
-    return step, u_e, loss, a_sum, a_sq
-
-
-def solve_sgd(
-    blocks,
-    *,
-    C=1.0,
-    loss="squared_hinge",
-    tol=1e-3,
-    max_iter=1000,
-    learning_rate="pegasos",
-    eta0=1.0,
-    averaging=True,
-    batch_fraction=1.0,
-    random_state=None,
-    verbose=0,
-    key_prefix="sgd",
-):
+class SGD(Machine):
     """Primal all-reduce subgradient method for the binary linear SVM.
 
-    Minimizes P(w) = 1/2 ||w||^2 + sum_i C_i loss(y_i w.x_i). Step t
-    (keys ``{key_prefix}-grad-r{t}``, ``-allreduce-r{t}``): the client
-    broadcasts w_t (and the averaged iterate); every block returns the
+    Minimizes P(w) = 1/2 ||w||^2 + sum_i C_i loss(y_i w.x_i). Round t (step
+    t + 1; one task per worker, key ``sgd-local-r{t}-w{j}``): the client
+    sends w_t and the averaged iterate; every block computes the
     un-normalized sum u_k = sum_i alpha_i(w_t) y_i x_i over its margin
     violators (alpha_i = C_i, or 2 C_i (1 - y_i w.x_i) for the squared
-    hinge), so that the subgradient of P is w - sum_k u_k; one all-reduce
-    sums them; then
+    hinge), so that the subgradient of P is w - sum_k u_k; each worker sends
+    the sum over its blocks; then
 
         w_{t+1} = Proj(w_t - eta_t (w_t - sum_k u_k)),
 
@@ -75,81 +43,128 @@ def solve_sgd(
     returned model is the weighted average sum_s s w_s / sum_s s (the
     O(1/t) scheme for strongly convex subgradient methods). With
     ``batch_fraction < 1`` each row enters a step with that probability (a
-    hash of the seed, step and global row, so the sample does not depend on
-    the blocking) and is scaled by its inverse: mini-batch Pegasos.
+    hash of the round's seed, the step and the global row, so the sample
+    does not depend on the blocking) and is scaled by its inverse:
+    mini-batch Pegasos.
 
-    Certificate: every step also reports P at the returned model and a dual
+    Certificate: every round also reports P at the returned model and a dual
     lower bound: the best multiple of the dual point alpha(w) read off the
     loss's derivative. That bound closes for the squared hinge as w
     converges; for the hinge the rounding of alpha to {0, C} leaves a gap,
-    so "sgd" with the hinge rarely reaches a small ``tol``. Honest
-    expectations: the full-batch subgradient method needs many more rounds
-    than CoCoA+; accuracy settles long before the objective does (a plain
-    1/t step without averaging stayed 85x above the optimum on dense
-    200k x 50 data in our field notes), so judge it by its primal and gap.
-
-    Returns
-    -------
-    SolverResult
-        ``coef`` (n_columns,): the averaged iterate when ``averaging``, else
-        the last one.
+    so "sgd" with the hinge rarely reaches a small ``tol``. The full-batch
+    subgradient method needs many more rounds than CoCoA+; accuracy settles
+    long before the objective does, so judge it by its primal and gap.
+    It keeps no state on the workers.
     """
-    client = blocks.client
-    K = len(blocks)
-    l2 = loss == "squared_hinge"
-    step_size = LEARNING_RATES[learning_rate]
-    seed = int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
-    offsets = np.concatenate([[0], np.cumsum(blocks.n_rows)[:-1]]).astype(np.int64).tolist()
-    n_workers = len(set(blocks.workers))
-    radius = None
-    history = History(verbose, key_prefix)
-    w = np.zeros(blocks.n_columns)
-    w_avg = w.copy()
-    weight_sum = 0.0
-    converged = False
-    rec = None
-    for t in range(1, max_iter + 1):
-        w_fut = broadcast(client, w)
-        wa_fut = broadcast(client, w_avg) if averaging and t > 1 else None
-        parts = blocks.map(
-            _step_partials,
-            w_fut,
-            wa_fut,
-            C,
-            l2,
-            batch_fraction,
-            seed,
-            t,
-            key=f"{key_prefix}-grad-r{t}",
-            per_block=[offsets],
+
+    name = "the subgradient method"
+    prefix = "sgd"
+    worker_fields = ("C", "l2", "batch_fraction", "row_offsets")
+
+    def __init__(self, n_columns, row_offsets, seeds, *, C, loss, learning_rate, eta0,
+                 averaging, batch_fraction):
+        self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
+        self.learning_rate, self.eta0 = learning_rate, float(eta0)
+        self.averaging, self.batch_fraction = bool(averaging), float(batch_fraction)
+        self.row_offsets = list(row_offsets)
+        self.seeds = seeds
+        self.w = np.zeros(n_columns)
+        self.w_avg = self.w.copy()
+        self.weight_sum = 0.0
+        self.t = 1  # the next step
+        self.radius = None
+        self.certified = self.w
+        self._u = None
+
+    def problem(self):
+        return {"solver": "sgd", "C": self.C, "loss": self.loss}
+
+    def _averaged(self):
+        return self.averaging and self.t > 1
+
+    # --- on the workers ----------------------------------------------------------------
+    def init(self, block, saved):
+        return ()
+
+    def local(self, block, state, message, seed, update, carry=None):
+        w, w_avg, t, round_seed = message
+        indptr, indices, data = block.csr()
+        c = self.C * block.weight
+        row0 = self.row_offsets[block.index]
+        full = self.batch_fraction >= 1.0
+        u, u_s, loss, a_sum, a_sq = subgradient_partials(
+            indptr, indices, data, block.y, c, w, self.l2, self.batch_fraction, round_seed, t,
+            row0,
         )
-        (u_step, u_eval, loss_sum, a_sum, a_sq), nbytes = allreduce(
-            client, parts, key_prefix=f"{key_prefix}-allreduce-r{t}"
-        )
-        w_eval = w_avg if averaging and t > 1 else w
+        step = u if full else u_s
+        if w_avg is not None:  # certify the averaged iterate
+            u, _, loss, a_sum, a_sq = subgradient_partials(
+                indptr, indices, data, block.y, c, w_avg, self.l2, 1.0, round_seed, t, row0
+            )
+        elif not full:  # certify w on all rows
+            u, _, loss, a_sum, a_sq = subgradient_partials(
+                indptr, indices, data, block.y, c, w, self.l2, 1.0, round_seed, t, row0
+            )
+        return step, u, loss, a_sum, a_sq
+
+    # --- on the client -----------------------------------------------------------------
+    def message(self, blocks=None):
+        w_avg = self.w_avg if self._averaged() else None
+        return self.w, w_avg, self.t, self.seeds.seed(self.t)
+
+    def step(self, total, round, update):
+        u_step, u_eval, loss_sum, a_sum, a_sq = total
+        w_eval = self.w_avg if self._averaged() else self.w
         primal = 0.5 * float(w_eval @ w_eval) + loss_sum
-        dual = dual_bound(u_eval, a_sum, a_sq, l2)
-        if radius is None:  # at w = 0 every row violates: P(0) = sum_i C_i
-            radius = np.sqrt(2.0 * primal)
-        rec = history.add(
-            t - 1,
-            primal,
-            dual,
-            n_tasks=K + reduce_task_count(K),
-            nbytes=nbytes + w.nbytes * n_workers * (2 if wa_fut is not None else 1),
-            step_size=step_size(t, eta0),
-        )
-        if rec["rel_gap"] <= tol:
-            converged = True
-            break
-        w = w - step_size(t, eta0) * (w - u_step)
+        if self.radius is None:  # at w = 0 every row violates: P(0) = sum_i C_i
+            self.radius = np.sqrt(2.0 * primal)
+        self.certified = w_eval
+        self._u = u_step
+        eta = LEARNING_RATES[self.learning_rate](self.t, self.eta0)
+        return {"primal": primal, "dual": dual_bound(u_eval, a_sum, a_sq, self.l2),
+                "extra": {"step_size": float(eta)}}
+
+    def advance(self):
+        t = self.t
+        w = self.w - LEARNING_RATES[self.learning_rate](t, self.eta0) * (self.w - self._u)
         norm = np.sqrt(w @ w)
-        if norm > radius:
-            w *= radius / norm
-        weight_sum += t
-        w_avg = w_avg + (t / weight_sum) * (w - w_avg) if averaging else w
-    if not converged:
-        warn_not_converged("the subgradient method", max_iter, rec["rel_gap"], tol)
-    return SolverResult.from_record(
-        w_eval, rec, n_iter=t - 1, converged=converged, history=history.records
-    )
+        if norm > self.radius:
+            w *= self.radius / norm
+        self.weight_sum += t
+        self.w_avg = self.w_avg + (t / self.weight_sum) * (w - self.w_avg) if self.averaging \
+            else w
+        self.w = w
+        self.t = t + 1
+        return True
+
+    def model_arrays(self):
+        return {"w": self.w, "w_avg": self.w_avg,
+                "scalars": np.array([self.weight_sum, self.t,
+                                     np.nan if self.radius is None else self.radius])}
+
+    def load_model_arrays(self, arrays):
+        self.w = saved_array(arrays, "w", self.w.shape).copy()
+        self.w_avg = saved_array(arrays, "w_avg", self.w.shape).copy()
+        weight_sum, t, radius = saved_array(arrays, "scalars", (3,))
+        self.weight_sum, self.t = float(weight_sum), int(t)
+        self.radius = None if np.isnan(radius) else float(radius)
+        self.certified = self.w_avg if self._averaged() else self.w
+
+    def coef(self):
+        return self.certified
+
+
+@register("sgd", "binary", {
+    "loss": Param("squared_hinge", ("choice", LOSSES)),
+    "learning_rate": Param("pegasos", ("choice", tuple(LEARNING_RATES))),
+    "eta0": Param(1.0, ("real", 0.0, None, True)),
+    "averaging": Param(True, ("bool",)),
+    "batch_fraction": Param(1.0, ("real", 0.0, 1.0, True)),
+})
+def build_sgd(blocks, n_classes, seeds, *, C, tol, loss, learning_rate, eta0, averaging,
+              batch_fraction):
+    """The subgradient method (:class:`SGD`) on every block at once."""
+    offsets = np.concatenate([[0], np.cumsum(blocks.n_rows)[:-1]]).astype(np.int64).tolist()
+    machine = SGD(blocks.n_columns, offsets, seeds, C=C, loss=loss, learning_rate=learning_rate,
+                  eta0=eta0, averaging=averaging, batch_fraction=batch_fraction)
+    return machine, AllBlocks()

@@ -1,35 +1,48 @@
-"""Weston-Watkins multiclass SVM, distributed over pairs of class bundles.
+"""Weston-Watkins multiclass SVM on the round engine, over pairs of class bundles.
 
 formulations.md section 2a; the parallel schedule of Alber, Zimmert, Dogan and
-Kloft (PLOS ONE 2017). See :func:`solve_ww`.
+Kloft (PLOS ONE 2017). The machine is :class:`WestonWatkins` (a
+:class:`~dasksvm.parallel.engine.Custom` schedule: it lays out each round's
+tasks itself); :func:`build_ww` registers it as ``"ww"``, run by
+``dasksvm.solvers.solve_ww(blocks, n_classes, ...)`` or ``solve("ww", ...)``.
 
 Weight blocks. The weight vectors of bundle ``p``'s classes travel as one
 object, either a dense C-ordered array of shape ``(d, n_classes_in_p)``
 (classes along the fast axis, the layout the kernels want) or, in the sparse
 layout, a CSR matrix of shape ``(n_classes_in_p, d)`` of which a task
-densifies only the columns its rows touch.
+densifies only the columns its rows touch. Within a round they move from task
+to task inside :class:`_Hand` futures; between rounds each block waits in the
+store of one worker.
+
+Worker state. What a fit keeps on a worker lives in that worker's engine store
+(``store``, a dict per fit): per piece, key ``(generation, bundle, index)``, a
+:class:`_Piece` (the piece's rows, its duals, its working set); per bundle the
+weight block between rounds, key ``("W", bundle, tag)``; the worker's tallies
+(variables moved, bytes received). Duals and working sets never leave their
+worker, except to the client for a checkpoint or ``return_dual``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import operator
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from dask.sizeof import sizeof
 
 from ..kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
-from ..parallel.client import worker_addresses
-from ..parallel.reduce import new_token
+from ..parallel.engine import Custom, Machine, StateLost, wire_nbytes
 from ..parallel.schedule import one_factorization
 from ..parallel.shuffle import LAYOUTS, shuffle_by_class
-from .result import History, SolverResult, relative_gap, warn_not_converged
+from .registry import Param, register
 
-__all__ = ["solve_ww"]
+__all__ = ["WestonWatkins", "build_ww"]
 
-#: Largest dense weight slab (bytes) one primal-evaluation task builds at once.
-_TASK_BYTES = 256 * 2**20
 #: ``pair_sweeps="auto"`` alternates this often when the pair's weights are small...
 _AUTO_SWEEPS = 2
 #: ...that is, when the two dense weight blocks together take at most this many bytes.
@@ -55,19 +68,28 @@ class _DenseBlock:
     def __init__(self, a):
         self.a = a
 
-    def __reduce__(self):
+    def _sparse_wire(self):
+        """``(nonzero positions, their index dtype)`` when the block travels as its
+        non-zeros, else None (see ``__reduce__``)."""
         flat = self.a.reshape(-1)
         nz = np.flatnonzero(flat)
         idx_type = np.int32 if flat.size < 2**31 else np.int64
         if nz.size * (8 + np.dtype(idx_type).itemsize) < flat.nbytes // 2:
-            return (_dense_from_nonzeros, (self.a.shape, nz.astype(idx_type), flat[nz]))
+            return nz.astype(idx_type), idx_type
+        return None
+
+    def __reduce__(self):
+        wire = self._sparse_wire()
+        if wire is not None:
+            return (_dense_from_nonzeros, (self.a.shape, wire[0], self.a.reshape(-1)[wire[0]]))
         return (_DenseBlock, (self.a,))
 
     def wire_nbytes(self):
-        """Bytes this block takes when it moves (see ``__reduce__``)."""
-        nnz = int(np.count_nonzero(self.a))
-        idx = 4 if self.a.size < 2**31 else 8
-        return min(int(self.a.nbytes), nnz * (8 + idx))
+        """Bytes of the buffers this block sends when it moves (see ``__reduce__``)."""
+        wire = self._sparse_wire()
+        if wire is None:
+            return int(self.a.nbytes)
+        return int(wire[0].size * (8 + np.dtype(wire[1]).itemsize))
 
 
 def _dense_from_nonzeros(shape, idx, vals):
@@ -77,15 +99,39 @@ def _dense_from_nonzeros(shape, idx, vals):
 
 
 def _w_nbytes(W):
+    """Bytes ``W`` sends when it moves between workers."""
+    return wire_nbytes(W)
+
+
+def _w_memory(W):
+    """Bytes ``W`` takes in memory."""
     if sp.issparse(W):
         return int(W.data.nbytes + W.indices.nbytes + W.indptr.nbytes)
-    return W.wire_nbytes()
+    return int(W.a.nbytes)
 
 
 def _w_zeros(n_classes, n_columns, sparse):
     if sparse:
-        return sp.csr_matrix((n_classes, n_columns), dtype=np.float64)
+        return _csr32(sp.csr_matrix((n_classes, n_columns), dtype=np.float64))
     return _DenseBlock(np.zeros((n_columns, n_classes)))
+
+
+def _csr32(M):
+    """``M`` as CSR with sorted int32 indices (when they fit)."""
+    M = sp.csr_matrix(M)
+    M.sort_indices()
+    if M.nnz < 2**31 - 1 and M.shape[1] < 2**31 - 1:
+        M.indices = M.indices.astype(np.int32)
+        M.indptr = M.indptr.astype(np.int32)
+    return M
+
+
+def _w_from_rows(R, sparse):
+    """A weight block from its ``(n_classes_in_block, d)`` rows (dense or sparse)."""
+    if sparse:
+        return _csr32(R)
+    R = R.toarray() if sp.issparse(R) else np.asarray(R, dtype=np.float64)
+    return _DenseBlock(np.ascontiguousarray(R.T))
 
 
 def _w_rows(W):
@@ -119,12 +165,7 @@ def _w_store(W, cols, new):
     rows = np.concatenate([old.row[m], r]).astype(np.int64)
     cc = np.concatenate([old.col[m], cols[c]]).astype(np.int64)
     vals = np.concatenate([old.data[m], new[c, r]])
-    out = sp.csr_matrix((vals, (rows, cc)), shape=(n, d))
-    out.sort_indices()
-    if out.nnz < 2**31 - 1:
-        out.indices = out.indices.astype(np.int32)
-        out.indptr = out.indptr.astype(np.int32)
-    return out
+    return _csr32(sp.csr_matrix((vals, (rows, cc)), shape=(n, d)))
 
 
 def _w_dense_t(W, cols):
@@ -144,13 +185,40 @@ def _w_coef_rows(W):
     return W if sp.issparse(W) else W.a.T
 
 
-# ---------------------------------------------------------------------------------------
-# dual variables of a bundle: one CSR matrix (n_rows_in_bundle, K), classes in bundle order
-# ---------------------------------------------------------------------------------------
+def _n_cls(W, sparse):
+    return W.shape[0] if sparse else W.a.shape[1]
 
 
-def _alpha_zeros(bundle, n_classes):
-    return sp.csr_matrix((bundle.n_rows, n_classes), dtype=np.float64), 0
+class _Hand:
+    """Weight blocks handed from a task to the next: ``blocks`` (a tuple, the pair's
+    blocks in pair order), made on ``worker``; ``tag`` is unique within the fit, so a
+    worker that reads the same hand in two tasks counts its bytes once."""
+
+    __slots__ = ("blocks", "tag", "worker")
+
+    def __init__(self, blocks, worker, tag):
+        self.blocks, self.worker, self.tag = tuple(blocks), worker, tuple(tag)
+
+    def __reduce__(self):
+        return (_Hand, (self.blocks, self.worker, self.tag))
+
+    def wire_nbytes(self):
+        return sum(_w_nbytes(W) for W in self.blocks)
+
+
+@sizeof.register(_Hand)
+def _sizeof_hand(h):  # dask's memory accounting (and its transfer log): the blocks' memory
+    return sum(_w_memory(W) for W in h.blocks) + 64
+
+
+@sizeof.register(_DenseBlock)
+def _sizeof_dense(b):
+    return int(b.a.nbytes) + 64
+
+
+# ---------------------------------------------------------------------------------------
+# dual variables of a piece: one CSR matrix (n_rows_in_piece, K), classes in bundle order
+# ---------------------------------------------------------------------------------------
 
 
 def _alpha_take(M, ranges):
@@ -178,22 +246,162 @@ def _alpha_put(M, ranges, indptr, indices, data):
     return out
 
 
+def _w_of_alpha(bundle, alpha, col0):
+    """``W(alpha)`` of one piece's rows as a ``(K, d)`` CSR matrix, classes in bundle
+    order: ``w_c = sum_{y_i = c} (sum_c' alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``
+    (``col0``: the column of the piece's bundle's first class)."""
+    M = sp.csr_matrix(alpha)
+    n = bundle.n_rows
+    own = sp.csr_matrix((np.asarray(M.sum(axis=1)).ravel(),
+                         (np.arange(n), col0 + bundle.label)), shape=M.shape)
+    return sp.csr_matrix((own - M).T @ bundle.X)
+
+
+def _carry_alpha(bundle, olds, n_classes):
+    """The duals of ``bundle``'s rows that the old pieces ``olds`` (same bundle, same
+    worker) held, zero for the others; and how many rows were carried over."""
+    rows, cols, vals, carried = [], [], [], 0
+    for st in olds:
+        old_rows = st.bundle.rows
+        if bundle.n_rows == 0 or len(old_rows) == 0:
+            continue
+        pos = np.minimum(np.searchsorted(bundle.rows, old_rows), bundle.n_rows - 1)
+        ok = bundle.rows[pos] == old_rows
+        carried += int(ok.sum())
+        coo = sp.coo_matrix(st.alpha)
+        m = ok[coo.row]
+        rows.append(pos[coo.row[m]])
+        cols.append(coo.col[m])
+        vals.append(coo.data[m])
+    if not rows:
+        return sp.csr_matrix((bundle.n_rows, n_classes)), 0
+    M = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(bundle.n_rows, n_classes))
+    M.sort_indices()
+    return M, carried
+
+
 # ---------------------------------------------------------------------------------------
-# tasks (run on the workers)
+# worker side: the states in the store, and what tasks read and write there
 # ---------------------------------------------------------------------------------------
 
 
-def _rows_view(bundle, sparse):
-    X = bundle.X
-    return X.indptr, (bundle.local_indices if sparse else X.indices), X.data
+class _Piece:
+    """One piece's state in its worker's store.
+
+    ``bundle`` (the rows), ``alpha`` (CSR ``(rows, K)``, bundle-ordered columns),
+    ``ws`` (the working set from the last certificate, a CSR pattern, or None), and
+    the bookkeeping that makes a stale or repeated task fail instead of touching the
+    iterate: ``run`` (the client's id of the round attempt that last touched it),
+    ``count`` (links applied in that run), ``start`` (the duals at the run's start, for
+    a rollback after a failed attempt).
+    """
+
+    __slots__ = ("alpha", "bundle", "count", "run", "start", "ws")
+
+    def __init__(self, bundle, alpha, run=-1, ws=None):
+        self.bundle, self.alpha, self.start, self.ws = bundle, alpha, alpha, ws
+        self.run, self.count = run, 0
 
 
-def _full(n, v):
-    return np.full(n, v, dtype=np.int64)
+def _worker():
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
 
 
-def _n_cls(W, sparse):
-    return W.shape[0] if sparse else W.a.shape[1]
+def _here(planned):
+    """This worker's address; StateLost when the task runs elsewhere than ``planned``
+    (loose placement after a lost worker: the state it needs is not here)."""
+    w = _worker()
+    if w is None:
+        return planned
+    if planned is not None and w.address != planned:
+        raise StateLost(f"a task planned on {planned} ran on {w.address}, which holds no "
+                        "state for it")
+    return w.address
+
+
+def _map_threads(func, items):
+    """``[func(x) for x in items]``, on the worker's threads when it has several."""
+    w = _worker()
+    n = min(max(1, int(getattr(w, "nthreads", 1) or 1)), len(items))
+    if n <= 1:
+        return [func(x) for x in items]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(func, items))
+
+
+def _lock(store):
+    return store.setdefault("_lock", threading.Lock())
+
+
+def _tally(store, **counts):
+    """Add to this worker's tallies (popped by its next certificate)."""
+    with _lock(store):
+        t = store.setdefault("_tally", {})
+        for k, v in counts.items():
+            t[k] = t.get(k, 0) + int(v)
+
+
+def _pid(pid):
+    return tuple(int(x) for x in pid)
+
+
+def _held(store, pid, run, count):
+    """The state of piece ``pid``, checked to be at link ``count`` of run ``run``.
+
+    The first link of a run keeps the duals it starts from (``start``, for a
+    rollback). A task of an older run, or one that finds another count (a task
+    dask recomputed from its lineage after a lost worker), raises StateLost: it must
+    not apply its steps twice, or the weights would stop being W(alpha).
+    """
+    pid = _pid(pid)
+    st = store.get(pid)
+    if st is None:
+        raise StateLost(f"this worker holds no state for piece {pid}")
+    if st.run != run:
+        if run < st.run or count != 0:
+            raise StateLost(f"piece {pid}: stale task of run {run} (state at run {st.run})")
+        st.run, st.count, st.start = run, 0, st.alpha
+    if st.count != count:
+        raise StateLost(f"piece {pid}: task expects link {count} of run {run}, the state is "
+                        f"at link {st.count}")
+    return st
+
+
+def _resolve(store, sources, me):
+    """The weight blocks named by ``sources`` and the bytes of those that came from
+    another worker.
+
+    A source is ``(hand, i)``, block ``i`` of a :class:`_Hand`, or ``(("W", q, tag), 0)``,
+    the block this worker's store holds. A hand made on another worker crossed the
+    network: its :meth:`_Hand.wire_nbytes` is counted, once per worker (dask moves a
+    key to a worker once, however many of its tasks read it).
+    """
+    out, crossed = [], {}
+    for x, i in sources:
+        if isinstance(x, _Hand):
+            out.append(x.blocks[i])
+            if x.worker != me:
+                crossed[x.tag] = x
+        else:
+            key = ("W", int(x[1]), int(x[2]))
+            if key not in store:
+                raise StateLost(f"this worker holds no weight block {key[1]} (tag {key[2]})")
+            out.append(store[key])
+    nbytes = 0
+    if crossed:
+        with _lock(store):
+            seen = store.setdefault("_seen", set())
+            for tag, h in crossed.items():
+                if tag not in seen:
+                    seen.add(tag)
+                    nbytes += h.wire_nbytes()
+    return out, nbytes
 
 
 def _stack_pieces(pieces, sparse):
@@ -213,113 +421,99 @@ def _stack_pieces(pieces, sparse):
             np.concatenate([pc.weight for pc in pieces]))
 
 
-def _ww_link(pieces, alphas, wsets, Ws, own_pos, ranges, C, part_seeds, part, n_parts, seed,
-             passes, exact_rows, sparse):
-    """One link of a pair chain (runs on the worker that holds ``pieces``).
+def _visit_rows(sizes, n_parts, part, part_seeds):
+    """Rows (stacked positions) of part ``part`` of ``n_parts`` random parts per piece."""
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    if n_parts <= 1:
+        return np.arange(starts[-1], dtype=np.int64)
+    return np.concatenate([
+        starts[j] + np.array_split(np.random.default_rng(part_seeds[j]).permutation(nj),
+                                   n_parts)[part]
+        for j, nj in enumerate(sizes)
+    ]).astype(np.int64)
 
-    The rows of the pieces (one or two bundles' rows on this worker), all
-    their variables ``alpha_{i,c}`` with ``c`` among the classes of the
-    weight blocks ``Ws`` (the pair's, in pair order: cross-bundle and
-    intra-bundle pairs alike), in one random order over the rows. Piece
-    ``j``'s own classes are block ``own_pos[j]``; ``ranges`` are the blocks'
-    columns in the dual matrices. With ``n_parts > 1`` only the ``part``-th
-    of ``n_parts`` random parts of each piece's rows is visited (parts fixed
-    by ``part_seeds``). ``wsets`` are the pieces' working sets (CSR patterns
-    ``(rows, K)``, see :func:`_ww_certify`) or ``None`` (visit every
-    variable). Only ``Ws`` may have come from another worker.
 
-    Returns ``(tuple of new Ws, (alpha, moved) for each piece...)``.
-    """
+def _csr_concat(parts):
+    """Row-stacked CSR arrays ``(indptr, indices[, data])`` of several such tuples."""
+    indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in parts[:j])
+                                     for j, t in enumerate(parts)]).astype(np.int64)
+    return (indptr, *[np.concatenate([t[k] for t in parts]) for k in range(1, len(parts[0]))])
+
+
+def _link_steps(sts, Ws, spec):
+    """The coordinate steps of one link on the states ``sts`` (one or two pieces) against
+    the pair's blocks ``Ws``: ``(new blocks, new duals per piece, variables moved)``."""
+    sparse = spec["sparse"]
+    pieces = [st.bundle for st in sts]
     nws = [_n_cls(W, sparse) for W in Ws]
     woff = np.concatenate([[0], np.cumsum(nws)]).astype(np.int64)
     indptr, indices, data, cols, sqnorm, weight = _stack_pieces(pieces, sparse)
-    m = len(cols) if sparse else _w_rows(Ws[0])
-    Wt = np.empty((m, int(woff[-1])))
+    Wt = np.empty((len(cols) if sparse else _w_rows(Ws[0]), int(woff[-1])))
     for j, W in enumerate(Ws):
         _w_load(W, cols, Wt[:, woff[j]:woff[j + 1]])
     sizes = [pc.n_rows for pc in pieces]
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     n = int(starts[-1])
-    own = np.concatenate([pc.label + woff[q] for pc, q in zip(pieces, own_pos, strict=True)])
-    if n_parts > 1:
-        rows = np.concatenate([
-            starts[j] + np.array_split(np.random.default_rng(part_seeds[j]).permutation(nj),
-                                       n_parts)[part]
-            for j, nj in enumerate(sizes)
-        ])
-    else:
-        rows = np.arange(n)
-    takes = [_alpha_take(M, ranges) for M, _ in alphas]
-    s_indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in takes[:j])
-                                       for j, t in enumerate(takes)]).astype(np.int64)
-    use_ws = wsets is not None and all(ws is not None for ws in wsets)
+    own = np.concatenate([pc.label + woff[q]
+                          for pc, q in zip(pieces, spec["own_pos"], strict=True)]).astype(np.int64)
+    rows = _visit_rows(sizes, spec["n_parts"], spec["part"], spec["part_seeds"])
+    ranges = spec["ranges"]
+    s_indptr, s_indices, s_data = _csr_concat([_alpha_take(st.alpha, ranges) for st in sts])
+    use_ws = all(st.ws is not None for st in sts)
     if use_ws:
-        wt = [_alpha_take(P, ranges) for P in wsets]
-        w_indptr = np.concatenate([[0]] + [t[0][1:] + sum(len(u[1]) for u in wt[:j])
-                                           for j, t in enumerate(wt)]).astype(np.int64)
-        w_indices = np.concatenate([t[1] for t in wt])
+        w_indptr, w_indices = _csr_concat([_alpha_take(st.ws, ranges)[:2] for st in sts])
     else:
         w_indptr, w_indices = np.zeros(n + 1, np.int64), np.zeros(0, np.int32)
     r_indptr, r_indices, r_data, _, moved = ww_cd_pass(
-        indptr, indices, data, sqnorm, own.astype(np.int64), _full(n, 0),
-        _full(n, int(woff[-1])), own.astype(np.int64), C * weight, Wt, s_indptr,
-        np.concatenate([t[1] for t in takes]), np.concatenate([t[2] for t in takes]),
-        rows.astype(np.int64), seed, passes, exact_rows, use_ws, w_indptr, w_indices,
+        indptr, indices, data, sqnorm, own, np.zeros(n, np.int64),
+        np.full(n, int(woff[-1]), np.int64), own, spec["C"] * weight, Wt, s_indptr,
+        s_indices, s_data, rows, spec["seed"], spec["passes"], spec["exact_rows"], use_ws,
+        w_indptr, w_indices,
     )
-    out_alpha = []
-    for j, (M, moved_before) in enumerate(alphas):
+    new_alpha = []
+    for j, st in enumerate(sts):
         lo, hi = r_indptr[starts[j]], r_indptr[starts[j + 1]]
-        new = _alpha_put(M, ranges, r_indptr[starts[j]:starts[j + 1] + 1] - lo,
-                         r_indices[lo:hi], r_data[lo:hi])
-        out_alpha.append((new, moved_before + (moved if j == 0 else 0)))
-    new_ws = tuple(_w_store(W, cols, Wt[:, woff[j]:woff[j + 1]]) for j, W in enumerate(Ws))
-    return (new_ws, *out_alpha)
+        new_alpha.append(_alpha_put(st.alpha, ranges, r_indptr[starts[j]:starts[j + 1] + 1] - lo,
+                                    r_indices[lo:hi], r_data[lo:hi]))
+    new_ws = [_w_store(W, cols, Wt[:, woff[j]:woff[j + 1]]) for j, W in enumerate(Ws)]
+    return new_ws, new_alpha, int(moved)
 
 
-def _ww_certify(piece, alpha, W_own, sparse, own_index, targets, col0, margin, stats, *Ws):
-    """One piece's share of the certificate (runs on the piece's worker).
-
-    ``hinge`` = ``sum_i weight_i sum_c max(0, 1 - (w_{y_i} - w_c).x_i)`` over
-    the piece's rows and the classes of the blocks ``Ws`` (``targets[j]`` is
-    the bundle of ``Ws[j]``, whose classes are the dual matrix's columns
-    from ``col0[j]``; the row's own class is skipped). With ``stats`` also
-    the sum, non-zeros and cumulative moves of the piece's duals.
-
-    Returns ``(stats dict, parts)``: with ``margin`` (not ``None``) the
-    working set of the piece's rows against these classes, one CSR
-    ``(indptr, indices)`` pattern over the dual matrix's columns per block
-    (:func:`~dasksvm.kernels.ww.ww_hinge_screen`), else ``None``.
-    """
-    out = {"hinge": 0.0}
-    if stats:
-        M, moved = alpha
-        out.update(alpha_sum=float(M.sum()), alpha_nnz=int(M.nnz), moved=int(moved))
+def _certify_piece(st, p, Ws, spec):
+    """One piece's share of the certificate against all weight blocks ``Ws`` (bundle
+    order): its weighted hinge sum, the sum and non-zeros of its duals, and (with a
+    margin) its working set for the next round, kept in ``st.ws``."""
+    piece, M, margin = st.bundle, st.alpha, spec["margin"]
+    out = {"hinge": 0.0, "alpha_sum": float(M.sum()), "alpha_nnz": int(M.nnz), "ws_nnz": 0}
     if piece.n_rows == 0:
-        return out, ([] if margin is not None else None)
-    indptr, indices, data = _rows_view(piece, sparse)
+        st.ws = None if margin is None else sp.csr_matrix(M.shape, dtype=np.int8)
+        return out
+    sparse = spec["sparse"]
+    X = piece.X
+    view = (X.indptr, piece.local_indices if sparse else X.indices, X.data)
     cols = piece.cols if sparse else None
-    own = ww_own_scores(indptr, indices, data, piece.label, _w_dense_t(W_own, cols))
+    own_w = _w_dense_t(Ws[p], cols)
+    own = ww_own_scores(*view, piece.label, own_w)
     total = np.zeros(piece.n_rows)
     parts = []
-    for q, c0, Wq in zip(targets, col0, Ws, strict=True):
-        Wd = _w_dense_t(Wq, cols)
+    for q, Wq in enumerate(Ws):
+        Wd = own_w if q == p else _w_dense_t(Wq, cols)
         if margin is None:
-            total += ww_hinge_sums(indptr, indices, data, own, piece.label, Wd, q == own_index)
+            total += ww_hinge_sums(*view, own, piece.label, Wd, q == p)
         else:
-            h, p_indptr, p_indices = ww_hinge_screen(indptr, indices, data, own, piece.label,
-                                                      Wd, q == own_index, c0, margin)
+            h, p_indptr, p_indices = ww_hinge_screen(*view, own, piece.label, Wd, q == p,
+                                                      spec["col0"][q], margin)
             total += h
             parts.append((p_indptr, p_indices))
     out["hinge"] = float(np.dot(piece.weight, total))
-    if margin is None:
-        return out, None
-    out["ws_nnz"] = int(sum(len(p[1]) for p in parts))
-    return out, parts
+    if margin is not None:
+        st.ws = _ws_merge(piece.n_rows, M.shape[1], parts)
+        out["ws_nnz"] = int(st.ws.nnz)
+    return out
 
 
-def _ws_merge(n_rows, n_classes, *certs):
-    """A piece's working set, CSR pattern ``(n_rows, n_classes)``, from its certificate tasks."""
-    parts = [p for c in certs for p in c[1]]
+def _ws_merge(n_rows, n_classes, parts):
+    """A piece's working set, CSR pattern ``(n_rows, n_classes)``, from per-block parts."""
     counts = sum((np.diff(p[0]) for p in parts), np.zeros(n_rows, np.int64))
     rows = np.concatenate([np.arange(n_rows).repeat(np.diff(p[0])) for p in parts]
                           + [np.zeros(0, np.int64)])
@@ -330,74 +524,208 @@ def _ws_merge(n_rows, n_classes, *certs):
                          shape=(n_rows, n_classes))
 
 
-def _ww_norm(W):
-    """``(sum_c ||w_c||^2, bytes)`` of a weight block."""
-    return _w_sqnorm(W), _w_nbytes(W)
-
-
-def _bundle_rows(bundle):
-    return bundle.rows
-
-
 # ---------------------------------------------------------------------------------------
-# the solver
+# tasks: ``func(store, spec, ...)``, submitted through Engine.submit
 # ---------------------------------------------------------------------------------------
 
 
-def _seed_source(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        random_state = int(random_state.randint(0, 2**31 - 1))
-    rng = np.random.default_rng(random_state)
-    return lambda: int(rng.integers(0, 2**31 - 1))
+def _ww_init(store, spec, bundles):
+    """Put the worker's new pieces (zero duals) and its zero weight blocks in the store;
+    return each piece's global rows (``spec["rows"]``) or its row count."""
+    _here(spec["worker"])
+    out = {}
+    for pid, b in zip(spec["pieces"], bundles, strict=True):
+        store[_pid(pid)] = _Piece(b, sp.csr_matrix((b.n_rows, spec["n_classes"])))
+        out[_pid(pid)] = b.rows if spec["rows"] else b.n_rows
+    for q, n in spec["zeros"]:
+        store[("W", q, spec["tag"])] = _w_zeros(n, spec["n_columns"], spec["sparse"])
+    return out
 
 
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+def _ww_load(store, spec):
+    """Hand on a weight block that waited in this store between rounds."""
+    me = _here(spec["worker"])
+    (W,), _ = _resolve(store, [(("W", spec["q"], spec["tag"]), 0)], me)
+    return _Hand((W,), me, spec["out"])
 
 
-def _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps):
-    if not isinstance(C, (int, float, np.number)) or not np.isfinite(C) or C <= 0:
-        raise ValueError(f"C must be a positive finite number, got {C!r}")
-    if not isinstance(tol, (int, float, np.number)) or not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol!r}")
-    for name, v in (("max_iter", max_iter), ("inner_passes", inner_passes)):
-        if not _is_int(v) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-    if not _is_int(n_classes) or n_classes < 2:
-        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    if pair_sweeps != "auto" and (not _is_int(pair_sweeps) or pair_sweeps < 1):
-        raise ValueError(f"pair_sweeps must be 'auto' or an integer >= 1, got {pair_sweeps!r}")
-    if n_bundles is not None:
-        if not _is_int(n_bundles) or n_bundles < 1:
-            raise ValueError(f"n_bundles must be an integer >= 1, got {n_bundles!r}")
-        if n_bundles > n_classes:
-            raise ValueError(
-                f"n_bundles={n_bundles} is larger than n_classes={n_classes}: every bundle "
-                f"needs at least one class; pass n_bundles <= {n_classes} (or None for "
-                "min(2 * n_threads, n_classes))"
-            )
+def _ww_link(store, spec, sources):
+    """One link of a pair chain, on the worker that holds the link's pieces.
+
+    Reads the pieces' duals and working sets from the store and the pair's weight
+    blocks from ``sources`` (the previous link's hand, a hand from another chain, or
+    this store); runs ``local_passes`` passes of the WW steps over (part ``part`` of)
+    the pieces' rows; writes the new duals back to the store and returns the pair's
+    new blocks as one :class:`_Hand`. Only that hand leaves the worker.
+    """
+    me = _here(spec["worker"])
+    sts = [_held(store, pid, spec["run"], k) for pid, k in spec["pieces"]]
+    Ws, nbytes = _resolve(store, sources, me)
+    new_ws, new_alpha, moved = _link_steps(sts, Ws, spec)
+    for st, a in zip(sts, new_alpha, strict=True):
+        st.alpha = a
+        st.count += 1
+    _tally(store, recv=nbytes, moved=moved)
+    return _Hand(new_ws, me, spec["tag"])
 
 
-def solve_ww(
-    blocks,
-    n_classes,
-    *,
-    C=1.0,
-    tol=1e-3,
-    max_iter=1000,
-    n_bundles=None,
-    inner_passes=1,
-    layout="auto",
-    pair_sweeps="auto",
-    exact_rows=True,
-    ws_margin=0.0,
-    random_state=None,
-    verbose=0,
-    key_prefix="ww",
-    sparse_coef=None,
-    max_dense_bytes=2**30,
-    return_dual=False,
-):
+def _ww_certify(store, spec, sources):
+    """This worker's share of the certificate: every piece here against all blocks.
+
+    Returns the sums of the pieces' hinge terms, duals and working sets; ``sum_c
+    ||w_c||^2`` of the bundles this worker keeps (``owned``, stored for the next round
+    under ``tag``; blocks under tags not in ``keep`` are dropped); and the worker's
+    tallies: variables its links moved and bytes of weight blocks it received.
+    """
+    me = _here(spec["worker"])
+    pids = [_pid(pid) for pid, _ in spec["pieces"]]
+    sts = [_held(store, pid, spec["run"], k) for pid, k in spec["pieces"]]
+    Ws, nbytes = _resolve(store, sources, me)
+    parts = _map_threads(lambda j: _certify_piece(sts[j], pids[j][1], Ws, spec),
+                         range(len(sts)))
+    out = {k: sum(pt[k] for pt in parts) for k in ("hinge", "alpha_sum", "alpha_nnz", "ws_nnz")}
+    out["sqnorm"] = 0.0
+    for q in spec["owned"]:
+        out["sqnorm"] += _w_sqnorm(Ws[q])
+        store[("W", q, spec["tag"])] = Ws[q]
+    keep = set(spec["keep"])
+    for key in [k for k in list(store) if isinstance(k, tuple) and k[:1] == ("W",)]:
+        if key[2] not in keep:
+            store.pop(key, None)
+    with _lock(store):
+        tally = store.pop("_tally", {})
+        seen = store.get("_seen", set())
+        seen.difference_update({tag for tag in list(seen) if tag[0] < spec["run"]})
+    out.update(moved=int(tally.get("moved", 0)), recv=int(tally.get("recv", 0)) + nbytes,
+               worker=me)
+    return out
+
+
+def _ww_rebuild(store, spec, bundles):
+    """After a failed round: this worker's pieces for the next attempt, and their W.
+
+    Old pieces here (``spec["old"]``) drop the failed run's steps (back to the duals
+    the run started from). Each new piece (``spec["new"]``: ``(pid, old pids)``) takes
+    its rows from ``bundles`` (a new shuffle) or, with None there, stays the old piece
+    of the same id; its duals are the old pieces' duals of the same rows, zero for rows
+    no state here held. Returns the sum of the new pieces' ``W(alpha)`` (``(K, d)``,
+    bundle order, dense or CSR) and what was kept.
+    """
+    _here(spec["worker"])
+    olds = {}
+    for pid in map(_pid, spec["old"]):
+        st = store.get(pid)
+        if st is not None:
+            if st.run == spec["failed"]:
+                st.alpha = st.start
+            olds[pid] = st
+    total, missing, kept, rows = None, [], 0, 0
+    new_ids = set()
+    for (pid, srcs), bundle in zip(spec["new"], bundles, strict=True):
+        pid = _pid(pid)
+        if bundle is None:
+            if pid not in olds:
+                missing.append(pid)
+                continue
+            st = olds[pid]
+            new = _Piece(st.bundle, st.alpha, spec["run"], st.ws)
+            kept += st.bundle.n_rows
+        else:
+            alpha, carried = _carry_alpha(bundle, [olds[_pid(o)] for o in srcs
+                                                   if _pid(o) in olds], spec["n_classes"])
+            new = _Piece(bundle, alpha, spec["run"])
+            kept += carried
+        rows += new.bundle.n_rows
+        store[pid] = new
+        new_ids.add(pid)
+        g = _w_of_alpha(new.bundle, new.alpha, spec["col0"][pid[1]])
+        total = g if total is None else total + g
+    for pid in olds:
+        if pid not in new_ids:
+            store.pop(pid, None)
+    if total is not None and not spec["sparse"]:
+        total = total.toarray()
+    return total, {"missing": missing, "kept": kept, "rows": rows}
+
+
+def _ww_restore(store, spec, parts):
+    """Sum the workers' ``W(alpha)`` shares and keep every bundle's block here under
+    ``tag``; return what the rebuild tasks kept and missed."""
+    _here(spec["worker"])
+    shares = [g for g, _ in parts if g is not None]
+    info = {"missing": [m for _, i in parts for m in i["missing"]],
+            "kept": sum(i["kept"] for _, i in parts), "rows": sum(i["rows"] for _, i in parts)}
+    if info["missing"]:
+        return info
+    K, d = spec["n_classes"], spec["n_columns"]
+    G = functools.reduce(lambda a, b: a + b, shares) if shares else np.zeros((K, d))
+    G = sp.csr_matrix(G) if spec["sparse"] else np.asarray(G)
+    for q, (lo, hi) in enumerate(spec["ranges"]):
+        store[("W", q, spec["tag"])] = _w_from_rows(G[lo:hi], spec["sparse"])
+    return info
+
+
+def _ww_duals(store, spec):
+    """Per piece here: ``(global rows, (indptr, indices, data) of its duals, (indptr,
+    indices) of its working set or None)``."""
+    _here(spec["worker"])
+    out = []
+    for pid in map(_pid, spec["pieces"]):
+        st = store.get(pid)
+        if st is None:
+            raise StateLost(f"this worker holds no state for piece {pid}")
+        M = sp.csr_matrix(st.alpha)
+        ws = None if st.ws is None else (st.ws.indptr, st.ws.indices)
+        out.append((st.bundle.rows, (M.indptr, M.indices, M.data), ws))
+    return out
+
+
+def _ww_weights(store, spec):
+    """The weight blocks ``spec["bundles"]`` this store keeps under ``spec["tag"]``."""
+    me = _here(spec["worker"])
+    return _resolve(store, [(("W", q, spec["tag"]), 0) for q in spec["bundles"]], me)[0]
+
+
+def _ww_resume(store, spec):
+    """Set the duals (and working sets) of the pieces here and keep the given weight
+    blocks (a checkpoint)."""
+    _here(spec["worker"])
+    K = spec["n_classes"]
+    for pid, (indptr, indices, data), ws in spec["pieces"]:
+        st = store.get(_pid(pid))
+        if st is None:
+            raise StateLost(f"this worker holds no state for piece {_pid(pid)}")
+        shape = (st.bundle.n_rows, K)
+        st.alpha = st.start = sp.csr_matrix((data, indices, indptr), shape=shape)
+        st.ws = None if ws is None else sp.csr_matrix(
+            (np.ones(len(ws[1]), np.int8), ws[1], ws[0]), shape=shape)
+    for q, W in spec["weights"]:
+        store[("W", q, spec["tag"])] = W
+    return len(spec["pieces"])
+
+
+def _ww_free(store, spec):
+    """Drop everything this fit keeps on this worker (its rows, duals, weight blocks)."""
+    n = len(store)
+    store.clear()
+    return n
+
+
+# ---------------------------------------------------------------------------------------
+# the machine (client side)
+# ---------------------------------------------------------------------------------------
+
+
+class _PieceInfo(NamedTuple):
+    """What the client knows of a piece: its store key, worker, rows, source blocks."""
+
+    id: tuple
+    worker: str
+    n_rows: int
+    blocks: frozenset
+
+
+class WestonWatkins(Machine):
     """Weston-Watkins multiclass linear SVM by dual coordinate ascent over class pairs.
 
     Solves (formulations.md, section 2a), with ``C_i = C * weight_i``::
@@ -405,394 +733,669 @@ def solve_ww(
         min_W  P(W) = 1/2 sum_c ||w_c||^2
                       + sum_i C_i sum_{c != y_i} max(0, 1 - (w_{y_i} - w_c).x_i)
 
-    through its dual over ``alpha_{i,c}`` in ``[0, C_i]`` (``c != y_i``),
-    ``D(alpha) = sum alpha - 1/2 sum_c ||w_c(alpha)||^2``, with
-    ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c} alpha_{i,c} x_i``.
-    Every step is an exact dual ascent step that touches only the weight
-    vectors of the classes it involves: the single-variable step of
-    formulations.md, or (``exact_rows``, default) the exact maximization over
-    all of one row's variables in the task.
+    over ``W`` of shape ``(n_classes, n_columns)`` (``K x d``), through its dual
+    over ``alpha`` of shape ``(n_samples, K)``, ``alpha_{i,c}`` in ``[0, C_i]``
+    (``alpha_{i,y_i} = 0``): ``D(alpha) = sum alpha - 1/2 sum_c ||w_c(alpha)||^2``
+    with ``w_c = sum_{y_i = c} (sum_{c'} alpha_{i,c'}) x_i - sum_{y_i != c}
+    alpha_{i,c} x_i``. Every step is an exact dual ascent step that touches only
+    the weight vectors of the classes it involves: the single-variable step of
+    formulations.md, or (``exact_rows``) the exact maximization over all of one
+    row's variables in the task.
 
-    **Bundles and pieces.** The classes are split once into ``B =
-    n_bundles`` bundles with balanced row counts, and the rows are grouped by
-    bundle (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`, tasks only,
-    examples never through the client). With ``layout="spread"`` (default
-    for ``B > 1``) every worker groups the rows it already holds: a bundle
-    is a *piece* per worker and no example ever moves. With
-    ``layout="owner"`` (default for ``B = 1``) each bundle is gathered whole
-    on one worker (the examples move once, in the shuffle). A piece's dual
-    variables (a CSR matrix ``(rows, K)`` of the non-zero ``alpha``) stay on
-    the piece's worker; the weight block ``W_p`` (the ``w_c`` of bundle
-    ``p``'s classes) is the only thing that ever moves after the shuffle.
+    **Bundles and pieces.** The classes are split once into ``B`` bundles with
+    balanced row counts and the rows grouped by bundle
+    (:func:`~dasksvm.parallel.shuffle.shuffle_by_class`, tasks only, examples never
+    through the client). ``layout="spread"``: every worker groups the rows it
+    holds, a bundle is a *piece* per worker and no example moves. ``"owner"``:
+    each bundle is gathered whole on one worker (the examples move once). A
+    piece's rows, duals (CSR ``(rows, K)``) and working set live in its worker's
+    engine store; the weight block ``W_p`` (the ``w_c`` of bundle ``p``'s
+    classes) is the only thing that moves after the shuffle.
 
-    **One epoch** = the rounds of :func:`~dasksvm.parallel.schedule.one_factorization`
-    ``(B)`` (``B - 1`` rounds, ``B`` with a bye when ``B`` is odd; one
-    "round" with the single bundle when ``B = 1``). A round holds disjoint
-    bundle pairs ``{a, b}``, run in parallel; pair ``{a, b}`` updates every
-    ``alpha_{i,c}`` with ``y_i`` and ``c`` both in ``a`` or ``b``: the class
-    pairs across the two bundles and, as they touch only ``W_a`` or
-    ``W_b``, the pairs inside each bundle too (so intra-bundle variables are
-    visited in each of a bundle's ``B - 1`` rounds, which converged faster
-    than a separate intra-bundle round).
+    **One round** (engine round = one epoch) runs the rounds of
+    :func:`~dasksvm.parallel.schedule.one_factorization` ``(B)`` (``B - 1``, or ``B``
+    with a bye when ``B`` is odd; one with the single bundle when ``B = 1``), then
+    the certificate. A factorization round holds disjoint bundle pairs ``{a, b}``,
+    run side by side; pair ``{a, b}`` updates every ``alpha_{i,c}`` with ``y_i``
+    and ``c`` both in ``a`` or ``b`` (cross- and intra-bundle pairs). A pair is a
+    **chain** of ``ww-link`` tasks, one per worker holding rows of ``a`` or ``b``,
+    repeated ``S = pair_sweeps`` times; each link runs ``local_passes`` passes over
+    (the ``s``-th of ``S`` random parts of) its rows of both bundles and hands
+    ``(W_a, W_b)`` to the next. The chains of a round start on different workers
+    (staggered), so they run side by side. Every step updates
+    the one current copy of the blocks it touches: ``W`` always equals ``W(alpha)``.
+    The iterates depend on the seeds, ``B``, the layout, ``local_passes``,
+    ``pair_sweeps`` and where the rows are, never on timing.
 
-    A pair is a **chain** of tasks ("links"), one per worker that holds rows
-    of ``a`` or ``b``, repeated ``S = pair_sweeps`` times; each link runs,
-    on its worker, ``inner_passes`` passes over (the ``s``-th of ``S``
-    random parts of) its rows of both bundles, in one random order, and
-    hands the updated ``(W_a, W_b)`` to the next link. The chains of a
-    round start on different workers, so they run side by side. Two facts
-    shaped this: rows of ``a`` and rows of ``b`` pull ``w_a - w_b`` in
-    opposite directions, so a link that sees the rows of only one bundle
-    (``"owner"`` layout, bundles on different workers) zigzags against the
-    next unless ``S`` is large; and the more links per epoch (``S`` and the
-    number of workers), the closer the chain comes to single-machine
-    coordinate descent. Every update is applied to the one current copy of
-    the weight blocks it touches, so ``W`` always equals ``W(alpha)``, and
-    the iterates depend on ``random_state``, ``B``, the layout,
-    ``inner_passes``, ``pair_sweeps`` and where the rows are, never on timing.
+    **What a round communicates.** Between workers, only weight blocks, inside
+    :class:`_Hand` futures: a link's hand holds the pair's two blocks and moves
+    whole to the next link when that is on another worker (``S * n_workers_of_pair
+    - 1`` times per pair); where a chain starts, the first link reads each block
+    from the hand the last chain of that bundle left (the whole hand, both of its
+    blocks, moves if it is elsewhere), from its own store, or from a ``ww-load``
+    task on the worker that kept the block since the last round; every
+    certificate task receives every bundle's latest hand. A dense block travels as
+    its non-zeros when that halves it. Duals, working sets and rows never move
+    (outside recovery). Up to the client: one small dict of sums per certificate
+    task. The history's ``bytes`` are measured: every task adds the
+    :meth:`_Hand.wire_nbytes` of the hands it received from another worker (once
+    per worker and hand), reported by the certificate; they are ``bytes_up``
+    (with the gathered sums), and also ``bytes_w`` (weights only); ``bytes_down``
+    is 0 (the client sends no arrays in a round).
 
-    **What a round communicates.** ``(W_a, W_b)`` moves from link to link
-    when consecutive links are on different workers (``S * n_workers_of_pair
-    - 1`` times per pair, plus once when the blocks arrive from elsewhere).
-    No example (after the shuffle) and no dual variable ever moves. Task
-    keys: ``f"{key_prefix}-r{round}-b{a}-b{b}-h{link}-{token}"`` (``a < b``;
-    ``b0-b0`` when ``B = 1``; ``round`` counts from 0 over the fit), each
-    followed by ``getitem`` tasks on the same worker (``...-w``, the weight
-    pair, ``-alpha{j}``) and per chain ``f"{key_prefix}-r{round}-b{a}-b{b}-w0"``
-    / ``-w1``; ``f"{key_prefix}-certify-e{epoch}-p{p}-{piece}-g{g}-{token}"``
-    and ``f"{key_prefix}-norm-e{epoch}-p{p}-{token}"`` for the certificate;
-    ``f"{key_prefix}-shuffle-..."`` for the shuffle.
+    **Stopping rule.** After the chains, one ``ww-certify`` task per worker
+    computes, for its pieces, the weighted hinge sums against all classes (one
+    densified block at a time), the sums of the duals and (``ws_margin``) the
+    working sets for the next round, and ``sum_c ||w_c||^2`` of the blocks it
+    keeps. ``P = 1/2 sum ||w||^2 + C * hinge``, ``D = sum alpha - 1/2 sum
+    ||w||^2``; the engine stops at the first round with ``(P - D) / |P| <= tol``,
+    which certifies ``P(coef) - P* <= P - D``. After ``max_iter`` rounds the
+    engine's evaluation round re-reports the last certificate (the iterate has not
+    moved: no tasks) and warns.
 
-    **Stopping rule.** After every epoch, per piece, a task on the piece's
-    worker returns its rows' weighted hinge sums against all classes (the
-    weight blocks travel to it, at most 256 MiB of densified weights per
-    task) and the sum of its duals; per bundle a task returns ``sum_c
-    ||w_c||^2``; with ``ws_margin`` the same task also returns the piece's
-    working set for the next epoch, which stays on the piece's worker
-    (``f"{key_prefix}-ws-e{epoch}-p{p}-{piece}-{token}"``). Then
-    ``P = 1/2 sum ||w||^2 + C * hinge`` and ``D = sum alpha
-    - 1/2 sum ||w||^2``; the run stops when ``(P - D) / |P| <= tol``, which
-    certifies ``P(coef) - P* <= P - D``. After ``max_iter`` epochs without
-    that, a ``ConvergenceWarning`` is emitted.
+    Recovery (a lost worker, or a task that found no state): the failed round's
+    steps are dropped (pieces go back to the duals the round started from), the
+    pieces of lost workers are rebuilt by a new shuffle of the refreshed blocks
+    (their duals restart from zero; owners of surviving bundles stay), and the
+    blocks are recomputed from all duals (``ww-rebuild``, ``ww-restore``), so the
+    iterate is a feasible dual point with ``W = W(alpha)``; then the round is run
+    again.
+
+    Memory per worker: its pieces' rows; their duals (non-zeros, 12 bytes each
+    plus 8 per row; twice while a round runs, for the rollback); the weight blocks
+    in flight and those kept between rounds. A dense-layout link holds a ``d x
+    (n_classes_in_a + n_classes_in_b)`` float64 slab; a certificate task densifies
+    one block at a time.
+    """
+
+    name = "Weston-Watkins"
+    prefix = "ww"
+    #: the engine's per-block tasks carry the machine (their init / settle are the defaults):
+    #: the problem only; blocks, futures and the engine stay on the client
+    worker_fields = ("C", "K")
+
+    def __init__(self, blocks, n_classes, seeds, *, C, n_bundles, local_passes, layout,
+                 pair_sweeps, exact_rows, ws_margin, sparse_coef, return_dual):
+        self.blocks, self.K, self.seeds = blocks, int(n_classes), seeds
+        self.C, self.B, self.layout = float(C), int(n_bundles), layout
+        self.passes, self.exact = int(local_passes), bool(exact_rows)
+        self.sweeps_param = pair_sweeps
+        self.margin = None if ws_margin is None else float(ws_margin)
+        self.sparse, self.return_dual = bool(sparse_coef), bool(return_dual)
+        self.d = int(blocks.n_columns)
+        self._rounds = [rnd for rnd in one_factorization(self.B) if rnd] if self.B > 1 \
+            else [[(0,)]]
+        self._ready, self._ok, self._bundles, self._gen = False, False, None, 0
+        self._run = self._serial = self._round = 0
+        self._last = self._coef = self._alpha = self._error = self._loaded = None
+        self._engine = None
+        self.shuffle_bytes = 0
+        self.recovered = []  # per recovery: round, rows, rows that kept their duals
+
+    def problem(self):
+        return {"solver": "ww", "C": self.C, "n_classes": self.K}
+
+    # --- small counters -----------------------------------------------------------------
+    def _new_run(self):
+        self._run += 1
+        return self._run
+
+    def _next(self):
+        self._serial += 1
+        return self._serial
+
+    def _where(self, *tags):
+        return [*tags, f"n{self._next()}"]
+
+    # --- setup: shuffle, pieces into the stores -------------------------------------------
+    def _adopt(self, bundles):
+        """Take a new BundleSet's layout: classes, column ranges, sweeps, piece infos."""
+        if self._ready and any(not np.array_equal(a, b) for a, b in
+                               zip(self.classes, bundles.classes, strict=True)):
+            raise RuntimeError("Weston-Watkins: the new shuffle grouped the classes "
+                               "differently; the duals cannot be carried over")
+        self._gen += 1
+        self.classes = [np.asarray(c) for c in bundles.classes]
+        ncls = [len(c) for c in self.classes]
+        offs = np.concatenate([[0], np.cumsum(ncls)]).astype(np.int64)
+        self.ncls, self.col0 = ncls, [int(o) for o in offs[:-1]]
+        self.ranges = [(int(offs[p]), int(offs[p + 1])) for p in range(self.B)]
+        if self.sweeps_param == "auto":
+            small = sum(sorted(ncls)[-2:]) * self.d * 8 <= _AUTO_SWEEPS_BYTES
+            self.sweeps = _AUTO_SWEEPS if small else 1
+        else:
+            self.sweeps = int(self.sweeps_param)
+        where = list(self.blocks.workers)
+        every = frozenset(range(len(where)))
+        self.pieces = [[_PieceInfo((self._gen, p, j), pc.worker, pc.n_rows,
+                                   every if bundles.layout == "owner" else
+                                   frozenset(k for k, w in enumerate(where) if w == pc.worker))
+                        for j, pc in enumerate(ps)] for p, ps in enumerate(bundles.pieces)]
+        self.shuffle_bytes += int(bundles.nbytes_moved)
+        self._bundles = bundles
+        return [[pc.future for pc in ps] for ps in bundles.pieces]
+
+    def _shuffle(self, placement=None):
+        if self._bundles is not None:
+            self._bundles.release()
+        return shuffle_by_class(self.blocks, self.K, self.B, layout=self.layout,
+                                key_prefix="ww-shuffle", placement=placement)
+
+    def _by_worker(self, engine):
+        """``[(worker, [piece info])]`` in the engine's worker order."""
+        order = {w: i for i, w in enumerate(engine.workers())}
+        groups = {}
+        for ps in self.pieces:
+            for pc in ps:
+                groups.setdefault(pc.worker, []).append(pc)
+        return sorted(groups.items(), key=lambda g: order.get(g[0], len(order)))
+
+    def _setup(self, engine, round, rows=False):
+        """Shuffle, put every piece (zero duals) and zero weight blocks in the stores;
+        the pieces' global rows with ``rows``."""
+        futures = self._adopt(self._shuffle())
+        groups = self._by_worker(engine)
+        held = [w for w, _ in groups]
+        home = [h if h in held else held[0] for h in self._bundles.home]
+        tag = self._next()
+        futs = []
+        for i, (w, pcs) in enumerate(groups):
+            spec = {"worker": w, "pieces": [pc.id for pc in pcs], "n_classes": self.K,
+                    "rows": rows, "zeros": [(q, self.ncls[q]) for q in range(self.B)
+                                            if home[q] == w],
+                    "tag": tag, "n_columns": self.d, "sparse": self.sparse}
+            fut_of = {pc.id: futures[pc.id[1]][pc.id[2]] for pc in pcs}
+            futs.append(engine.submit("init", _ww_init, spec, [fut_of[pc.id] for pc in pcs],
+                                      worker=w, round=round, where=self._where(f"w{i}")))
+        out = {}
+        for d in engine.gather(futs):
+            out.update(d)
+        self._bundles.release()
+        self._w_tag, self._w_at = tag, home
+        self._ready = True
+        return out
+
+    # --- one round ----------------------------------------------------------------------
+    def run_round(self, engine, round, update, attempt):
+        """Chains (when ``update``), then the certificate; see the class docstring."""
+        t0 = time.perf_counter()
+        self._engine, self._round, self._ok = engine, round, False
+        if not self._ready:
+            self._setup(engine, round)
+        if not update and self._last is not None and self._last[0] == round - 1:
+            total = dict(self._last[1], moved=0, recv=0, epoch_time=0.0)
+            self._last, self._ok = (round, total), True
+            return total, 0, 0
+        live = set(engine.workers())
+        gone = sorted({pc.worker for ps in self.pieces for pc in ps} - live)
+        if gone:
+            raise StateLost(f"workers {gone} holding pieces left the cluster")
+        run = self._new_run()
+        src = {q: (("W", q, self._w_tag), 0, self._w_at[q]) for q in range(self.B)}
+        counts = {}
+        if update:
+            self._chains(engine, round, attempt, run, src, counts)
+        stats = self._certify(engine, round, attempt, run, src, counts)
+        total = {k: sum(s[k] for s in stats) for k in
+                 ("hinge", "alpha_sum", "alpha_nnz", "ws_nnz", "sqnorm", "moved", "recv")}
+        total["epoch_time"] = time.perf_counter() - t0
+        self._last, self._ok = (round, total), True
+        return total, 0, int(total["recv"]) + wire_nbytes(stats)
+
+    def _source(self, engine, src, q, worker, round, attempt, run):
+        """The ``(object, index)`` a task on ``worker`` reads ``W_q`` from: the latest hand,
+        or the store where the block waited since the last round (through a ``ww-load``
+        task there when ``worker`` is another one)."""
+        obj, i, at = src[q]
+        if isinstance(obj, tuple) and at != worker:
+            spec = {"worker": at, "q": q, "tag": obj[2], "out": (run, self._next())}
+            obj = engine.submit("load", _ww_load, spec, worker=at, round=round,
+                                where=[f"p{q}"], attempt=attempt)
+            src[q] = (obj, 0, at)
+        return obj, i
+
+    @staticmethod
+    def _chain_order(held, workers, i):
+        """The workers of chain ``i`` of a factorization round: those in ``held``, in worker
+        order rotated to start at ``i mod n_workers`` (the chains of a round start on
+        different workers and run side by side; a chain keeps alternating workers from
+        one round to the next, which its convergence needs more than saved transfers)."""
+        k = i % len(workers)
+        return [w for w in workers[k:] + workers[:k] if w in held]
+
+    def _chains(self, engine, round, attempt, run, src, counts):
+        """Submit every pair chain of the round; ``src`` ends with each bundle's last hand."""
+        workers = engine.workers()
+        for r, rnd in enumerate(self._rounds):
+            for i, pair in enumerate(rnd):
+                group = list(pair)
+                on = {}
+                for p in group:
+                    for pc in self.pieces[p]:
+                        on.setdefault(pc.worker, []).append(pc)
+                if not on:
+                    continue  # no rows of these classes anywhere: no variables
+                order = self._chain_order(on, workers, i)
+                seeds = {pc.id: self.seeds.seed(round, 2, r, pc.id[1], pc.id[2])
+                         for w in order for pc in on[w]}
+                a, b = (group * 2)[:2]
+                h = 0
+                for part in range(self.sweeps):
+                    for w in order:
+                        h += 1
+                        self._link(engine, round, attempt, run, src, counts, on[w], group, w,
+                                   {"part": part, "part_seeds": [seeds[pc.id] for pc in on[w]],
+                                    "seed": self.seeds.seed(round, 1, r, i, h)},
+                                   [f"s{r}", f"b{a}", f"b{b}", f"h{h}"])
+
+    def _link(self, engine, round, attempt, run, src, counts, pcs, group, w, extra, where):
+        sources = [self._source(engine, src, q, w, round, attempt, run) for q in group]
+        spec = {"worker": w, "run": run, "pieces": [(pc.id, counts.get(pc.id, 0)) for pc in pcs],
+                "own_pos": [group.index(pc.id[1]) for pc in pcs],
+                "ranges": [self.ranges[q] for q in group], "C": self.C, "n_parts": self.sweeps,
+                "passes": self.passes, "exact_rows": self.exact, "sparse": self.sparse,
+                "tag": (run, self._next()), **extra}
+        fut = engine.submit("link", _ww_link, spec, sources, worker=w, round=round, where=where,
+                            attempt=attempt)
+        for u, q in enumerate(group):
+            src[q] = (fut, u, w)
+        for pc in pcs:
+            counts[pc.id] = counts.get(pc.id, 0) + 1
+
+    def _certify(self, engine, round, attempt, run, src, counts):
+        """One certificate task per worker holding pieces; each bundle's block is kept for
+        the next round by the worker where its last hand is (else the first such worker)."""
+        groups = self._by_worker(engine)
+        held = [w for w, _ in groups]
+        owner = [src[q][2] if src[q][2] in held else held[0] for q in range(self.B)]
+        tag = self._next()
+        futs = []
+        for i, (w, pcs) in enumerate(groups):
+            sources = [self._source(engine, src, q, w, round, attempt, run)
+                       for q in range(self.B)]
+            spec = {"worker": w, "run": run, "pieces": [(pc.id, counts.get(pc.id, 0))
+                                                        for pc in pcs],
+                    "owned": [q for q in range(self.B) if owner[q] == w], "tag": tag,
+                    "keep": (self._w_tag, tag), "margin": self.margin, "sparse": self.sparse,
+                    "col0": self.col0}
+            futs.append(engine.submit("certify", _ww_certify, spec, sources, worker=w,
+                                      round=round, where=[f"w{i}"], attempt=attempt))
+        stats = engine.gather(futs)
+        self._w_tag, self._w_at = tag, owner
+        return stats
+
+    def step(self, total, round, update):
+        sq = float(total["sqnorm"])
+        return {
+            "primal": 0.5 * sq + self.C * float(total["hinge"]),
+            "dual": float(total["alpha_sum"]) - 0.5 * sq,
+            "extra": {"epoch_time": float(total["epoch_time"]), "n_moved": int(total["moved"]),
+                      "nnz_alpha": int(total["alpha_nnz"]), "ws_nnz": int(total["ws_nnz"]),
+                      "bytes_w": int(total["recv"])},
+        }
+
+    def advance(self):
+        return True  # the certified iterate is the current one: nothing is pending
+
+    # --- recovery -----------------------------------------------------------------------
+    def recover(self, engine, attempt):
+        """Drop the failed round's steps, rebuild lost pieces, recompute W from all duals."""
+        self._last, self._ok = None, False
+        if not self._ready:
+            return  # the failed round was setting up: the retry sets up afresh
+        failed, live = self._run, set(engine.workers())
+        olds = [pc for ps in self.pieces for pc in ps]
+        if all(pc.worker in live for pc in olds):  # every piece should still be there
+            plan = {pc.worker: [] for pc in olds}
+            for pc in olds:
+                plan[pc.worker].append(((pc.id, [pc.id]), None))
+            try:
+                if not self._rebuild(engine, attempt, failed, olds, plan)["missing"]:
+                    return
+            except (StateLost, OSError):
+                pass  # a worker left meanwhile: rebuild by a new shuffle
+            live = set(engine.workers())
+        placement = None
+        if self.layout == "owner":
+            placement = [ps[0].worker if ps and ps[0].worker in live else None
+                         for ps in self.pieces]
+        futures = self._adopt(self._shuffle(placement))
+        plan = {}
+        for p, ps in enumerate(self.pieces):
+            for pc, fut in zip(ps, futures[p], strict=True):
+                srcs = [o.id for o in olds if o.id[1] == p and o.worker == pc.worker
+                        and o.blocks & pc.blocks]
+                plan.setdefault(pc.worker, []).append(((pc.id, srcs), fut))
+        info = self._rebuild(engine, attempt, failed, olds, plan)
+        self._bundles.release()
+        if info["missing"]:
+            raise RuntimeError(f"Weston-Watkins: pieces {info['missing']} could not be rebuilt")
+
+    def _rebuild(self, engine, attempt, failed, olds, plan):
+        """Submit the rebuild tasks of ``plan`` (worker -> [((pid, old pids), rows future or
+        None)]) and the restore of W; returns the restore's info."""
+        run = self._new_run()
+        order = {w: i for i, w in enumerate(engine.workers())}
+        workers = sorted(set(plan) | {pc.worker for pc in olds if pc.worker in order},
+                         key=lambda w: order.get(w, len(order)))
+        futs = []
+        for w in workers:
+            items = plan.get(w, [])
+            spec = {"worker": w, "failed": failed, "run": run, "n_classes": self.K,
+                    "sparse": self.sparse, "col0": self.col0,
+                    "old": [pc.id for pc in olds if pc.worker == w],
+                    "new": [x for x, _ in items]}
+            futs.append(engine.submit("rebuild", _ww_rebuild, spec, [f for _, f in items],
+                                      worker=w, round=self._round, attempt=attempt,
+                                      where=self._where(f"w{order.get(w, len(order))}")))
+        w0 = next(w for w in workers if plan.get(w))
+        tag = self._next()
+        spec = {"worker": w0, "tag": tag, "n_classes": self.K, "n_columns": self.d,
+                "sparse": self.sparse, "ranges": self.ranges}
+        info = engine.gather(engine.submit("restore", _ww_restore, spec, futs, worker=w0,
+                                           round=self._round, attempt=attempt,
+                                           where=self._where()))
+        if not info["missing"]:
+            self._w_tag, self._w_at = tag, [w0] * self.B
+            self.recovered.append({"round": self._round, "rows": info["rows"],
+                                   "kept": info["kept"], "reshuffled": bool(olds) and any(
+                                       f is not None for v in plan.values() for _, f in v)})
+            if self._engine is not None and self._engine.verbose:
+                print(f"[ww] recovered: {info['kept']} of {info['rows']} rows kept their duals",
+                      flush=True)
+        return info
+
+    # --- the model, the duals, checkpoints -----------------------------------------------
+    def _gather_weights(self, engine):
+        """The weight blocks of the last certificate, gathered (bundle order)."""
+        order = {w: i for i, w in enumerate(engine.workers())}
+        futs, which = [], []
+        for w in sorted(set(self._w_at), key=lambda w: order.get(w, len(order))):
+            qs = [q for q in range(self.B) if self._w_at[q] == w]
+            spec = {"worker": w, "bundles": qs, "tag": self._w_tag}
+            futs.append(engine.submit("coef", _ww_weights, spec, worker=w,
+                                      where=self._where(f"w{order.get(w, len(order))}")))
+            which.append(qs)
+        W = [None] * self.B
+        for qs, blocks in zip(which, engine.gather(futs), strict=True):
+            for q, blk in zip(qs, blocks, strict=True):
+                W[q] = blk
+        return W
+
+    def _assemble(self, W):
+        """``coef`` (K, d) in class order from the bundle-ordered blocks."""
+        order = np.concatenate(self.classes)
+        if self.sparse:
+            inv = np.empty(self.K, dtype=np.int64)
+            inv[order] = np.arange(self.K)
+            return _csr32(sp.vstack(W, format="csr")[inv])
+        coef = np.empty((self.K, self.d))
+        coef[order] = np.concatenate([_w_coef_rows(w) for w in W], axis=0)
+        return coef
+
+    def _gather_duals(self, engine):
+        """All duals as one CSR ``(n_samples, K)`` in class order, and the working sets
+        likewise (a CSR pattern; None unless every piece has one)."""
+        order = np.concatenate(self.classes)
+        futs = [engine.submit("dual", _ww_duals, {"worker": w, "pieces": [pc.id for pc in pcs]},
+                              worker=w, where=self._where(f"w{i}"))
+                for i, (w, pcs) in enumerate(self._by_worker(engine))]
+        parts = [x for part in engine.gather(futs) for x in part]
+        shape = (self.blocks.n_samples, self.K)
+        M = _stack_rows([(rows, a) for rows, a, _ in parts], order, shape)
+        if any(ws is None for _, _, ws in parts):
+            return M, None
+        ones = [(rows, (ip, ix, np.ones(len(ix), np.int8))) for rows, _, (ip, ix) in parts]
+        return M, _stack_rows(ones, order, shape)
+
+    def model_arrays(self):
+        coef = self._assemble(self._gather_weights(self._engine))
+        if sp.issparse(coef):
+            return {"coef_indptr": coef.indptr.astype(np.int64),
+                    "coef_indices": coef.indices.astype(np.int64), "coef_data": coef.data}
+        return {"coef": coef}
+
+    def load_model_arrays(self, arrays):
+        self._loaded = _coef_from_arrays(arrays, self.K, self.d)
+
+    def save_states(self, engine):
+        M, ws = self._gather_duals(engine)
+        out = {"alpha_indptr": M.indptr.astype(np.int64),
+               "alpha_indices": M.indices.astype(np.int64), "alpha_data": M.data}
+        if ws is not None:
+            out.update(ws_indptr=ws.indptr.astype(np.int64),
+                       ws_indices=ws.indices.astype(np.int64))
+        return out
+
+    def load_states(self, engine, arrays):
+        """Set up the pieces and give them the checkpoint's duals, working sets and blocks."""
+        shape = (self.blocks.n_samples, self.K)
+        M = _alpha_from_arrays(arrays, *shape)
+        ws = _ws_from_arrays(arrays, shape)
+        if self._loaded is None:
+            raise ValueError("checkpoint has no weight blocks (coef): written by another solver")
+        rows = self._setup(engine, None, rows=True)
+        pos = np.empty(self.K, dtype=np.int64)
+        pos[np.concatenate(self.classes)] = np.arange(self.K)
+        coef = sp.csr_matrix(self._loaded)
+        tag = self._next()
+        futs = []
+        for i, (w, pcs) in enumerate(self._by_worker(engine)):
+            pieces = []
+            for pc in pcs:
+                a = _local_columns(M[rows[pc.id]], pos)
+                p = None if ws is None else _local_columns(ws[rows[pc.id]], pos)
+                pieces.append((pc.id, (a.indptr, a.indices, a.data),
+                               None if p is None else (p.indptr, p.indices)))
+            weights = [(q, _w_from_rows(coef[self.classes[q]], self.sparse))
+                       for q in range(self.B) if self._w_at[q] == w]
+            spec = {"worker": w, "pieces": pieces, "weights": weights, "tag": tag,
+                    "n_classes": self.K}
+            futs.append(engine.submit("resume", _ww_resume, spec, worker=w,
+                                      where=self._where(f"w{i}")))
+        engine.gather(futs)
+        self._w_tag, self._loaded = tag, None
+
+    def finish(self, engine):
+        """Gather the certified model (and duals); release the bundles and the stores."""
+        try:
+            if self._ready and self._ok:
+                self._coef = self._assemble(self._gather_weights(engine))
+                if self.return_dual:
+                    self._alpha = self._gather_duals(engine)[0].toarray()
+        except Exception as exc:  # noqa: BLE001 - coef() says why; a failed run raises its own
+            self._error = exc
+        finally:
+            if self._bundles is not None:
+                self._bundles.release()
+            self._free(engine)
+
+    def _free(self, engine):
+        """Empty this fit's store on every worker (a task finds it where it runs)."""
+        if not self._ready:
+            return
+        with contextlib.suppress(Exception):
+            engine.gather([engine.submit("free", _ww_free, {}, worker=w, where=self._where(f"w{i}"))
+                           for i, w in enumerate(engine.workers())])
+
+    def coef(self):
+        if self._coef is None:
+            raise RuntimeError(f"Weston-Watkins: the certified model could not be collected "
+                               f"({self._error!r})")
+        return self._coef
+
+    def result_state(self):
+        state = {
+            "classes": [c.copy() for c in self.classes],
+            "layout": self.layout,
+            "pieces": [[(pc.worker, pc.n_rows) for pc in ps] for ps in self.pieces],
+            "n_bundles": self.B,
+            "pair_sweeps": self.sweeps,
+            "shuffle_bytes": int(self.shuffle_bytes),
+            "sparse_coef": self.sparse,
+            "recovered": [dict(x) for x in self.recovered],
+        }
+        if self.return_dual:
+            state["alpha"] = self._alpha
+        return state
+
+
+def _int_array(arrays, name, shape=None):
+    if name not in arrays:
+        raise ValueError(f"checkpoint has no array {name!r}: written by another solver")
+    a = np.asarray(arrays[name])
+    if a.dtype.kind not in "iu" or a.ndim != 1 or (shape is not None and a.shape != shape):
+        raise ValueError(f"checkpoint array {name!r} has shape {a.shape} and dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
+def _csr_from_arrays(arrays, prefix, shape):
+    """A CSR matrix of ``shape`` from ``{prefix}_indptr/_indices/_data``, checked."""
+    indptr = _int_array(arrays, f"{prefix}_indptr", (shape[0] + 1,))
+    indices = _int_array(arrays, f"{prefix}_indices")
+    data = np.asarray(arrays.get(f"{prefix}_data", np.zeros(0, np.int8)))
+    ok = (data.dtype.kind == "f" and data.shape == indices.shape and indptr[0] == 0
+          and indptr[-1] == len(indices) and np.all(np.diff(indptr) >= 0)
+          and (indices.size == 0 or (indices.min() >= 0 and indices.max() < shape[1]))
+          and np.isfinite(data).all())
+    if not ok:
+        raise ValueError(f"checkpoint arrays {prefix}_* do not hold a CSR matrix of shape "
+                         f"{shape}")
+    return sp.csr_matrix((data, indices, indptr), shape=shape)
+
+
+def _coef_from_arrays(arrays, K, d):
+    if "coef" in arrays:
+        a = np.asarray(arrays["coef"])
+        if a.shape != (K, d) or a.dtype.kind != "f":
+            raise ValueError(f"checkpoint array 'coef' has shape {a.shape}, expected {(K, d)}")
+        return a
+    if "coef_indptr" in arrays:
+        return _csr_from_arrays(arrays, "coef", (K, d))
+    return None
+
+
+def _alpha_from_arrays(arrays, n, K):
+    M = _csr_from_arrays(arrays, "alpha", (n, K))
+    if M.nnz and M.data.min() < 0:
+        raise ValueError("checkpoint duals are negative: not a Weston-Watkins dual point")
+    return M
+
+
+def _ws_from_arrays(arrays, shape):
+    """The working sets of a checkpoint (a CSR pattern), or None when it has none."""
+    if "ws_indptr" not in arrays:
+        return None
+    ix = _int_array(arrays, "ws_indices")
+    return _csr_from_arrays({"ws_indptr": arrays["ws_indptr"], "ws_indices": ix,
+                             "ws_data": np.ones(len(ix))}, "ws", shape)
+
+
+def _stack_rows(parts, order, shape):
+    """One CSR of ``shape`` from per-piece ``(global rows, CSR triple)``, columns mapped
+    from bundle order to class order by ``order``."""
+    rows = [np.repeat(grow, np.diff(t[0])) for grow, t in parts]
+    cols = [order[t[1]] for _, t in parts]
+    vals = [np.asarray(t[2], dtype=np.float64) for _, t in parts]
+    M = sp.csr_matrix((np.concatenate(vals + [np.zeros(0)]),
+                       (np.concatenate(rows + [np.zeros(0, np.int64)]),
+                        np.concatenate(cols + [np.zeros(0, np.int64)]))), shape=shape)
+    M.sort_indices()
+    return M
+
+
+def _local_columns(M, pos):
+    """``M`` (CSR, class-ordered columns) with its columns moved to bundle order ``pos``."""
+    out = sp.csr_matrix((M.data, pos[M.indices], M.indptr), shape=M.shape)
+    out.sort_indices()
+    return out
+
+
+@register("ww", "multiclass", {
+    "n_bundles": Param(None, ("none", ("int", 1, None, False))),
+    "local_passes": Param(1, ("int", 1, None, False)),
+    "layout": Param("auto", ("choice", ("auto", *LAYOUTS))),
+    "pair_sweeps": Param("auto", ("auto", ("int", 1, None, False))),
+    "exact_rows": Param(True, ("bool",)),
+    "ws_margin": Param(0.0, ("none", ("real", 0.0, None, False))),
+    "sparse_coef": Param(None, ("none", ("bool",))),
+    "max_dense_bytes": Param(2**30, ("int", 0, None, False)),
+    "return_dual": Param(False, ("bool",)),
+})
+def build_ww(blocks, n_classes, seeds, *, C, tol, n_bundles, local_passes, layout, pair_sweeps,
+             exact_rows, ws_margin, sparse_coef, max_dense_bytes, return_dual):
+    """Weston-Watkins (:class:`WestonWatkins`) over pairs of class bundles.
+
+    Its own parameters (the common ones, ``C``, ``tol``, ``max_iter``,
+    ``random_state``, ``verbose``, ``callback``, ``checkpoint``,
+    ``checkpoint_every``, are the registry's and the engine's; one engine round
+    is one epoch of the pair schedule).
 
     Parameters
     ----------
-    blocks : BlockSet
-        The rows; ``y`` must hold the class index ``0..n_classes-1`` (as
-        float). Append the intercept column when building the blocks if one
-        is wanted (it is then regularized like any weight).
-    n_classes : int >= 2
-        ``K``. Classes without rows are allowed (their ``w_c`` is still fitted).
-    C : float > 0
-    tol : float > 0
-        Relative duality gap to stop at.
-    max_iter : int >= 1
-        Maximum number of epochs.
-    n_bundles : int, optional
-        ``B``, ``1 <= B <= n_classes`` (a larger value raises ``ValueError``).
-        Default ``min(2 * n_threads, n_classes)`` (``n_threads``: all worker
-        threads of the cluster); a round runs ``floor(B / 2)`` pair chains
-        side by side. The kernels release the GIL, so the chains of a round
-        also run side by side on the threads of one worker, where moving a
-        weight block between them costs nothing.
-    inner_passes : int >= 1
-        Coordinate passes per link over its rows' variables. More than one
-        helps when a chain is a single link (``B = 1`` with ``"owner"``);
-        in longer chains the links are coupled and extra passes do little.
+    n_bundles : int >= 1, optional
+        ``B``, at most ``n_classes``. Default ``min(2 * n_threads, n_classes)``
+        (``n_threads``: all worker threads); a factorization round runs
+        ``floor(B / 2)`` pair chains side by side (also on the threads of one
+        worker: the kernels release the GIL).
+    local_passes : int >= 1
+        Coordinate passes per link over its rows' variables. More than one helps
+        when a chain is a single link (``B = 1`` with ``"owner"``); in longer
+        chains the links are coupled and extra passes do little.
     layout : {"auto", "spread", "owner"}
-        See above; ``"auto"`` is ``"owner"`` for ``B = 1``, else ``"spread"``.
+        ``"auto"`` is ``"owner"`` for ``B = 1``, else ``"spread"``.
     pair_sweeps : int >= 1 or "auto"
-        ``S`` above. ``"auto"``: 2 when the two largest weight blocks take at
-        most 16 MiB dense, else 1 (every link hands the blocks on).
+        ``S``. ``"auto"``: 2 when the two largest weight blocks take at most 16 MiB
+        dense, else 1.
     exact_rows : bool
-        When a link visits a row, maximize the dual exactly over all the
-        row's variables in the task at once (coupled through ``w_{y_i}``:
-        closed form up to a sort, :mod:`dasksvm.kernels.ww`) instead of one
-        coordinate step per variable. Same certificate, far fewer epochs with
-        many classes (``sector``, 45 classes: 12 passes instead of 496 to a
-        gap of 1e-4).
+        When a link visits a row, maximize the dual exactly over all the row's
+        variables in the task at once (closed form up to a sort,
+        :mod:`dasksvm.kernels.ww`) instead of one coordinate step per variable:
+        same certificate, far fewer rounds with many classes.
     ws_margin : float >= 0 or None
-        **Working sets** (LIBLINEAR-style shrinking, decided by the
-        certificate). The certificate of each epoch computes every score
-        ``w_c . x_i`` anyway; it also keeps, per row, the classes ``c`` with
-        ``1 - (w_{y_i} - w_c).x_i > -ws_margin`` (the variables whose
-        gradient is positive, or within ``ws_margin`` of it), and in the
-        next epoch a link visits only those and the row's non-zero
-        variables. Every step is still an exact ascent step of the full
-        dual, and the next certificate sees all variables again (a variable
-        that starts to violate enters the next working set), so the stopping
-        rule is unchanged. The first epoch visits everything. ``None``: no
-        working sets (every link visits every variable). Default 0: on
-        generated data with 500 classes (30k x 30k, 50 non-zeros per row,
-        1 worker) the working sets hold ~1% of the variables and the time to
-        a gap of 1e-3 fell from 56 s to 25 s (15 epochs instead of 14).
-    random_state : int, numpy Generator / RandomState or None
-        Seeds the row orders and parts; a fixed value makes the fit
-        reproducible.
-    verbose : int
-        Print one line per epoch when > 0.
-    key_prefix : str
+        Working sets (decided by the certificate, which computes every score
+        anyway): per row the classes ``c`` with ``1 - (w_{y_i} - w_c).x_i >
+        -ws_margin``; the next round's links visit only those and the row's
+        non-zero variables. Every step is still an exact ascent step of the full
+        dual and every certificate sees all variables, so the stopping rule is
+        unchanged. The first round visits everything; None: no working sets.
     sparse_coef : bool, optional
-        Keep every weight block as a CSR matrix instead of a dense array.
-        Default: sparse when ``n_classes * n_columns * 8 > max_dense_bytes``.
-        In the sparse layout a task densifies only the columns its rows touch
-        (``(n_classes_in_a + n_classes_in_b) * n_cols_touched * 8`` bytes), no
-        ``K x d`` dense matrix is ever built, and ``coef`` is CSR.
+        Keep every weight block as CSR (default: when ``n_classes * n_columns * 8
+        > max_dense_bytes``); a task then densifies only the columns its rows
+        touch, and ``coef`` is CSR.
     max_dense_bytes : int
-        Threshold of the automatic ``sparse_coef`` choice (default 1 GiB).
     return_dual : bool
-        Also gather the dual variables into ``state["alpha"]``, a dense
-        ``(n_samples, n_classes)`` array (``alpha[i, y_i] = 0``); for tests and
-        small problems only.
+        Also return the duals, ``state["alpha"]``, dense ``(n_samples, n_classes)``
+        (tests and small problems).
 
     Returns
     -------
-    SolverResult
-        ``coef`` of shape ``(n_classes, blocks.n_columns)`` (ndarray, or CSR
-        with ``sparse_coef``); ``primal``, ``dual``, ``gap``, ``rel_gap`` of
-        the last epoch; ``n_iter`` epochs; ``history``, one record per epoch
-        (``round`` = epoch; ``n_tasks`` = tasks submitted in the epoch,
-        certificate included; ``bytes`` = weight-block bytes that crossed
-        between workers, sparse blocks counted at their size at the end of
-        the previous epoch; plus ``epoch_time``, ``n_moved`` = variables
-        changed, ``nnz_alpha``); ``state`` with ``classes`` (the classes of
-        each bundle), ``layout``, ``pieces`` (``(worker, rows)`` of each
-        bundle's pieces), ``n_bundles``, ``pair_sweeps``, ``shuffle_bytes``
-        (example bytes the shuffle moved), ``sparse_coef`` and, with
+    (WestonWatkins, Custom)
+        The machine and its schedule. The fit's result has ``coef`` of shape
+        ``(n_classes, blocks.n_columns)`` (ndarray, or CSR with ``sparse_coef``);
+        ``history``, one record per round (epoch) with ``epoch_time``,
+        ``n_moved`` (variables changed), ``nnz_alpha``, ``ws_nnz`` and
+        ``bytes_w`` (weight bytes that crossed between workers, measured);
+        ``state`` with ``classes`` (of each bundle), ``layout``, ``pieces``
+        (``(worker, rows)`` per bundle), ``n_bundles``, ``pair_sweeps``,
+        ``shuffle_bytes`` (example bytes the shuffles moved), ``sparse_coef``,
+        ``recovered`` (per recovery: ``round``, ``rows``, the rows that ``kept``
+        their duals, whether the pieces were ``reshuffled``) and, with
         ``return_dual``, ``alpha``.
-
-    Notes
-    -----
-    Memory per worker: its pieces' rows; their dual variables (non-zeros
-    only: 12 bytes each plus 8 per row); the weight blocks in flight. A
-    dense-layout link holds a ``d x (n_classes_in_a + n_classes_in_b)``
-    float64 slab plus its inputs and outputs; a certificate task up to 256
-    MiB of densified weights at a time. Tasks are pinned to their worker
-    (``allow_other_workers=False``) so that rows never move: a fit does not
-    survive the loss of a worker.
-
-    Dual coordinate ascent needs many passes for a small gap on
-    ill-conditioned data: on ``dna`` (3 classes, C = 0.1) about 280 passes
-    reach a relative gap of 1e-4 on one machine, and the distributed
-    schedule takes more epochs than that (the blocks of a round are solved
-    against frozen others). Small problems are latency-bound: an epoch is
-    about ``(B - 1) * S * n_workers`` sequential task hops plus the
-    certificate.
     """
-    _check_params(C, tol, max_iter, inner_passes, n_bundles, n_classes, pair_sweeps)
-    if ws_margin is not None and (not isinstance(ws_margin, (int, float, np.number))
-                                  or not ws_margin >= 0 or not np.isfinite(ws_margin)):
-        raise ValueError(f"ws_margin must be None or a finite number >= 0, got {ws_margin!r}")
-    if layout != "auto" and layout not in LAYOUTS:
-        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
     K = int(n_classes)
-    C = float(C)
-    client = blocks.client
-    d = int(blocks.n_columns)
-    n_threads = sum(client.nthreads().values())
+    if n_bundles is not None and n_bundles > K:
+        raise ValueError(f"n_bundles={n_bundles} is larger than n_classes={K}: every bundle "
+                         f"needs at least one class; pass n_bundles <= {K} (or None for "
+                         "min(2 * n_threads, n_classes))")
+    n_threads = sum(blocks.client.nthreads().values())
     B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_threads, K))
-    sparse = bool(sparse_coef) if sparse_coef is not None else K * d * 8 > max_dense_bytes
+    sparse = bool(sparse_coef) if sparse_coef is not None \
+        else K * int(blocks.n_columns) * 8 > max_dense_bytes
     if layout == "auto":
         layout = "owner" if B == 1 else "spread"
-    next_seed = _seed_source(random_state)
-    history = History(verbose=verbose, name="solve_ww")
-    token = new_token()
-    kp = key_prefix
-    passes = int(inner_passes)
-    exact = bool(exact_rows)
+    machine = WestonWatkins(blocks, K, seeds, C=C, n_bundles=B, local_passes=local_passes,
+                            layout=layout, pair_sweeps=pair_sweeps, exact_rows=exact_rows,
+                            ws_margin=ws_margin, sparse_coef=sparse, return_dual=return_dual)
+    return machine, Custom()
 
-    bundles = shuffle_by_class(blocks, K, B, layout=layout, key_prefix=f"{kp}-shuffle")
-    workers = worker_addresses(client)
-    ncls = [len(c) for c in bundles.classes]
-    offs = np.concatenate([[0], np.cumsum(ncls)]).astype(np.int64)
-    rng_of = [(int(offs[p]), int(offs[p + 1])) for p in range(B)]
-    if pair_sweeps == "auto":
-        biggest = sorted(ncls)[-2:]
-        small = sum(biggest) * d * 8 <= _AUTO_SWEEPS_BYTES
-        sweeps = _AUTO_SWEEPS if small else 1
-    else:
-        sweeps = int(pair_sweeps)
-
-    def submit(func, *args, key, where):
-        return client.submit(func, *args, key=f"{key}-{token}", workers=[where],
-                             allow_other_workers=False, pure=False)
-
-    def pick(fut, i, key, where):
-        return client.submit(operator.getitem, fut, i, key=f"{key}-{token}", workers=[where],
-                             allow_other_workers=False, pure=False)
-
-    # state: weight blocks (future, worker, bytes); dual variables, one per piece, on its worker
-    home = bundles.home
-    W = [submit(_w_zeros, ncls[p], d, sparse, key=f"{kp}-init-w-p{p}", where=home[p])
-         for p in range(B)]
-    wloc = list(home)
-    wsize = [(ncls[p] + 1) * 4 if sparse else 0 for p in range(B)]  # all zeros: nothing to send
-    pieces = bundles.pieces
-    alpha = [[submit(_alpha_zeros, pc.future, K, key=f"{kp}-init-alpha-p{p}-{j}",
-                     where=pc.worker) for j, pc in enumerate(pieces[p])] for p in range(B)]
-    wset = [[None] * len(pieces[p]) for p in range(B)]  # working sets: all variables at first
-    margin = None if ws_margin is None else float(ws_margin)
-    moved_before = 0
-    schedule = [rnd for rnd in one_factorization(B) if rnd] if B > 1 else [[(0,)]]
-    transfers = []  # bytes of the weight blocks that crossed between workers this epoch
-
-    rnd_no = 0
-    converged = False
-    primal = dual = np.nan
-    epoch = 0
-    for epoch in range(1, max_iter + 1):
-        t_epoch = time.perf_counter()
-        n_tasks = 0
-        transfers.clear()
-        for rnd in schedule:
-            for i_pair, pair in enumerate(rnd):
-                group = list(pair)  # the bundles of this task chain: (a, b), or (0,) if B == 1
-                base = f"{kp}-r{rnd_no}-" + "-".join(f"b{p}" for p in (group * 2)[:2])
-                ranges = [rng_of[p] for p in group]
-                held = {pc.worker for p in group for pc in pieces[p]}
-                if not held:
-                    continue  # no rows of these classes anywhere: no variables
-                # stagger the chains of a round over the workers, so that they run in parallel
-                start = i_pair % len(workers)
-                order = [w for w in workers[start:] + workers[:start] if w in held]
-                part_seeds = {(p, j): next_seed() for p in group for j in range(len(pieces[p]))}
-                ws = [W[p] for p in group]
-                link = 0
-                for part in range(sweeps):
-                    for w in order:
-                        here = [(p, j) for p in group for j, pc in enumerate(pieces[p])
-                                if pc.worker == w]
-                        link += 1
-                        key = f"{base}-h{link}"
-                        for p in group:
-                            if wloc[p] != w:
-                                transfers.append(wsize[p])
-                                wloc[p] = w
-                        fut = submit(
-                            _ww_link, [pieces[p][j].future for p, j in here],
-                            [alpha[p][j] for p, j in here], [wset[p][j] for p, j in here], ws,
-                            [group.index(p) for p, _ in here], ranges, C,
-                            [part_seeds[pj] for pj in here], part, sweeps, next_seed(), passes,
-                            exact, sparse, key=key, where=w,
-                        )
-                        ws = pick(fut, 0, f"{key}-w", w)
-                        for u, (p, j) in enumerate(here, start=1):
-                            alpha[p][j] = pick(fut, u, f"{key}-alpha{u - 1}", w)
-                        n_tasks += 2 + len(here)
-                for u, p in enumerate(group):
-                    W[p] = pick(ws, u, f"{base}-w{u}", wloc[p])
-                    n_tasks += 1
-            rnd_no += 1
-
-        # certificate: per piece, its rows' hinge sums against every class (weights travel
-        # to the rows, at most _TASK_BYTES of densified weights per task) and its duals;
-        # per bundle, sum_c ||w_c||^2 where the block is
-        norm_f = [submit(_ww_norm, W[p], key=f"{kp}-norm-e{epoch}-p{p}", where=wloc[p])
-                  for p in range(B)]
-        cert_f = []
-        ws_f = []
-        shipped = set()
-        for p in range(B):
-            for j, pc in enumerate(pieces[p]):
-                piece_f = []
-                groups, cur, cur_bytes = [], [], 0
-                for q in range(B):
-                    nb = ncls[q] * (max(1, pc.n_cols) if sparse else d) * 8
-                    if cur and cur_bytes + nb > _TASK_BYTES:
-                        groups.append(cur)
-                        cur, cur_bytes = [], 0
-                    cur.append(q)
-                    cur_bytes += nb
-                groups.append(cur)
-                for g, grp in enumerate(groups):
-                    for q in {*grp, p}:
-                        if wloc[q] != pc.worker and (q, pc.worker) not in shipped:
-                            shipped.add((q, pc.worker))
-                            transfers.append(wsize[q])
-                    key = f"{kp}-certify-e{epoch}-p{p}-{j}-g{g}"
-                    fut = submit(
-                        _ww_certify, pc.future, alpha[p][j], W[p], sparse, p, grp,
-                        [rng_of[q][0] for q in grp], margin, g == 0, *[W[q] for q in grp],
-                        key=key, where=pc.worker,
-                    )
-                    piece_f.append(fut)
-                    cert_f.append(pick(fut, 0, f"{key}-stats", pc.worker))
-                if margin is not None:
-                    ws_f.append((p, j, submit(_ws_merge, pc.n_rows, K, *piece_f,
-                                              key=f"{kp}-ws-e{epoch}-p{p}-{j}",
-                                              where=pc.worker)))
-                n_tasks += len(piece_f)
-        n_tasks += len(norm_f) + len(cert_f) + len(ws_f)
-        for p, j, fut in ws_f:
-            wset[p][j] = fut
-        norms, certs = client.gather([norm_f, cert_f])
-        del norm_f, cert_f, ws_f
-        sq = float(sum(v for v, _ in norms))
-        stats = [c for c in certs if "alpha_sum" in c]
-        moved_total = sum(st["moved"] for st in stats)
-        primal = 0.5 * sq + C * sum(c["hinge"] for c in certs)
-        dual = sum(st["alpha_sum"] for st in stats) - 0.5 * sq
-        history.add(epoch, primal, dual, n_tasks=n_tasks, nbytes=int(sum(transfers)),
-                    epoch_time=time.perf_counter() - t_epoch,
-                    n_moved=int(moved_total - moved_before),
-                    nnz_alpha=int(sum(st["alpha_nnz"] for st in stats)),
-                    ws_nnz=int(sum(c.get("ws_nnz", 0) for c in certs)))
-        moved_before = moved_total
-        for p in range(B):
-            wsize[p] = int(norms[p][1])
-        if relative_gap(primal, dual) <= tol:
-            converged = True
-            break
-
-    rel = relative_gap(primal, dual)
-    if not converged:
-        warn_not_converged("solve_ww", max_iter, rel, tol)
-
-    # assemble coef on the client from the weight blocks (weights only, never rows)
-    w_blocks = client.gather(W)
-    order = np.concatenate(bundles.classes)
-    if sparse:
-        stacked = sp.vstack(w_blocks, format="csr")
-        inv = np.empty(K, dtype=np.int64)
-        inv[order] = np.arange(K)
-        coef = stacked[inv]
-    else:
-        coef = np.empty((K, d))
-        coef[order] = np.concatenate([_w_coef_rows(w) for w in w_blocks], axis=0)
-    state = {
-        "classes": [c.copy() for c in bundles.classes],
-        "layout": layout,
-        "pieces": [[(pc.worker, pc.n_rows) for pc in ps] for ps in pieces],
-        "n_bundles": B,
-        "pair_sweeps": sweeps,
-        "shuffle_bytes": bundles.nbytes_moved,
-        "sparse_coef": sparse,
-    }
-    if return_dual:
-        state["alpha"] = _gather_alpha(client, bundles, alpha, blocks.n_samples, K, token)
-    del W, alpha, wset
-    bundles.release()
-    return SolverResult(
-        coef=coef,
-        primal=float(primal),
-        dual=float(dual),
-        gap=float(primal - dual),
-        rel_gap=float(rel),
-        n_iter=epoch,
-        converged=converged,
-        history=history.records,
-        state=state,
-    )
-
-
-def _gather_alpha(client, bundles, alpha, n_samples, K, token):
-    """Dense ``(n_samples, K)`` dual variables (tests / small problems)."""
-    order = np.concatenate(bundles.classes)
-    out = np.zeros((n_samples, K))
-    for p, ps in enumerate(bundles.pieces):
-        for j, pc in enumerate(ps):
-            rows = client.submit(_bundle_rows, pc.future, key=f"ww-alpha-rows-p{p}-{j}-{token}",
-                                 workers=[pc.worker], pure=False).result()
-            M, _ = alpha[p][j].result()
-            out[np.ix_(rows, order)] = M.toarray()
-    return out

@@ -1,0 +1,843 @@
+"""The round engine: every iterative solver of dasksvm runs on it.
+
+A solver is a :class:`Machine`: small functions in the shape of dask's
+chunk / combine / aggregate. On the workers, ``init`` builds a block's state
+(dual variables, norms) and ``local`` runs the block's step of a round and
+returns a *partial*; partials are combined by
+:func:`~dasksvm.parallel.reduce.add_partials` (the all-reduce); on the
+client, ``step`` certifies the round (primal, dual, extras) and updates the
+shared model, and ``message`` says what the next round sends down.
+
+The engine alone owns what every solver used to write by hand:
+
+- placement: one task per worker per round, handling all the worker's
+  blocks inside it (on its threads, where it has several); the blocks'
+  states stay in the worker's memory under the fit's token and never travel;
+  a worker's partials are summed on it before they leave;
+- task keys (:func:`~dasksvm.parallel.keys.task_key`), the counts of tasks
+  and bytes taken from what was really sent, the :class:`History`;
+- the relative-gap stop, the final evaluation round after ``max_iter``,
+  the ``ConvergenceWarning``;
+- seeds (:class:`~dasksvm.parallel.seeds.Seeds`, one per round and block);
+- progress: ``callback(record)`` and ``Client.log_event("dasksvm-progress")``;
+- checkpoints (:mod:`~dasksvm.parallel.checkpoint`) and resuming from them;
+- recovery from a lost worker: blocks come back from their lineage (or the
+  client's copy), lost states restart from the last checkpoint or from zero,
+  and the shared model is recomputed from the states (``Machine.rebuild``),
+  so the iterate stays a feasible dual point and the certificate stays honest.
+
+Schedules: :class:`AllBlocks` (every block from the same model, CoCoA+ /
+SGD / the row-parallel multiclass machines), :class:`Ring` (the blocks in
+turn, each seeing the changes of those before it, handed from worker to
+worker) and :class:`Custom` (the machine lays out its round's tasks itself
+through :meth:`Engine.submit`: the Weston-Watkins pair chains, the
+cascade's tree levels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import numbers
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checkpoint import read_checkpoint, write_checkpoint
+from .client import worker_addresses
+from .history import History, warn_not_converged
+from .keys import new_token, task_key
+from .reduce import add_partials, wire_nbytes
+from .seeds import Seeds
+
+__all__ = [
+    "PROGRESS_TOPIC",
+    "AllBlocks",
+    "Custom",
+    "Engine",
+    "Machine",
+    "Ring",
+    "RunResult",
+    "StateLost",
+    "wire_nbytes",
+]
+
+#: ``Client.log_event`` topic of the per-round records (and of fit start / end)
+PROGRESS_TOPIC = "dasksvm-progress"
+#: messages above this size are scattered to their workers instead of riding in the task
+_INLINE_BYTES = 1 << 20
+#: consecutive recoveries after which a fit gives up
+_MAX_RECOVERIES = 8
+
+
+class StateLost(RuntimeError):
+    """Raised on a worker that was asked to run blocks whose state it does not hold."""
+
+
+# ---------------------------------------------------------------------------------------
+# the machine protocol
+# ---------------------------------------------------------------------------------------
+
+
+class Machine:
+    """What a solver gives the engine (subclass it; the defaults say what is optional).
+
+    Attributes
+    ----------
+    name : str
+        The solver's name in messages and warnings ("CoCoA+").
+    prefix : str
+        First word of its task keys ("cocoa").
+    broadcast : bool
+        True: :meth:`message` is called once per round and the same object
+        goes to every worker. False: it is called per worker with the
+        indices of the worker's blocks.
+    worker_fields : tuple of str or None
+        The attributes the worker side reads (its settings): the machine is
+        pickled with every task it runs, with these only, so the client's
+        model never rides along. What changes from round to round and the
+        workers need goes in the message.
+    """
+
+    name = "solver"
+    prefix = "solver"
+    broadcast = True
+    #: the attributes the worker side reads: only these travel with a task (None: all)
+    worker_fields = None
+
+    def __getstate__(self):
+        if self.worker_fields is None:
+            return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k in self.worker_fields}
+
+    # --- what defines the problem (checkpoints must match it) -------------------------
+    def problem(self):
+        """JSON-able dict of what defines the problem and the meaning of the states."""
+        return {}
+
+    # --- on the workers ----------------------------------------------------------------
+    def init(self, block, saved):
+        """The block's state; ``saved`` is its :meth:`save` dict from a checkpoint, or None."""
+
+    def local(self, block, state, message, seed, update, carry=None):
+        """One round on one block: may change ``state`` in place; returns the partial.
+
+        ``update`` is False in the final evaluation round (certify only).
+        ``carry`` (ring schedule) is the sum of the partials of the blocks
+        that ran before this one in the round, or None.
+        """
+        raise NotImplementedError
+
+    def settle(self, state, acceptance):
+        """Resolve the change ``local`` left pending in ``state``: ``acceptance`` is what
+        :meth:`advance` returned on the client (adopt the change as it says), or None
+        (the client did not take it: drop it). Runs before every other use of a state
+        and must be idempotent."""
+
+    def rebuild(self, block, state):
+        """The block's share of the shared model recomputed from its state (recovery),
+        dropping any change not yet accepted by the client; None if it has none."""
+
+    def save(self, state):
+        """The state as a dict of arrays (checkpoints)."""
+        return {}
+
+    def export(self, state):
+        """What the result keeps of the state (one future per block); None for nothing."""
+
+    # --- on the client -----------------------------------------------------------------
+    def message(self, blocks=None):
+        """What the next round sends down (see ``broadcast``)."""
+
+    def step(self, total, round, update):
+        """Certify the round from the combined partial and update the model.
+
+        Returns a dict with ``primal`` and ``dual`` (floats), optionally
+        ``stop`` (the stopping quantity, default the relative gap) and
+        ``extra`` (more keys for the history record).
+        """
+        raise NotImplementedError
+
+    def advance(self):
+        """The fit goes on after the last :meth:`step`: move the model to the next iterate
+        and return the acceptance the workers' :meth:`settle` needs (not None)."""
+        return True
+
+    def restore(self, total):
+        """Set the shared model from the sum of the blocks' :meth:`rebuild` partials."""
+
+    def model_arrays(self):
+        """The client's model as a dict of arrays (checkpoints)."""
+        return {}
+
+    def load_model_arrays(self, arrays):
+        """Inverse of :meth:`model_arrays`."""
+
+    def coef(self):
+        """The model the last certificate is for."""
+        raise NotImplementedError
+
+    def result_state(self):
+        """Extra entries of the result's ``state`` dict (e.g. the layout of a fit)."""
+        return {}
+
+    def finish(self, engine):
+        """Release what the machine made on the cluster (called once the fit ends)."""
+
+
+@dataclass(frozen=True)
+class AllBlocks:
+    """Every block runs ``local`` from the same message; the partials are summed."""
+
+    ring = False
+
+
+@dataclass(frozen=True)
+class Ring:
+    """The blocks run in turn, ``laps`` times around, each one's ``local`` getting the
+    sum of the partials before it (``carry``), handed from worker to worker; one task
+    per run of consecutive blocks on the same worker."""
+
+    laps: int = 1
+    ring = True
+
+
+@dataclass(frozen=True)
+class Custom:
+    """The machine drives its own rounds (the Weston-Watkins pair chains, the cascade's
+    tree levels) through the engine's :meth:`Engine.submit` / :meth:`Engine.gather`:
+
+    - ``machine.run_round(engine, round, update, attempt) -> (total, bytes_down,
+      bytes_up)`` submits the round's tasks and returns what :meth:`Machine.step`
+      reads, and the bytes it sent down and up;
+    - ``machine.recover(engine, attempt)`` rebuilds what a lost worker held;
+    - ``machine.save_states(engine) -> dict of arrays`` and
+      ``machine.load_states(engine, arrays)`` write and restore the workers'
+      states for checkpoints (the per-block ``save`` / ``init(saved)`` are not
+      used).
+    """
+
+    ring = False
+
+
+@dataclass
+class RunResult:
+    """What :meth:`Engine.run` returns."""
+
+    coef: object
+    record: dict
+    n_iter: int
+    converged: bool
+    history: list
+    stopped: bool = False
+    exports: list = field(default_factory=list)
+    recoveries: int = 0
+    state: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------
+
+_LOCAL_STORE = {}
+
+
+def _worker():
+    try:
+        from distributed import get_worker
+
+        return get_worker()
+    except (ImportError, ValueError):
+        return None
+
+
+def _store(token):
+    """The states of fit ``token`` held by this worker (block index -> state)."""
+    w = _worker()
+    root = _LOCAL_STORE if w is None else w.__dict__.setdefault("_dasksvm_states", {})
+    return root.setdefault(token, {})
+
+
+def _drop_store(token, dask_worker=None):
+    """Forget fit ``token``'s states (run on every worker by ``Client.run``, which passes
+    the worker as ``dask_worker``: ``get_worker`` does not work there)."""
+    w = dask_worker if dask_worker is not None else _worker()
+    root = _LOCAL_STORE if w is None else w.__dict__.get("_dasksvm_states", {})
+    root.pop(token, None)
+
+
+def _threads():
+    w = _worker()
+    n = getattr(w, "nthreads", 1) if w is not None else 1
+    return max(1, int(n or 1))
+
+
+def _map_threads(func, items):
+    """``[func(i) for i in items]``, on the worker's threads when it has several."""
+    n = min(_threads(), len(items))
+    if n <= 1:
+        return [func(i) for i in items]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(func, items))
+
+
+def _sum(parts):
+    parts = [p for p in parts if p is not None]
+    return functools.reduce(add_partials, parts) if parts else None
+
+
+def _worker_init(token, machine, indices, saved, rebuild, blocks):
+    """Make (or keep) the states of this worker's blocks; with ``rebuild`` return the sum of
+    their :meth:`Machine.rebuild` partials. ``saved[j]`` restores block ``indices[j]``."""
+    store = _store(token)
+
+    def one(j):
+        k = indices[j]
+        if k not in store:
+            store[k] = machine.init(blocks[j], saved[j])
+        machine.settle(store[k], None)
+        return machine.rebuild(blocks[j], store[k]) if rebuild else None
+
+    return _sum(_map_threads(one, range(len(indices))))
+
+
+def _held(token, indices, machine, acceptance):
+    """This worker's store of fit ``token``, its states of ``indices`` settled."""
+    store = _store(token)
+    missing = [k for k in indices if k not in store]
+    if missing:
+        raise StateLost(f"this worker holds no state for blocks {missing} of fit {token}")
+    for k in indices:
+        machine.settle(store[k], acceptance)
+    return store
+
+
+def _worker_round(token, machine, indices, seeds, message, acceptance, update, blocks):
+    """One round's work of one worker: ``local`` on each of its blocks, partials summed."""
+    store = _held(token, indices, machine, acceptance)
+
+    def one(j):
+        return machine.local(blocks[j], store[indices[j]], message, seeds[j], update)
+
+    return _sum(_map_threads(one, range(len(indices))))
+
+
+def _worker_ring_visit(token, machine, indices, seeds, message, acceptance, update, carry,
+                       crossed, first, blocks):
+    """One visit of the ring: this worker's consecutive blocks in turn, each seeing the
+    sum of the partials before it. ``carry`` is ``(sum or _Start(), bytes moved so far)``;
+    ``crossed``: it came from another worker (its sum is counted as moved). Only the
+    ``first`` lap of a round settles the states: on later laps the change pending in a
+    state is this round's own (from the block's earlier visits), still to be proposed."""
+    store = _held(token, indices if first else [], machine, acceptance)
+    missing = [k for k in indices if k not in store]
+    if missing:
+        raise StateLost(f"this worker holds no state for blocks {missing} of fit {token}")
+    total, moved = carry
+    total = None if isinstance(total, _Start) else total
+    if crossed:
+        moved += wire_nbytes(total)
+    for j, k in enumerate(indices):
+        part = machine.local(blocks[j], store[k], message, seeds[j], update, total)
+        total = part if total is None else add_partials(total, part)
+    return total, moved
+
+
+class _Start:
+    """The carry's sum before the first visit of a ring round (nothing yet)."""
+
+
+def _worker_task(token, func, args):
+    """``func(store, *args)`` with this worker's store of fit ``token`` (a dict the
+    machine keys as it likes); for :meth:`Engine.submit`."""
+    return func(_store(token), *args)
+
+
+def _worker_save(token, machine, indices, acceptance):
+    store = _held(token, indices, machine, acceptance)
+    return {k: machine.save(store[k]) for k in indices}
+
+
+def _worker_export(token, machine, k, acceptance):
+    store = _held(token, [k], machine, acceptance)
+    return machine.export(store[k])
+
+
+def _block_fingerprint(block):
+    h = hashlib.sha256()
+    for a in (block.X.indptr, block.X.indices, block.X.data, block.y, block.weight):
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _worker_fingerprints(indices, blocks):
+    return {k: _block_fingerprint(b) for k, b in zip(indices, blocks, strict=True)}
+
+
+# ---------------------------------------------------------------------------------------
+# client side
+# ---------------------------------------------------------------------------------------
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, (np.integer, bool)):
+        return int(v) if not isinstance(v, bool) else v
+    if isinstance(v, (np.floating, float)):
+        return float(v)
+    return v
+
+
+def _recoverable(exc):
+    from distributed import KilledWorker
+
+    names = {"CancelledError", "FutureCancelledError", "CommClosedError", "FutureLost"}
+    return isinstance(exc, (StateLost, KilledWorker, OSError)) or type(exc).__name__ in names
+
+
+class Engine:
+    """Runs a :class:`Machine` on a :class:`~dasksvm.parallel.BlockSet` until certified.
+
+    Parameters
+    ----------
+    blocks : BlockSet
+    machine : Machine
+    tol : float >= 0
+        Stop at the first round whose stopping quantity (the relative gap
+        unless the machine says otherwise) is <= tol.
+    max_iter : int >= 1
+        Update rounds at most; one evaluation round follows them (certify
+        only) and a ConvergenceWarning is issued when it misses tol.
+    random_state : None, int, RandomState or Generator
+        Entropy of the :class:`~dasksvm.parallel.seeds.Seeds`.
+    seeds : Seeds, optional
+        Use these seeds (shared with the machine) instead of ``random_state``.
+    verbose : int
+        Print one line per round.
+    callback : callable, optional
+        ``callback(record)`` after every round; returning ``False`` stops
+        the fit cleanly (the result is that round's certified model).
+    checkpoint : path, optional
+        File written every ``checkpoint_every`` rounds (and at the end).
+    checkpoint_every : int >= 1
+    resume : bool
+        Continue from ``checkpoint`` when that file exists (same data and
+        problem, else a ValueError); start from zero when it does not.
+    schedule : AllBlocks or Ring
+    """
+
+    def __init__(self, blocks, machine, *, tol, max_iter, random_state=None, seeds=None,
+                 verbose=0, callback=None, checkpoint=None, checkpoint_every=10, resume=False,
+                 schedule=None):
+        _check_run_params(tol, max_iter, checkpoint_every, callback)
+        self.blocks = blocks
+        self.client = blocks.client
+        self.machine = machine
+        self.tol = float(tol)
+        self.max_iter = int(max_iter)
+        self.verbose = verbose
+        self.callback = callback
+        self.checkpoint = None if checkpoint is None else os.fspath(checkpoint)
+        self.checkpoint_every = int(checkpoint_every)
+        self.resume = bool(resume)
+        self.schedule = schedule or AllBlocks()
+        self.seeds = seeds if seeds is not None else Seeds(random_state)
+        self.token = new_token()
+        self.history = History(verbose, machine.prefix)
+        self.recoveries = 0
+        self.n_tasks = 0
+        self._acceptance = None  # what the workers settle pending changes with
+        self._saved = None  # per-block saved states of the last checkpoint (recovery)
+        self._fingerprint = None
+        self._events = None  # the _EventSender, started with the first event
+        self._waited = 0.0  # seconds of the current round spent waiting for the workers
+
+    # --- keys and submission -------------------------------------------------------
+    def key(self, step, *, round=None, where=None, attempt=0):
+        """The task key of one of this fit's tasks (:func:`~dasksvm.parallel.keys.task_key`)."""
+        return task_key(self.machine.prefix, step, self.token, round=round, where=where,
+                        attempt=attempt)
+
+    def _by_worker(self):
+        """``[(worker address, [block indices])]``, workers in address order (the
+        placement is read from the BlockSet: no scheduler round trip)."""
+        groups = {}
+        for k, w in enumerate(self.blocks.workers):
+            groups.setdefault(w, []).append(k)
+        return sorted(groups.items())
+
+    def _submit(self, func, *args, key, worker):
+        self.n_tasks += 1
+        return self.client.submit(func, *args, key=key, workers=[worker],
+                                  allow_other_workers=True, pure=False)
+
+    def _ship(self, message, workers):
+        """``(object or future to pass, bytes sent)`` for a message to ``workers``."""
+        size = wire_nbytes(message)
+        if size > _INLINE_BYTES:
+            [fut] = self.client.scatter([message], workers=list(workers),
+                                        broadcast=len(workers) > 1, hash=False)
+            return fut, size * len(workers)
+        return message, size * len(workers)
+
+    def submit(self, step, func, *args, worker, round=None, where=None, attempt=0):
+        """Submit ``func(store, *args)`` to ``worker`` (for :class:`Custom` machines).
+
+        ``store`` is the worker's dict of this fit's states; futures among
+        ``args`` are resolved by dask (moved to ``worker`` if held elsewhere).
+        The key is :meth:`key` ``(step, round, where, attempt)``; the task is
+        counted in the round's ``n_tasks``. Returns the future.
+        """
+        key = self.key(step, round=round, where=where, attempt=attempt)
+        return self._submit(_worker_task, self.token, func, args, key=key, worker=worker)
+
+    def gather(self, futures):
+        """The values of ``futures`` on the client (the wait is not the engine's own time)."""
+        t0 = time.perf_counter()
+        try:
+            return self.client.gather(futures)
+        finally:
+            self._waited += time.perf_counter() - t0
+
+    def workers(self):
+        """The live workers' addresses, sorted."""
+        return worker_addresses(self.client)
+
+    def _block_futures(self, indices):
+        return [self.blocks.futures[k] for k in indices]
+
+    def per_worker(self, func, *args, step):
+        """``func(indices, blocks, *args)`` once per worker over its blocks, gathered:
+        a dict ``{block index: value}`` merged from the workers' dicts (setup tasks)."""
+        futs = [self._submit(func, ks, self._block_futures(ks), *args,
+                             key=self.key(step, where=f"w{i}"), worker=w)
+                for i, (w, ks) in enumerate(self._by_worker())]
+        out = {}
+        for d in self.client.gather(futs):
+            out.update(d)
+        return out
+
+    # --- the loop --------------------------------------------------------------------
+    def run(self):
+        """Run rounds until certified, stopped or out of rounds; see the class docstring."""
+        converged = stopped = False
+        rec = None
+        try:
+            start = t = self._start()
+            self._event("start", round=start)
+            for t in range(start, self.max_iter + 1):
+                update = t < self.max_iter
+                t_round, self._waited = time.perf_counter(), 0.0
+                total, n_tasks, down, up = self._round_with_recovery(t, update)
+                step = self.machine.step(total, t, update)
+                round_time = time.perf_counter() - t_round
+                rec = self.history.add(
+                    t, step["primal"], step["dual"], n_tasks=n_tasks, nbytes=down + up,
+                    bytes_down=down, bytes_up=up, recoveries=self.recoveries,
+                    round_time=round_time, engine_time=round_time - self._waited,
+                    **step.get("extra", {}),
+                )
+                stop = float(step.get("stop", rec["rel_gap"]))
+                if "stop" in step:
+                    rec["stop"] = stop
+                self._event("round", **rec)
+                converged = stop <= self.tol
+                if self.callback is not None and self.callback(rec) is False and not converged:
+                    stopped = True
+                if converged or stopped or not update:
+                    break
+                self._acceptance = self.machine.advance()
+                if self.checkpoint and (t + 1) % self.checkpoint_every == 0:
+                    self._write_checkpoint(t + 1)
+            if rec is None:  # resumed from a checkpoint taken after the final round
+                raise ValueError(f"checkpoint {self.checkpoint!r} is at round {start}, past "
+                                 f"max_iter={self.max_iter}: raise max_iter to continue")
+            if not converged and not stopped:
+                warn_not_converged(self.machine.name, self.max_iter, stop, self.tol)
+            if self.checkpoint:
+                self._write_checkpoint(t)
+            exports = self._exports()
+            self._event("end", round=t, converged=converged)
+        finally:
+            self.close()
+        return RunResult(coef=self.machine.coef(), record=rec, n_iter=t, converged=converged,
+                         history=self.history.records, stopped=stopped, exports=exports,
+                         recoveries=self.recoveries, state=self.machine.result_state())
+
+    def close(self):
+        """Drop this fit's states from the workers' memory; let the machine release its own;
+        deliver the progress events still queued."""
+        try:
+            self.machine.finish(self)
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.run(_drop_store, self.token)
+            if self._events is not None:
+                self._events.close()
+
+    # --- starting, resuming ----------------------------------------------------------
+    def _start(self):
+        """Build the blocks' states (from the checkpoint when resuming); the first round."""
+        saved_blocks, start = None, 0
+        if self.checkpoint:
+            self._fingerprint = self._data_fingerprint()
+        if self.resume and self.checkpoint and os.path.exists(self.checkpoint):
+            arrays, meta = read_checkpoint(self.checkpoint)
+            self._check_match(meta)
+            saved_blocks = _split_block_arrays(arrays, len(self.blocks))
+            self.machine.load_model_arrays(_prefixed(arrays, "model__"))
+            custom_states = _prefixed(arrays, "state__")
+            self.seeds.entropy = int(meta["entropy"])
+            start = int(meta["round"])
+            # the records of the rounds before the next one (a checkpoint taken at a
+            # stop also holds that round's record: it runs again, now as an update round)
+            self.history = History(self.verbose, self.machine.prefix,
+                                   [r for r in meta["history"] if r["round"] < start])
+            self._saved = saved_blocks
+        self._init_states(saved_blocks, rebuild=False, step="init")
+        if isinstance(self.schedule, Custom) and start:
+            self.machine.load_states(self, custom_states)
+        return start
+
+    def _init_states(self, saved, rebuild, step, attempt=0):
+        futs = []
+        for i, (w, ks) in enumerate(self._by_worker()):
+            sv, _ = self._ship([None if saved is None else saved[k] for k in ks], [w])
+            futs.append(self._submit(_worker_init, self.token, self.machine, ks, sv, rebuild,
+                                     self._block_futures(ks),
+                                     key=self.key(step, where=f"w{i}", attempt=attempt),
+                                     worker=w))
+        return _sum(self.client.gather(futs))
+
+    def _data_fingerprint(self):
+        per_block = self.per_worker(_worker_fingerprints, step="fingerprint")
+        h = hashlib.sha256(str(self.blocks.n_columns).encode())
+        for k in range(len(self.blocks)):
+            h.update(per_block[k].encode())
+        return h.hexdigest()
+
+    def _check_match(self, meta):
+        path = self.checkpoint
+        if meta.get("fingerprint") != self._fingerprint:
+            raise ValueError(f"checkpoint {path!r} was written for other data (or another "
+                             "blocking, intercept, class or sample weights): its data "
+                             "fingerprint differs from this fit's")
+        if meta.get("n_blocks") != len(self.blocks):
+            raise ValueError(f"checkpoint {path!r} has {meta.get('n_blocks')} blocks, this fit "
+                             f"{len(self.blocks)}")
+        mine = _jsonable(self.machine.problem())
+        theirs = meta.get("problem", {})
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            what = ", ".join(f"{k}={theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diff)
+            raise ValueError(f"checkpoint {path!r} is for another problem: {what}")
+
+    def _write_checkpoint(self, next_round):
+        if isinstance(self.schedule, Custom):
+            arrays = {f"model__{n}": a for n, a in self.machine.model_arrays().items()}
+            arrays.update({f"state__{n}": a for n, a in self.machine.save_states(self).items()})
+            write_checkpoint(self.checkpoint, arrays, self._meta(next_round))
+            return
+        states = {}
+        futs = [self._submit(_worker_save, self.token, self.machine, ks, self._acceptance,
+                             key=self.key("save", round=next_round, where=f"w{i}"), worker=w)
+                for i, (w, ks) in enumerate(self._by_worker())]
+        for d in self.client.gather(futs):
+            states.update(d)
+        arrays = {f"model__{n}": a for n, a in self.machine.model_arrays().items()}
+        for k, st in states.items():
+            arrays.update({f"block{k}__{n}": a for n, a in st.items()})
+        write_checkpoint(self.checkpoint, arrays, self._meta(next_round))
+        self._saved = [states[k] for k in range(len(self.blocks))]
+
+    def _meta(self, next_round):
+        return {
+            "problem": _jsonable(self.machine.problem()),
+            "fingerprint": self._fingerprint,
+            "n_blocks": len(self.blocks),
+            "round": int(next_round),
+            "entropy": int(self.seeds.entropy),
+            "history": _jsonable(self.history.records),
+        }
+
+    # --- one round -----------------------------------------------------------------
+    def _round_with_recovery(self, t, update):
+        attempt = 0
+        while True:
+            try:
+                out = self._round(t, update, attempt)
+                self._acceptance = None  # this round's changes wait for advance()
+                return out
+            except Exception as exc:
+                lost = set(self.blocks.workers) - set(worker_addresses(self.client))
+                if not (_recoverable(exc) or lost):
+                    raise
+                attempt += 1
+                if attempt > _MAX_RECOVERIES:
+                    raise RuntimeError(f"{self.machine.name}: round {t} failed {attempt} times "
+                                       f"after losing workers ({exc!r}); giving up") from exc
+                self._recover(t, attempt, exc)
+
+    def _round(self, t, update, attempt):
+        tasks_before = self.n_tasks
+        if isinstance(self.schedule, Custom):
+            total, down, up = self.machine.run_round(self, t, update, attempt)
+            return total, self.n_tasks - tasks_before, down, up
+        groups = self._by_worker()
+        down = 0
+        if self.machine.broadcast:
+            msg, down = self._ship(self.machine.message(), [w for w, _ in groups])
+            self._round_message = msg
+        if self.schedule.ring:
+            return self._ring_round(t, update, attempt, groups, down, tasks_before)
+        futs = []
+        for i, (w, ks) in enumerate(groups):
+            if not self.machine.broadcast:
+                msg, nb = self._ship(self.machine.message(ks), [w])
+                down += nb
+            seeds = [self.seeds.seed(t, k) for k in ks]
+            futs.append(self._submit(
+                _worker_round, self.token, self.machine, ks, seeds, msg, self._acceptance,
+                update, self._block_futures(ks),
+                key=self.key("local", round=t, where=f"w{i}", attempt=attempt), worker=w,
+            ))
+        parts = self.gather(futs)
+        up = sum(wire_nbytes(p) for p in parts)
+        return _sum(parts), self.n_tasks - tasks_before, down, up
+
+    def _ring_round(self, t, update, attempt, groups, down, tasks_before):
+        """Visits in block order, ``laps`` times; consecutive blocks of one worker share a
+        task; the carry (sum of partials so far, and the bytes it has moved between
+        workers) goes from task to task, and only the last one is gathered."""
+        runs = []
+        for k, w in enumerate(self.blocks.workers):
+            if runs and runs[-1][0] == w:
+                runs[-1][1].append(k)
+            else:
+                runs.append((w, [k]))
+        index = {w: i for i, (w, _) in enumerate(groups)}
+        msg = self._round_message if self.machine.broadcast else None
+        carry, at = (_Start(), 0), None
+        laps = max(1, self.schedule.laps) if update else 1
+        for lap in range(laps):
+            for w, ks in runs:
+                if not self.machine.broadcast:
+                    msg, nb = self._ship(self.machine.message(ks), [w])
+                    down += nb
+                seeds = [self.seeds.seed(t, k, lap) for k in ks]
+                carry = self._submit(
+                    _worker_ring_visit, self.token, self.machine, ks, seeds, msg,
+                    self._acceptance, update, carry, at is not None and at != w, lap == 0,
+                    self._block_futures(ks),
+                    key=self.key("local", round=t, where=[f"w{index[w]}", f"l{lap}",
+                                                          f"b{ks[0]}"], attempt=attempt),
+                    worker=w,
+                )
+                at = w
+        total, moved = self.gather(carry)
+        return total, self.n_tasks - tasks_before, down, moved + wire_nbytes(total)
+
+    # --- recovery --------------------------------------------------------------------
+    def _recover(self, t, attempt, exc):
+        """After a lost worker: blocks back, lost states from the checkpoint or zero,
+        the shared model recomputed from all states."""
+        self._event("recover", round=t, error=repr(exc))
+        if self.verbose:
+            print(f"[{self.machine.prefix}] round {t}: lost a worker ({exc!r}); recovering",
+                  flush=True)
+        deadline = time.monotonic() + 120
+        while not worker_addresses(self.client):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.machine.name}: no workers left after {exc!r}") from exc
+            time.sleep(0.2)
+        self.blocks.refresh()
+        if isinstance(self.schedule, Custom):
+            self.machine.recover(self, attempt)
+            self.recoveries += 1
+            self._acceptance = None
+            return
+        total = self._init_states(self._saved, rebuild=True, step="recover", attempt=attempt)
+        self.machine.restore(total)
+        self._acceptance = None
+        self.recoveries += 1
+
+    # --- results and events ------------------------------------------------------------
+    def _exports(self):
+        """One future per block of ``machine.export(state)``, left on the block's worker."""
+        if isinstance(self.schedule, Custom) or type(self.machine).export is Machine.export:
+            return []
+        from distributed import wait
+
+        out = [self._submit(_worker_export, self.token, self.machine, k, self._acceptance,
+                            key=self.key("export", where=f"b{k}"), worker=w)
+               for k, w in enumerate(self.blocks.workers)]
+        with self.client.as_current():
+            wait(out)  # before the states are dropped
+        return out
+
+    def _event(self, kind, **fields):
+        """Log a progress event (sent by a background thread: the fit does not wait)."""
+        msg = _jsonable({"fit": self.token, "solver": self.machine.prefix, "event": kind,
+                         **fields})
+        if self._events is None:
+            self._events = _EventSender(self.client)
+        self._events.send(msg)
+
+
+class _EventSender:
+    """Sends ``Client.log_event`` messages in order from a daemon thread, so that a round
+    never waits for the scheduler's answer; a failure stops the sending, never the fit."""
+
+    def __init__(self, client):
+        self.client = client
+        self.queue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="dasksvm-events", daemon=True)
+        self.thread.start()
+
+    def send(self, msg):
+        self.queue.put(msg)
+
+    def _loop(self):
+        while (msg := self.queue.get()) is not None:
+            try:
+                self.client.log_event(PROGRESS_TOPIC, msg)
+            except Exception:  # noqa: BLE001 - an event is a courtesy
+                return
+
+    def close(self, timeout=10):
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+
+def _prefixed(arrays, prefix):
+    return {n[len(prefix):]: a for n, a in arrays.items() if n.startswith(prefix)}
+
+
+def _split_block_arrays(arrays, n_blocks):
+    return [_prefixed(arrays, f"block{k}__") for k in range(n_blocks)]
+
+
+def _check_run_params(tol, max_iter, checkpoint_every, callback):
+    if not isinstance(tol, numbers.Real) or not tol >= 0 or not np.isfinite(tol):
+        raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+    if not isinstance(max_iter, numbers.Integral) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if (not isinstance(checkpoint_every, numbers.Integral) or isinstance(checkpoint_every, bool)
+            or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable or None, got {callback!r}")
+
