@@ -170,7 +170,7 @@ def _warm_up(client):
     import numpy as np
 
     from dasksvm.parallel.blocks import BlockSet
-    from dasksvm.solvers.ww import solve_ww
+    from dasksvm.solvers import solve_ww
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 8))
@@ -189,7 +189,7 @@ def _warm_up(client):
 def run_ww(client, X, y, K, *, C, tol, max_iter, n_bundles, sparse_coef=None, quiet=False):
     """solve_ww on the rows of the dask arrays; returns (result, wall, peak RSS summary)."""
     from dasksvm.parallel.blocks import BlockSet
-    from dasksvm.solvers.ww import solve_ww
+    from dasksvm.solvers import solve_ww
 
     blocks = BlockSet.from_arrays(client, X, y.astype("f8"), name="bench-data")
     pids = _worker_pids(client)
