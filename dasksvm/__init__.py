@@ -1,12 +1,22 @@
 """dasksvm: exact, certified support vector machines on Dask."""
 
+from .estimators.features import Nystroem, OrthogonalRandomFeatures, RandomFourierFeatures
 from .estimators.linear import LinearSVC
 from .exceptions import ConvergenceWarning
 from .parallel.client import get_client
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "LinearSVC", "MulticlassSVC", "__version__", "get_client"]
+__all__ = [
+    "ConvergenceWarning",
+    "LinearSVC",
+    "MulticlassSVC",
+    "Nystroem",
+    "OrthogonalRandomFeatures",
+    "RandomFourierFeatures",
+    "__version__",
+    "get_client",
+]
 
 
 def __getattr__(name):
