@@ -1,5 +1,6 @@
 """dasksvm: exact, certified support vector machines on Dask."""
 
+from .estimators.cascade import CascadeSVC
 from .estimators.features import Nystroem, OrthogonalRandomFeatures, RandomFourierFeatures
 from .estimators.linear import LinearSVC
 from .exceptions import ConvergenceWarning
@@ -8,6 +9,7 @@ from .parallel.client import get_client
 __version__ = "0.1.0"
 
 __all__ = [
+    "CascadeSVC",
     "ConvergenceWarning",
     "LinearSVC",
     "MulticlassSVC",

@@ -411,21 +411,15 @@ class BlockSet:
             f.release()
         self.futures = []
 
+    def gather_map(self, func, *args, key):
+        """``[func(block_k, *args) for every block]`` computed where the blocks are and
+        gathered to the client (small setup results; keys as :meth:`map`)."""
+        return self.client.gather(self.map(func, *args, key=key))
+
     def columns(self):
         """The touched columns of every block (``Block.cols``, sorted int64), on the
         client: one small task per block, keyed ``f"{name}-cols-b{k}-{token}"``."""
         import operator
 
-        token = self._call_token(f"{self.name}-cols")
-        futs = [
-            self.client.submit(
-                operator.attrgetter("cols"),
-                f,
-                key=f"{self.name}-cols-b{k}-{token}",
-                workers=[self.workers[k]],
-                allow_other_workers=True,
-                pure=False,
-            )
-            for k, f in enumerate(self.futures)
-        ]
-        return [np.asarray(c, dtype=np.int64) for c in self.client.gather(futs)]
+        cols = self.gather_map(operator.attrgetter("cols"), key=f"{self.name}-cols")
+        return [np.asarray(c, dtype=np.int64) for c in cols]

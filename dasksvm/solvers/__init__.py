@@ -1,7 +1,7 @@
 """The solvers: round-engine machines, one registry (:mod:`.registry`), and a
 ``solve_<name>(blocks, [n_classes,] **params)`` function per solver."""
 
-from . import cocoa, cs, llw, ovr, sgd, ww  # noqa: F401  (register the solvers)
+from . import cascade, cocoa, cs, llw, ovr, sgd, ww  # noqa: F401  (register the solvers)
 from .registry import SOLVERS, solve
 
 __all__ = ["SOLVERS", "solve", "solve_cocoa", "solve_cs", "solve_llw", "solve_ovr", "solve_sgd",
