@@ -607,9 +607,10 @@ def test_checkpoint_round_trip(thread_client, data_dir, tmp_path, name):
               **{**kw, "C": 2 * C})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def three_process_client():
-    """A LocalCluster of 3 worker processes under nannies (a killed worker restarts)."""
+    """A fresh LocalCluster of 3 worker processes per test (no test waits for the nanny
+    to restart a killed worker)."""
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -637,7 +638,6 @@ def test_lost_worker_mid_fit(three_process_client, data_dir, name, schedule):
     back, its states restart from zero, the model is recomputed from the states, and the
     fit reaches the undisturbed fit's certified optimum."""
     client = three_process_client
-    client.wait_for_workers(3)
     X, y, _ = _data(data_dir, "pendigits")
     C, K = 0.01, 10
     kw = {"C": C, "tol": 1e-4, "max_iter": 500, "random_state": 0, "schedule": schedule,
