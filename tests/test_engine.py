@@ -288,7 +288,7 @@ def test_a_worker_runs_its_blocks_on_its_threads():
     from distributed import Client, LocalCluster
 
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         blocks = _blocks(client, n_blocks=4)
         run = Engine(blocks, Threads(n_blocks=4), tol=0.3, max_iter=10).run()
         assert all(r["n_tasks"] == 1 for r in run.history)
