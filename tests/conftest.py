@@ -55,3 +55,17 @@ def client(request):
     """Run a test on both the threaded and the process-based cluster."""
     name = "thread_client" if request.param == "threads" else "process_client"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def three_workers():
+    """A fresh LocalCluster of 3 worker processes per test, for the worker-kill tests (the
+    nanny restarts a killed worker, but no test waits for it)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address="127.0.0.1:0", silence_logs=50)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()

@@ -381,18 +381,6 @@ def test_checkpoint_and_resume(thread_client, data_dir, tmp_path):
     assert more.history[0]["round"] == 0 and more.history[-1]["round"] > 1
 
 
-@pytest.fixture(scope="module")
-def three_workers():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=50)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def test_a_lost_worker_is_recovered(three_workers, data_dir):
     import contextlib
     import os

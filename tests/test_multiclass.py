@@ -607,20 +607,6 @@ def test_checkpoint_round_trip(thread_client, data_dir, tmp_path, name):
               **{**kw, "C": 2 * C})
 
 
-@pytest.fixture
-def three_process_client():
-    """A fresh LocalCluster of 3 worker processes per test (no test waits for the nanny
-    to restart a killed worker)."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=40)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def _kill_at(client, round_, address):
     """A callback that kills the worker ``address`` (os._exit) after round ``round_``."""
 
@@ -633,11 +619,11 @@ def _kill_at(client, round_, address):
 
 @pytest.mark.parametrize("name,schedule", [("llw", "parallel"), ("cs", "parallel"),
                                            ("ovr", "parallel"), ("llw", "ring")])
-def test_lost_worker_mid_fit(three_process_client, data_dir, name, schedule):
+def test_lost_worker_mid_fit(three_workers, data_dir, name, schedule):
     """A worker holding blocks dies at round 3 (the nanny restarts it): the blocks come
     back, its states restart from zero, the model is recomputed from the states, and the
     fit reaches the undisturbed fit's certified optimum."""
-    client = three_process_client
+    client = three_workers
     X, y, _ = _data(data_dir, "pendigits")
     C, K = 0.01, 10
     kw = {"C": C, "tol": 1e-4, "max_iter": 500, "random_state": 0, "schedule": schedule,

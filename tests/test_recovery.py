@@ -29,20 +29,6 @@ def mushrooms(data_dir):
     return X, y
 
 
-@pytest.fixture
-def three_workers():
-    """A fresh LocalCluster of 3 worker processes per test (the nanny restarts a killed
-    worker, but how soon is not this project's business: no test waits for it)."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0", silence_logs=50)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def _same_optimum(a, b):
     """Two fits of one problem agree: certified fits (cocoa) by |P_a - P_b| <= gap_a + gap_b;
     the subgradient method, which keeps no state on the workers and does not reach a small

@@ -19,6 +19,7 @@ from ..utils.validation import check_labels, check_X, check_X_y
 
 __all__ = [
     "LinearSVMBase",
+    "SharedClientMixin",
     "class_weight_per_class",
     "is_dask",
     "linear_decision",
@@ -152,7 +153,22 @@ def set_init_params(est, params):
             setattr(est, name, params[name])
 
 
-class LinearSVMBase(ClassifierMixin, BaseEstimator):
+class SharedClientMixin:
+    """:func:`sklearn.base.clone` copies every parameter except ``client``.
+
+    A client is a handle on a running cluster, to be shared (and it cannot be
+    deep-copied): the clone, e.g. each fit of a ``GridSearchCV``, uses the same one.
+    """
+
+    def __sklearn_clone__(self):
+        if self.client is None:
+            return super().__sklearn_clone__()
+        stripped = copy.copy(self)
+        stripped.client = None
+        return BaseEstimator.__sklearn_clone__(stripped).set_params(client=self.client)
+
+
+class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
     """What :class:`~dasksvm.LinearSVC` and :class:`~dasksvm.MulticlassSVC` share.
 
     Parameter checks (``_scalar_constraints``, ``_choices``), input checks,
@@ -309,19 +325,6 @@ class LinearSVMBase(ClassifierMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "coef_")
-
-    def __sklearn_clone__(self):
-        """:func:`sklearn.base.clone` copies every parameter except ``client``.
-
-        A client is a handle on a running cluster, to be shared (and it cannot
-        be deep-copied): the clone, e.g. each fit of a ``GridSearchCV``, uses
-        the same one.
-        """
-        if self.client is None:
-            return super().__sklearn_clone__()
-        stripped = copy.copy(self)
-        stripped.client = None
-        return BaseEstimator.__sklearn_clone__(stripped).set_params(client=self.client)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

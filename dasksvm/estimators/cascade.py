@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import numbers
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..solvers.registry import Param, check_param, solve
 from ..solvers.smo import decision_function as _kernel_decision
 from ..utils.validation import check_labels, check_X, check_X_y
 from ._base import (
+    SharedClientMixin,
     class_counts,
     class_weight_per_class,
     encode_labels,
@@ -118,7 +118,7 @@ def _ovr_shape(dec, n_classes):
     return votes + conf / (3.0 * (np.abs(conf) + 1.0))
 
 
-class CascadeSVC(ClassifierMixin, BaseEstimator):
+class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
     """Kernel SVM (LIBSVM's C-SVC) on Dask by the Cascade SVM, exact to ``tol``.
 
     Solves, for each binary problem (one for two classes; one per pair of
@@ -387,14 +387,6 @@ class CascadeSVC(ClassifierMixin, BaseEstimator):
         from sklearn.metrics import accuracy_score
 
         return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
-
-    def __sklearn_clone__(self):
-        """:func:`sklearn.base.clone` copies every parameter except ``client`` (shared)."""
-        if self.client is None:
-            return super().__sklearn_clone__()
-        stripped = copy.copy(self)
-        stripped.client = None
-        return BaseEstimator.__sklearn_clone__(stripped).set_params(client=self.client)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -51,6 +51,8 @@ definitions).
 import numpy as np
 from numba import njit
 
+from .sdca import row_sq_norms
+
 __all__ = [
     "KERNELS",
     "decision_block",
@@ -88,14 +90,7 @@ def sq_norms(dense, Xd, indptr, data):
                 s += Xd[i, f] * Xd[i, f]
             out[i] = s
         return out
-    n = indptr.shape[0] - 1
-    out = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for p in range(indptr[i], indptr[i + 1]):
-            s += data[p] * data[p]
-        out[i] = s
-    return out
+    return row_sq_norms(indptr, data)
 
 
 @njit(nogil=True, cache=True)
