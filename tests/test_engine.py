@@ -112,7 +112,9 @@ def test_one_task_per_worker_keys_and_counts(client):
         assert len(local) == n_workers
     for rec in run.history:
         assert rec["n_tasks"] == n_workers
-        assert rec["bytes_down"] == n_workers * machine.x.nbytes
+        # round 0 sends x whole, later rounds its (empty) change; 16 bytes of versions
+        sent = machine.x.nbytes if rec["round"] == 0 else 0
+        assert rec["bytes_down"] == n_workers * (sent + 16)
         assert rec["bytes_up"] == n_workers * (8 + 4 * 8)  # one summed partial per worker
         assert rec["bytes"] == rec["bytes_down"] + rec["bytes_up"]
     # the partials were summed: every block's rows once, every block's own seed
@@ -310,7 +312,75 @@ def test_large_messages_are_scattered_whole(thread_client):
             return super().local(block, state, message, seed, update, carry)
 
     run = Engine(blocks, Big(n_blocks=2), tol=0.3, max_iter=5).run()
-    assert run.history[0]["bytes_down"] == 2 * (200_000 * 8 + 8)
+    assert run.history[0]["bytes_down"] == 2 * (200_000 * 8 + 8 + 16)
+    assert run.history[1]["bytes_down"] == 2 * (8 + 16)  # the array did not change
+    blocks.release()
+
+
+def test_messages_travel_as_their_change():
+    """encode / receive: the worker's copy is bit-for-bit the client's message."""
+    from dasksvm.parallel.delta import Delta, encode, receive
+
+    rng = np.random.RandomState(0)
+    w = rng.randn(1000)
+    holder, held, sent = {}, None, []
+    for version in range(1, 6):
+        msg = (w, version * 0.5, None)
+        wire, held = encode(msg, held, version)
+        sent.append(wire.wire_nbytes())
+        got = receive(wire, holder, RuntimeError)
+        np.testing.assert_array_equal(got[0], w)
+        assert got[1:] == (version * 0.5, None) and got[0] is not w
+        w = w.copy()
+        w[rng.choice(1000, 10, replace=False)] += rng.randn(10)  # a sparse change
+    assert sent[0] == 1000 * 8 + 8 + 16 and all(n == 10 * 12 + 8 + 16 for n in sent[1:])
+    # a re-run task for the same version finds it applied; a dense change goes whole
+    assert receive(wire, holder, RuntimeError) is got
+    wire, held = encode((w + 1.0, 0.0, None), held, 6)
+    assert wire.base is None
+    receive(wire, holder, RuntimeError)
+    # a change from a version the worker does not hold is refused
+    stale = Delta(3, 7, (np.zeros(1000), 0.0, None))
+    with pytest.raises(RuntimeError, match="version 6, the change is from version 3"):
+        receive(stale, holder, RuntimeError)
+    # a changed shape goes whole
+    wire, held = encode((np.zeros(5), 0.0, None), held, 8)
+    assert wire.base is None and receive(wire, holder, RuntimeError)[0].shape == (5,)
+
+
+def test_a_late_task_of_a_failed_round_is_not_run():
+    """After a recovery at (round 4, attempt 1), a task of (4, 0) that the scheduler starts
+    late is refused before it touches the states; later epochs are admitted."""
+    from dasksvm.parallel.engine import StateLost, _drop_store, _enter
+
+    token = "feedface"
+    _enter(token, (4, 0))
+    _enter(token, (4, 1))
+    with pytest.raises(StateLost, match="round 4 attempt 0 came after round 4 attempt 1"):
+        _enter(token, (4, 0))
+    _enter(token, (5, 0))
+    _drop_store(token)
+    _enter(token, (0, 0))  # a dropped fit forgets its epoch
+    _drop_store(token)
+
+
+def test_cocoa_sends_the_touched_columns_only(client):
+    """On wide sparse data, a CoCoA+ round moves the changed coordinates of w down and
+    the touched ones up, not n_columns floats per worker."""
+    from dasksvm.solvers import solve_cocoa
+
+    d, rng = 20_000, np.random.RandomState(0)
+    X = sp.random(64, d, density=5 / d, format="csr", random_state=rng)
+    y = np.where(rng.rand(64) > 0.5, 1.0, -1.0)
+    blocks = BlockSet.from_arrays(client, X, y, n_blocks=4)
+    with pytest.warns(ConvergenceWarning):
+        res = solve_cocoa(blocks, C=1.0, tol=0.0, max_iter=5)
+    n_workers = len(set(blocks.workers))
+    touched = len(np.unique(X.indices))
+    assert res.history[0]["bytes_down"] == n_workers * (d * 8 + 16)
+    for rec in res.history[1:]:
+        assert 0 < rec["bytes_down"] <= n_workers * (touched * 12 + 16)
+        assert rec["bytes_up"] < n_workers * d
     blocks.release()
 
 

@@ -67,7 +67,7 @@ class Block:
         the model can touch).
     """
 
-    __slots__ = ("X", "cols", "index", "weight", "y")
+    __slots__ = ("X", "_local_indices", "cols", "index", "weight", "y")
 
     def __init__(self, X, y, weight, index):
         self.X = X
@@ -75,6 +75,7 @@ class Block:
         self.weight = weight
         self.index = index
         self.cols = np.unique(X.indices).astype(np.int64)
+        self._local_indices = None
 
     @property
     def n_rows(self):
@@ -83,6 +84,28 @@ class Block:
     def csr(self):
         """The CSR triple (indptr, indices, data) the numba kernels read."""
         return self.X.indptr, self.X.indices, self.X.data
+
+    def local_csr(self):
+        """The CSR triple with column indices into :attr:`cols` (int32): the block on its
+        own columns, so kernels read and write vectors of ``len(cols)``, never of the
+        model's full length (made once per block, on first use)."""
+        if getattr(self, "_local_indices", None) is None:
+            self._local_indices = np.searchsorted(self.cols, self.X.indices).astype(np.int32)
+        return self.X.indptr, self._local_indices, self.X.data
+
+    def spread(self, local, size=None):
+        """A change of the model from a ``len(cols)`` (or ``(len(cols), K)``) block-local
+        array: a :class:`~dasksvm.parallel.reduce.SparseVector` of the touched
+        coordinates when they are under a quarter of ``size`` (the model's length,
+        default ``X.shape[1]``), else dense."""
+        from .reduce import SparseVector
+
+        size = self.X.shape[1] if size is None else size
+        if len(self.cols) < size // 4:
+            return SparseVector(self.cols, local, size)
+        out = np.zeros((size,) + local.shape[1:])
+        out[self.cols] = local
+        return out
 
 
 def make_block(x, y, weight, index, intercept_scaling=None, dtype=np.float64):

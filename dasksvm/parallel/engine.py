@@ -51,6 +51,7 @@ import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
 from .client import worker_addresses
+from .delta import encode, receive
 from .history import History, warn_not_converged
 from .keys import new_token, task_key
 from .reduce import add_partials, wire_nbytes
@@ -130,7 +131,9 @@ class Machine:
 
         ``update`` is False in the final evaluation round (certify only).
         ``carry`` (ring schedule) is the sum of the partials of the blocks
-        that ran before this one in the round, or None.
+        that ran before this one in the round, or None. ``message`` is valid
+        for this round only: the worker patches it in place with the next
+        round's changes (:mod:`.delta`), so copy what the state keeps.
         """
         raise NotImplementedError
 
@@ -246,6 +249,7 @@ class RunResult:
 # ---------------------------------------------------------------------------------------
 
 _LOCAL_STORE = {}
+_LOCAL_MESSAGES = {}
 
 
 def _worker():
@@ -264,12 +268,34 @@ def _store(token):
     return root.setdefault(token, {})
 
 
+def _slot(token):
+    """This worker's bookkeeping for fit ``token``: the last round message it holds
+    (``version``, ``message``: :mod:`.delta`) and the latest ``epoch`` it ran."""
+    w = _worker()
+    root = _LOCAL_MESSAGES if w is None else w.__dict__.setdefault("_dasksvm_messages", {})
+    return root.setdefault(token, {})
+
+
+def _enter(token, epoch):
+    """Admit a task of ``epoch`` = (round, attempt), or refuse it if this worker already
+    ran a later one: a task of a failed round that the scheduler starts late (after the
+    recovery) must not touch the states. Returns the slot."""
+    slot = _slot(token)
+    if epoch < slot.get("epoch", epoch):
+        raise StateLost(f"a task of round {epoch[0]} attempt {epoch[1]} came after round "
+                        f"{slot['epoch'][0]} attempt {slot['epoch'][1]}: not run")
+    slot["epoch"] = epoch
+    return slot
+
+
 def _drop_store(token, dask_worker=None):
-    """Forget fit ``token``'s states (run on every worker by ``Client.run``, which passes
-    the worker as ``dask_worker``: ``get_worker`` does not work there)."""
+    """Forget fit ``token``'s states and message (run on every worker by ``Client.run``,
+    which passes the worker as ``dask_worker``: ``get_worker`` does not work there)."""
     w = dask_worker if dask_worker is not None else _worker()
-    root = _LOCAL_STORE if w is None else w.__dict__.get("_dasksvm_states", {})
-    root.pop(token, None)
+    for name, local in (("_dasksvm_states", _LOCAL_STORE),
+                        ("_dasksvm_messages", _LOCAL_MESSAGES)):
+        root = local if w is None else w.__dict__.get(name, {})
+        root.pop(token, None)
 
 
 def _threads():
@@ -292,9 +318,10 @@ def _sum(parts):
     return functools.reduce(add_partials, parts) if parts else None
 
 
-def _worker_init(token, machine, indices, saved, rebuild, blocks):
+def _worker_init(token, epoch, machine, indices, saved, rebuild, blocks):
     """Make (or keep) the states of this worker's blocks; with ``rebuild`` return the sum of
     their :meth:`Machine.rebuild` partials. ``saved[j]`` restores block ``indices[j]``."""
+    _enter(token, epoch)
     store = _store(token)
 
     def one(j):
@@ -318,9 +345,11 @@ def _held(token, indices, machine, acceptance):
     return store
 
 
-def _worker_round(token, machine, indices, seeds, message, acceptance, update, blocks):
+def _worker_round(token, epoch, machine, indices, seeds, message, acceptance, update, blocks):
     """One round's work of one worker: ``local`` on each of its blocks, partials summed."""
+    slot = _enter(token, epoch)
     store = _held(token, indices, machine, acceptance)
+    message = receive(message, slot, StateLost)
 
     def one(j):
         return machine.local(blocks[j], store[indices[j]], message, seeds[j], update)
@@ -328,17 +357,19 @@ def _worker_round(token, machine, indices, seeds, message, acceptance, update, b
     return _sum(_map_threads(one, range(len(indices))))
 
 
-def _worker_ring_visit(token, machine, indices, seeds, message, acceptance, update, carry,
-                       crossed, first, blocks):
+def _worker_ring_visit(token, epoch, machine, indices, seeds, message, acceptance, update,
+                       carry, crossed, first, blocks):
     """One visit of the ring: this worker's consecutive blocks in turn, each seeing the
     sum of the partials before it. ``carry`` is ``(sum or _Start(), bytes moved so far)``;
     ``crossed``: it came from another worker (its sum is counted as moved). Only the
     ``first`` lap of a round settles the states: on later laps the change pending in a
     state is this round's own (from the block's earlier visits), still to be proposed."""
+    slot = _enter(token, epoch)
     store = _held(token, indices if first else [], machine, acceptance)
     missing = [k for k in indices if k not in store]
     if missing:
         raise StateLost(f"this worker holds no state for blocks {missing} of fit {token}")
+    message = receive(message, slot, StateLost)
     total, moved = carry
     total = None if isinstance(total, _Start) else total
     if crossed:
@@ -464,6 +495,9 @@ class Engine:
         self._fingerprint = None
         self._events = None  # the _EventSender, started with the first event
         self._waited = 0.0  # seconds of the current round spent waiting for the workers
+        self._version = 0  # of the round messages (parallel/delta.py)
+        self._sent = {}  # worker -> (version, copy) of the last message it holds
+        self._sending = {}  # the same for this round's messages, until the round succeeds
 
     # --- keys and submission -------------------------------------------------------
     def key(self, step, *, round=None, where=None, attempt=0):
@@ -484,14 +518,34 @@ class Engine:
         return self.client.submit(func, *args, key=key, workers=[worker],
                                   allow_other_workers=True, pure=False)
 
-    def _ship(self, message, workers):
-        """``(object or future to pass, bytes sent)`` for a message to ``workers``."""
-        size = wire_nbytes(message)
+    def _pass(self, obj, workers):
+        """``(obj or its future, bytes sent)``: ``obj`` rides in the task, or is scattered
+        to ``workers`` first when it is large."""
+        size = wire_nbytes(obj)
         if size > _INLINE_BYTES:
-            [fut] = self.client.scatter([message], workers=list(workers),
+            [obj] = self.client.scatter([obj], workers=list(workers),
                                         broadcast=len(workers) > 1, hash=False)
-            return fut, size * len(workers)
-        return message, size * len(workers)
+        return obj, size * len(workers)
+
+    def _ship(self, message, workers):
+        """``({worker: object or future to pass}, bytes sent)`` for a round message to
+        ``workers``: as its change from what each worker holds (:mod:`.delta`), one
+        encoding per group of workers holding the same version."""
+        self._version += 1
+        groups = {}
+        for w in workers:
+            held = self._sending.get(w) or self._sent.get(w)
+            groups.setdefault(None if held is None else held[0], []).append((w, held))
+        out, sent = {}, 0
+        for members in groups.values():
+            wire, kept = encode(message, members[0][1], self._version)
+            ws = [w for w, _ in members]
+            obj, nbytes = self._pass(wire, ws)
+            for w in ws:
+                out[w] = obj
+                self._sending[w] = kept
+            sent += nbytes
+        return out, sent
 
     def submit(self, step, func, *args, worker, round=None, where=None, attempt=0):
         """Submit ``func(store, *args)`` to ``worker`` (for :class:`Custom` machines).
@@ -607,16 +661,17 @@ class Engine:
             self.history = History(self.verbose, self.machine.prefix,
                                    [r for r in meta["history"] if r["round"] < start])
             self._saved = saved_blocks
-        self._init_states(saved_blocks, rebuild=False, step="init")
+        self._init_states(saved_blocks, rebuild=False, step="init", round=start)
         if isinstance(self.schedule, Custom) and start:
             self.machine.load_states(self, custom_states)
         return start
 
-    def _init_states(self, saved, rebuild, step, attempt=0):
+    def _init_states(self, saved, rebuild, step, round, attempt=0):
         futs = []
         for i, (w, ks) in enumerate(self._by_worker()):
-            sv, _ = self._ship([None if saved is None else saved[k] for k in ks], [w])
-            futs.append(self._submit(_worker_init, self.token, self.machine, ks, sv, rebuild,
+            sv, _ = self._pass([None if saved is None else saved[k] for k in ks], [w])
+            futs.append(self._submit(_worker_init, self.token, (round, attempt), self.machine,
+                                     ks, sv, rebuild,
                                      self._block_futures(ks),
                                      key=self.key(step, where=f"w{i}", attempt=attempt),
                                      worker=w))
@@ -698,25 +753,30 @@ class Engine:
             return total, self.n_tasks - tasks_before, down, up
         groups = self._by_worker()
         down = 0
+        self._sending = {}
         if self.machine.broadcast:
-            msg, down = self._ship(self.machine.message(), [w for w, _ in groups])
-            self._round_message = msg
+            msgs, down = self._ship(self.machine.message(), [w for w, _ in groups])
+            self._round_messages = msgs
         if self.schedule.ring:
-            return self._ring_round(t, update, attempt, groups, down, tasks_before)
-        futs = []
-        for i, (w, ks) in enumerate(groups):
-            if not self.machine.broadcast:
-                msg, nb = self._ship(self.machine.message(ks), [w])
-                down += nb
-            seeds = [self.seeds.seed(t, k) for k in ks]
-            futs.append(self._submit(
-                _worker_round, self.token, self.machine, ks, seeds, msg, self._acceptance,
-                update, self._block_futures(ks),
-                key=self.key("local", round=t, where=f"w{i}", attempt=attempt), worker=w,
-            ))
-        parts = self.gather(futs)
-        up = sum(wire_nbytes(p) for p in parts)
-        return _sum(parts), self.n_tasks - tasks_before, down, up
+            out = self._ring_round(t, update, attempt, groups, down, tasks_before)
+        else:
+            futs = []
+            for i, (w, ks) in enumerate(groups):
+                if not self.machine.broadcast:
+                    msgs, nb = self._ship(self.machine.message(ks), [w])
+                    down += nb
+                seeds = [self.seeds.seed(t, k) for k in ks]
+                futs.append(self._submit(
+                    _worker_round, self.token, (t, attempt), self.machine, ks, seeds, msgs[w],
+                    self._acceptance, update, self._block_futures(ks),
+                    key=self.key("local", round=t, where=f"w{i}", attempt=attempt), worker=w,
+                ))
+            parts = self.gather(futs)
+            up = sum(wire_nbytes(p) for p in parts)
+            out = _sum(parts), self.n_tasks - tasks_before, down, up
+        self._sent.update(self._sending)  # the workers hold this round's messages now
+        self._sending = {}
+        return out
 
     def _ring_round(self, t, update, attempt, groups, down, tasks_before):
         """Visits in block order, ``laps`` times; consecutive blocks of one worker share a
@@ -729,17 +789,18 @@ class Engine:
             else:
                 runs.append((w, [k]))
         index = {w: i for i, (w, _) in enumerate(groups)}
-        msg = self._round_message if self.machine.broadcast else None
+        msgs = self._round_messages if self.machine.broadcast else None
         carry, at = (_Start(), 0), None
         laps = max(1, self.schedule.laps) if update else 1
         for lap in range(laps):
             for w, ks in runs:
                 if not self.machine.broadcast:
-                    msg, nb = self._ship(self.machine.message(ks), [w])
+                    msgs, nb = self._ship(self.machine.message(ks), [w])
                     down += nb
                 seeds = [self.seeds.seed(t, k, lap) for k in ks]
                 carry = self._submit(
-                    _worker_ring_visit, self.token, self.machine, ks, seeds, msg,
+                    _worker_ring_visit, self.token, (t, attempt), self.machine, ks, seeds,
+                    msgs[w],
                     self._acceptance, update, carry, at is not None and at != w, lap == 0,
                     self._block_futures(ks),
                     key=self.key("local", round=t, where=[f"w{index[w]}", f"l{lap}",
@@ -755,6 +816,7 @@ class Engine:
         """After a lost worker: blocks back, lost states from the checkpoint or zero,
         the shared model recomputed from all states."""
         self._event("recover", round=t, error=repr(exc))
+        self._sent, self._sending = {}, {}  # a new worker holds no message: send them whole
         if self.verbose:
             print(f"[{self.machine.prefix}] round {t}: lost a worker ({exc!r}); recovering",
                   flush=True)
@@ -769,7 +831,8 @@ class Engine:
             self.recoveries += 1
             self._acceptance = None
             return
-        total = self._init_states(self._saved, rebuild=True, step="recover", attempt=attempt)
+        total = self._init_states(self._saved, rebuild=True, step="recover", round=t,
+                                  attempt=attempt)
         self.machine.restore(total)
         self._acceptance = None
         self.recoveries += 1

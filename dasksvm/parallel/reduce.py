@@ -19,7 +19,9 @@ from .keys import new_token, task_key
 __all__ = [
     "SparseRows",
     "SparseVector",
+    "add_into",
     "add_partials",
+    "sq_norm",
     "to_dense",
     "tree_reduce",
     "wire_nbytes",
@@ -69,6 +71,23 @@ def to_dense(v):
     if isinstance(v, _Sparse):
         return v.toarray()
     return np.asarray(v)
+
+
+def add_into(v, change):
+    """``v += change`` in place, for a dense, :class:`SparseVector` or :class:`SparseRows`
+    ``change`` (indices unique, so a fancy-indexed add is exact); returns ``v``."""
+    if isinstance(change, _Sparse):
+        v[change.indices] += change.values
+    else:
+        v += change
+    return v
+
+
+def sq_norm(v):
+    """The squared Euclidean (Frobenius) norm of a dense or sparse partial."""
+    a = v.values if isinstance(v, _Sparse) else np.asarray(v)
+    a = a.reshape(-1)
+    return float(a @ a)
 
 
 def _add_sparse(a, b):

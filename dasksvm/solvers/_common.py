@@ -2,17 +2,10 @@
 
 import numpy as np
 
-from ..parallel import SparseVector
+from ..parallel import sq_norm
 
 #: the binary losses: hinge max(0, 1 - m) and its square
 LOSSES = ("hinge", "squared_hinge")
-
-
-def sparse_or_dense(v, cols):
-    """Send only the touched coordinates when they are under a quarter of v."""
-    if len(cols) < v.shape[0] // 4:
-        return SparseVector(cols, v[cols], v.shape[0])
-    return v
 
 
 def saved_array(arrays, name, shape):
@@ -29,14 +22,15 @@ def saved_array(arrays, name, shape):
 def dual_bound(u, a_sum, a_sq, l2):
     """Best dual value along the ray s * beta, s >= 0 (s <= 1 for the hinge).
 
-    For a dual-feasible direction beta with u = w(beta) = sum_i beta_i y_i x_i,
+    For a dual-feasible direction beta with u = w(beta) = sum_i beta_i y_i x_i
+    (dense or a SparseVector),
     a_sum = sum_i beta_i and a_sq = sum_i beta_i^2 / (4 c_i),
 
         D(s beta) = s a_sum - s^2 (||u||^2 / 2 + l2 * a_sq),
 
     maximized in closed form. Any dual-feasible point bounds P* from below.
     """
-    quad = 0.5 * float(u @ u) + (a_sq if l2 else 0.0)
+    quad = 0.5 * sq_norm(u) + (a_sq if l2 else 0.0)
     if quad <= 0.0:
         return 0.0
     s = a_sum / (2.0 * quad)

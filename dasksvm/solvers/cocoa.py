@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.sdca import cocoa_local, primal_dual_partials, row_sq_norms
-from ..parallel import SparseVector, to_dense
+from ..parallel import SparseVector, add_into, to_dense
 from ..parallel.engine import AllBlocks, Machine
-from ._common import LOSSES, dual_bound, saved_array, sparse_or_dense
+from ._common import LOSSES, dual_bound, saved_array
 from .registry import Param, register
 
 __all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
@@ -74,8 +74,7 @@ class CoCoA(Machine):
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
         self.w = np.zeros(n_columns)
-        self.certified = self.w
-        self._next = None
+        self._dw = None
 
     def problem(self):
         return {"solver": "cocoa", "C": self.C, "loss": self.loss}
@@ -93,27 +92,30 @@ class CoCoA(Machine):
         st.proposal = None
 
     def local(self, block, st, w, seed, update, carry=None):
-        indptr, indices, data = block.csr()
+        # the kernels work on the block's own columns: w_loc = w[cols], changes of len(cols)
+        indptr, indices, data = block.local_csr()
+        w_loc = w[block.cols]
         loss, dual, u, b_sum, b_sq = primal_dual_partials(
-            indptr, indices, data, block.y, st.c, st.alpha, w, self.l2
+            indptr, indices, data, block.y, st.c, st.alpha, w_loc, self.l2
         )
-        cert = (sparse_or_dense(u, block.cols), loss, dual, b_sum, b_sq)
+        cert = (block.spread(u, len(w)), loss, dual, b_sum, b_sq)
         n_steps = round(self.local_passes * block.n_rows) if update else 0
         if not update:
             return cert
         if n_steps == 0:
             return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(w)), cert
         new = st.alpha.copy()
-        v = cocoa_local(indptr, indices, data, block.y, st.c, st.sqn, new, w, self.sigma,
+        v = cocoa_local(indptr, indices, data, block.y, st.c, st.sqn, new, w_loc, self.sigma,
                         self.l2, n_steps, seed)
         if self.gamma != 1.0:
             new = st.alpha + self.gamma * (new - st.alpha)
             v *= self.gamma
         st.proposal = new
-        return sparse_or_dense(v, block.cols), cert
+        return block.spread(v, len(w)), cert
 
     def rebuild(self, block, st):
-        return sparse_or_dense(np.asarray(block.X.T @ (st.alpha * block.y)), block.cols)
+        w_loc = np.asarray(block.X.T @ (st.alpha * block.y))[block.cols]
+        return block.spread(w_loc)
 
     def save(self, st):
         return {"alpha": st.alpha}
@@ -128,19 +130,18 @@ class CoCoA(Machine):
     def step(self, total, round, update):
         dw, cert = total if update else (None, total)
         u, loss_sum, dual_sum, b_sum, b_sq = cert
-        w = self.w
-        wsq = float(w @ w)
+        wsq = float(self.w @ self.w)
         # two dual-feasible points: the iterate alpha_t (w_t = w(alpha_t)) and the best
         # multiple of beta(w_t); the better one certifies w_t
         dual_alpha = dual_sum - 0.5 * wsq
-        dual_beta = dual_bound(to_dense(u), b_sum, b_sq, self.l2)
-        self.certified = w
-        self._next = None if dw is None else w + to_dense(dw)
+        dual_beta = dual_bound(u, b_sum, b_sq, self.l2)
+        self._dw = dw
         return {"primal": 0.5 * wsq + loss_sum, "dual": max(dual_alpha, dual_beta),
                 "extra": {"dual_alpha": dual_alpha}}
 
     def advance(self):
-        self.w = self._next
+        add_into(self.w, self._dw)  # w_{t+1} = w_t + sum of the blocks' changes
+        self._dw = None
         return True
 
     def restore(self, total):
@@ -151,10 +152,10 @@ class CoCoA(Machine):
 
     def load_model_arrays(self, arrays):
         self.w = saved_array(arrays, "w", self.w.shape).copy()
-        self.certified = self.w
 
     def coef(self):
-        return self.certified
+        # the last round certified w and did not advance it
+        return self.w
 
 
 @register("cocoa", "binary", {

@@ -242,9 +242,7 @@ class RowParallel(Machine):
         X = block.X
         st.cols = block.cols
         st.n_columns = X.shape[1]
-        st.indptr = X.indptr
-        st.indices = np.searchsorted(block.cols, X.indices).astype(np.int32)
-        st.data = X.data
+        st.indptr, st.indices, st.data = block.local_csr()
         st.y = yi
         st.c = self.C * np.asarray(block.weight, dtype=np.float64)
         st.sqn = row_sq_norms(X.indptr, X.data)

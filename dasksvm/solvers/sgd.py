@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels.sdca import subgradient_partials
+from ..parallel import to_dense
 from ..parallel.engine import AllBlocks, Machine
 from ._common import LOSSES, dual_bound, saved_array
 from .registry import Param, register
@@ -87,25 +88,29 @@ class SGD(Machine):
         return ()
 
     def local(self, block, state, message, seed, update, carry=None):
+        # the kernels work on the block's own columns; changes are spread back to d
         w, w_avg, t, round_seed = message
-        indptr, indices, data = block.csr()
+        indptr, indices, data = block.local_csr()
+        cols, d = block.cols, len(w)
+        w_loc = w[cols]
         c = self.C * block.weight
         row0 = self.row_offsets[block.index]
         full = self.batch_fraction >= 1.0
         u, u_s, loss, a_sum, a_sq = subgradient_partials(
-            indptr, indices, data, block.y, c, w, self.l2, self.batch_fraction, round_seed, t,
-            row0,
+            indptr, indices, data, block.y, c, w_loc, self.l2, self.batch_fraction, round_seed,
+            t, row0,
         )
         step = u if full else u_s
         if w_avg is not None:  # certify the averaged iterate
             u, _, loss, a_sum, a_sq = subgradient_partials(
-                indptr, indices, data, block.y, c, w_avg, self.l2, 1.0, round_seed, t, row0
+                indptr, indices, data, block.y, c, w_avg[cols], self.l2, 1.0, round_seed, t,
+                row0,
             )
         elif not full:  # certify w on all rows
             u, _, loss, a_sum, a_sq = subgradient_partials(
-                indptr, indices, data, block.y, c, w, self.l2, 1.0, round_seed, t, row0
+                indptr, indices, data, block.y, c, w_loc, self.l2, 1.0, round_seed, t, row0
             )
-        return step, u, loss, a_sum, a_sq
+        return block.spread(step, d), block.spread(u, d), loss, a_sum, a_sq
 
     # --- on the client -----------------------------------------------------------------
     def message(self, blocks=None):
@@ -119,9 +124,9 @@ class SGD(Machine):
         if self.radius is None:  # at w = 0 every row violates: P(0) = sum_i C_i
             self.radius = np.sqrt(2.0 * primal)
         self.certified = w_eval
-        self._u = u_step
+        self._u = to_dense(u_step)
         eta = LEARNING_RATES[self.learning_rate](self.t, self.eta0)
-        return {"primal": primal, "dual": dual_bound(u_eval, a_sum, a_sq, self.l2),
+        return {"primal": primal, "dual": dual_bound(to_dense(u_eval), a_sum, a_sq, self.l2),
                 "extra": {"step_size": float(eta)}}
 
     def advance(self):
