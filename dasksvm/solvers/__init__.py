@@ -1,11 +1,11 @@
 """The solvers: round-engine machines, one registry (:mod:`.registry`), and a
 ``solve_<name>(blocks, [n_classes,] **params)`` function per solver."""
 
-from . import cascade, cocoa, cs, llw, ovr, sgd, ww  # noqa: F401  (register the solvers)
+from . import cascade, cocoa, cs, llw, newton, ovr, sgd, ww  # noqa: F401  (register the solvers)
 from .registry import SOLVERS, solve
 
-__all__ = ["SOLVERS", "solve", "solve_cocoa", "solve_cs", "solve_llw", "solve_ovr", "solve_sgd",
-           "solve_ww"]
+__all__ = ["SOLVERS", "solve", "solve_cocoa", "solve_cs", "solve_llw", "solve_newton", "solve_ovr",
+           "solve_sgd", "solve_ww"]
 
 
 def _solver_function(name):
@@ -25,6 +25,7 @@ def _solver_function(name):
 solve_cocoa = _solver_function("cocoa")
 solve_sgd = _solver_function("sgd")
 solve_llw = _solver_function("llw")
+solve_newton = _solver_function("newton")
 solve_cs = _solver_function("cs")
 solve_ovr = _solver_function("ovr")
 solve_ww = _solver_function("ww")
