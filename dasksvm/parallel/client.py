@@ -12,7 +12,7 @@ _EMBEDDED = {}
 _LOCK = threading.Lock()
 
 
-def get_client(client=None, address=None):
+def get_client(client=None, address=None, *, security=None, scheduler_file=None):
     """Return the client a solver should use.
 
     Parameters
@@ -22,27 +22,39 @@ def get_client(client=None, address=None):
     address : str, optional
         Scheduler address (``tcp://host:port``) to connect to when no client is
         given and no default client exists.
+    security : distributed.Security, optional
+        TLS settings for the connection to ``address`` or ``scheduler_file``
+        (and for the embedded cluster, when one is started).
+    scheduler_file : str, optional
+        A scheduler's JSON file (``dask scheduler --scheduler-file``) to
+        connect to, instead of ``address``.
 
     Returns
     -------
     distributed.Client
         In order of preference: ``client``; the current default client (the
         one made most recently in this process, as ``dask.distributed`` sees
-        it); a new client connected to ``address``; else a client of an
-        embedded ``LocalCluster`` on 127.0.0.1 with one single-threaded worker
+        it, if it is connected); a new client connected to ``address`` or
+        ``scheduler_file``; else a client of an embedded ``LocalCluster`` on 127.0.0.1 with one single-threaded worker
         process per core and its dashboard on 127.0.0.1 (started once per
-        process and reused by later calls).
+        process and reused by later calls), which serves the ``/dasksvm`` page of
+        :mod:`dasksvm.dashboard` on that dashboard.
     """
     from distributed import Client, LocalCluster, default_client
 
     if client is not None:
         return client
     try:
-        return default_client()
+        current = default_client()
+        # distributed makes a Client the default before it connects: a refused one stays
+        if current.status == "running":
+            return current
     except ValueError:
         pass
-    if address is not None:
-        return Client(address)
+    if address is not None and scheduler_file is not None:
+        raise ValueError("give a scheduler address or a scheduler file, not both")
+    if address is not None or scheduler_file is not None:
+        return Client(address, scheduler_file=scheduler_file, security=security)
     with _LOCK:
         cached = _EMBEDDED.get("client")
         if cached is not None and cached.status == "running":
@@ -54,8 +66,12 @@ def get_client(client=None, address=None):
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
+            **({} if security is None else {"security": security}),
         )
         client = Client(cluster)
+        from ..dashboard import install
+
+        install(client)  # the /dasksvm page on the cluster's dashboard
         _EMBEDDED["cluster"] = cluster
         _EMBEDDED["client"] = client
         return client
