@@ -5,6 +5,7 @@ from .estimators.features import Nystroem, OrthogonalRandomFeatures, RandomFouri
 from .estimators.linear import LinearSVC
 from .exceptions import ConvergenceWarning
 from .parallel.client import get_client
+from .persist import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,8 @@ __all__ = [
     "RandomFourierFeatures",
     "__version__",
     "get_client",
+    "load_model",
+    "save_model",
 ]
 
 

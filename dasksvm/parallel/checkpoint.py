@@ -86,6 +86,12 @@ def read_checkpoint(path):
                                  "checkpoint") from None
             if not isinstance(body, dict) or body.get("format") != FORMAT:
                 raise ValueError(f"checkpoint {path!r} is not a {FORMAT} file")
+            digests, meta = body.get("sha256"), body.get("meta")
+            if not (isinstance(digests, dict) and isinstance(meta, dict)
+                    and all(isinstance(k, str) and isinstance(v, str)
+                            for k, v in digests.items())):
+                raise ValueError(f"checkpoint {path!r}: malformed meta.json (sha256 must map "
+                                 "names to digests, meta must be an object)")
             arrays = {}
             members = set(zf.namelist()) - {"meta.json"}
             expected = {f"{n}.npy" for n in body["sha256"]}

@@ -12,7 +12,7 @@ _EMBEDDED = {}
 _LOCK = threading.Lock()
 
 
-def get_client(client=None, address=None, *, security=None, scheduler_file=None):
+def get_client(client=None, address=None, *, security=None, scheduler_file=None, timeout=None):
     """Return the client a solver should use.
 
     Parameters
@@ -20,22 +20,25 @@ def get_client(client=None, address=None, *, security=None, scheduler_file=None)
     client : distributed.Client, optional
         Returned as is when given.
     address : str, optional
-        Scheduler address (``tcp://host:port``) to connect to when no client is
-        given and no default client exists.
+        Scheduler address (``tcp://host:port``, ``tls://host:port``) to connect to.
     security : distributed.Security, optional
         TLS settings for the connection to ``address`` or ``scheduler_file``
         (and for the embedded cluster, when one is started).
     scheduler_file : str, optional
         A scheduler's JSON file (``dask scheduler --scheduler-file``) to
         connect to, instead of ``address``.
+    timeout : float, optional
+        Seconds to wait for the connection to ``address`` or
+        ``scheduler_file`` (distributed's default when None).
 
     Returns
     -------
     distributed.Client
-        In order of preference: ``client``; the current default client (the
-        one made most recently in this process, as ``dask.distributed`` sees
-        it, if it is connected); a new client connected to ``address`` or
-        ``scheduler_file``; else a client of an embedded ``LocalCluster`` on 127.0.0.1 with one single-threaded worker
+        In order of preference: ``client``; a new client connected to
+        ``address`` or ``scheduler_file`` when one is given; the current
+        default client (the one made most recently in this process, as
+        ``dask.distributed`` sees it, if it is connected); else a client of an
+        embedded ``LocalCluster`` on 127.0.0.1 with one single-threaded worker
         process per core and its dashboard on 127.0.0.1 (started once per
         process and reused by later calls), which serves the ``/dasksvm`` page of
         :mod:`dasksvm.dashboard` on that dashboard.
@@ -44,6 +47,11 @@ def get_client(client=None, address=None, *, security=None, scheduler_file=None)
 
     if client is not None:
         return client
+    if address is not None and scheduler_file is not None:
+        raise ValueError("give a scheduler address or a scheduler file, not both")
+    if address is not None or scheduler_file is not None:
+        extra = {} if timeout is None else {"timeout": timeout}
+        return Client(address, scheduler_file=scheduler_file, security=security, **extra)
     try:
         current = default_client()
         # distributed makes a Client the default before it connects: a refused one stays
@@ -51,10 +59,6 @@ def get_client(client=None, address=None, *, security=None, scheduler_file=None)
             return current
     except ValueError:
         pass
-    if address is not None and scheduler_file is not None:
-        raise ValueError("give a scheduler address or a scheduler file, not both")
-    if address is not None or scheduler_file is not None:
-        return Client(address, scheduler_file=scheduler_file, security=security)
     with _LOCK:
         cached = _EMBEDDED.get("client")
         if cached is not None and cached.status == "running":
