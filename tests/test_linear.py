@@ -167,7 +167,10 @@ def test_one_block_is_liblinear_dual_cd():
         alpha = np.zeros(60)
         w = np.zeros(9)
         sqn = row_sq_norms(X.indptr, X.data)
-        v = cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, w, 1.0, l2, 150, 11)
+        acc = np.zeros(9)
+        v = cocoa_local(X.indptr, X.indices, X.indices, X.data, y, c, sqn, alpha, w, acc, 9,
+                        1.0, l2, 150, 11)
+        np.testing.assert_array_equal(acc, v)  # one block: the view's change is its own
         # the obvious version (LIBLINEAR's dual coordinate descent)
         a_ref, w_ref = np.zeros(60), np.zeros(9)
         Xd = X.toarray()

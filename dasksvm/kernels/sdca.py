@@ -110,34 +110,46 @@ def visiting_order(seed, n, n_steps):
 
 
 @njit(nogil=True, cache=True)
-def cocoa_local(indptr, indices, data, y, c, sqn, alpha, w, sigma, l2, n_steps, seed):
-    """Dual coordinate ascent on one block's CoCoA+ local subproblem.
+def cocoa_local(indptr, indices, shared, data, y, c, sqn, alpha, w, acc, n_local, sigma, l2,
+                n_steps, seed):
+    """Dual coordinate ascent on one block's CoCoA+ local subproblem, in a shared view.
 
     Maximizes over the block's change d of alpha
 
         sum_i [(alpha_i + d_i) - l2 (alpha_i + d_i)^2 / (4 c_i)]
-        - w.v - sigma / 2 ||v||^2,      v = sum_i d_i y_i x_i,
+        - w.u - sigma / 2 ||u||^2,      u = acc + sum_i d_i y_i x_i,
 
     subject to 0 <= alpha_i + d_i <= c_i (hinge) or >= 0 (squared hinge),
     by ``n_steps`` coordinate steps in random order (whole random
-    permutations, the last one cut short). With sigma = 1 and one block this
-    is LIBLINEAR's dual coordinate descent.
+    permutations, the last one cut short). ``acc`` is the change of w made
+    so far in this round by the blocks of the worker that share it (all of
+    them run in one view: one after another, or at once on the worker's
+    threads, adding to ``acc`` as they go, as in PASSCoDe): the worker's
+    blocks act as one part of CoCoA+. With sigma = 1 and one block this is
+    LIBLINEAR's dual coordinate descent.
 
     Parameters
     ----------
+    indptr, data : the block's CSR rows
+    indices : ndarray of int32
+        Column positions in the block's own columns (``0..n_local-1``).
+    shared : ndarray of int32
+        The same columns' positions in ``w`` and ``acc``.
     alpha : ndarray (n_rows,)
         Updated in place to alpha + d.
-    w : ndarray (n_columns,)
-        The shared model of this round (read only).
+    w : ndarray
+        The round's model on the view's columns (read only).
+    acc : ndarray, like w
+        The view's change so far; this block's change is added to it.
 
     Returns
     -------
-    v : ndarray (n_columns,)
-        The block's change of w, sum_i d_i y_i x_i (dense).
+    v : ndarray (n_local,)
+        This block's own change of w, sum_i d_i y_i x_i, exact whatever the
+        other threads did to ``acc``.
     """
     n = indptr.shape[0] - 1
-    d_cols = w.shape[0]
-    v = np.zeros(d_cols)
+    v = np.zeros(n_local)
     np.random.seed(seed)
     done = 0
     while done < n_steps:
@@ -154,8 +166,8 @@ def cocoa_local(indptr, indices, data, y, c, sqn, alpha, w, sigma, l2, n_steps, 
             # gradient of the local objective (as a minimization) at coordinate i
             s = 0.0
             for p in range(indptr[i], indptr[i + 1]):
-                j = indices[p]
-                s += data[p] * (w[j] + sigma * v[j])
+                j = shared[p]
+                s += data[p] * (w[j] + sigma * acc[j])
             g = y[i] * s - 1.0
             q = sigma * sqn[i]
             if l2:
@@ -180,6 +192,7 @@ def cocoa_local(indptr, indices, data, y, c, sqn, alpha, w, sigma, l2, n_steps, 
                 dy = delta * y[i]
                 for p in range(indptr[i], indptr[i + 1]):
                     v[indices[p]] += dy * data[p]
+                    acc[shared[p]] += dy * data[p]
     return v
 
 

@@ -137,6 +137,14 @@ class Machine:
         """
         raise NotImplementedError
 
+    def worker_view(self, message, blocks, states):
+        """What the blocks of one worker receive as their round message (called once per
+        round task on the worker, before their :meth:`local` steps; not by the ring
+        schedule). The default is the message itself; a machine whose blocks on one
+        worker should act as one part (sharing one change of the model, on all the
+        worker's threads at once) returns the view they share."""
+        return message
+
     def settle(self, state, acceptance):
         """Resolve the change ``local`` left pending in ``state``: ``acceptance`` is what
         :meth:`advance` returned on the client (adopt the change as it says), or None
@@ -350,9 +358,10 @@ def _worker_round(token, epoch, machine, indices, seeds, message, acceptance, up
     slot = _enter(token, epoch)
     store = _held(token, indices, machine, acceptance)
     message = receive(message, slot, StateLost)
+    view = machine.worker_view(message, blocks, [store[k] for k in indices])
 
     def one(j):
-        return machine.local(blocks[j], store[indices[j]], message, seeds[j], update)
+        return machine.local(blocks[j], store[indices[j]], view, seeds[j], update)
 
     return _sum(_map_threads(one, range(len(indices))))
 

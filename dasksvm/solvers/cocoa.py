@@ -12,7 +12,7 @@ from .registry import Param, register
 
 __all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
 
-# aggregation -> (gamma, sigma as a function of the number of blocks K)
+# aggregation -> (gamma, sigma as a function of the number of parts K: the workers)
 AGGREGATIONS = {
     "add": lambda K: (1.0, float(K)),
     "average": lambda K: (1.0 / K, 1.0),
@@ -21,12 +21,24 @@ AGGREGATIONS = {
 
 class _State:
     """A block's dual variables ``alpha``, the change ``proposal`` not yet taken, its
-    squared row norms and per-row bounds C_i."""
+    squared row norms, per-row bounds C_i, and ``view``: (the worker's blocks, the union
+    of their columns, this block's column positions in it), made when that set changes."""
 
-    __slots__ = ("alpha", "c", "proposal", "sqn")
+    __slots__ = ("alpha", "c", "proposal", "sqn", "view")
 
     def __init__(self, alpha, sqn, c):
-        self.alpha, self.sqn, self.c, self.proposal = alpha, sqn, c, None
+        self.alpha, self.sqn, self.c, self.proposal, self.view = alpha, sqn, c, None, None
+
+
+class _View:
+    """The round's model as the blocks of one worker share it: ``w`` whole (for the
+    certificate), ``w_u = w[cols]`` on the union ``cols`` of their columns, and ``acc``,
+    the change of ``w_u`` the worker's blocks have made so far in the round."""
+
+    __slots__ = ("acc", "cols", "w", "w_u")
+
+    def __init__(self, w, cols):
+        self.w, self.cols, self.w_u, self.acc = w, cols, w[cols], np.zeros(len(cols))
 
 
 class CoCoA(Machine):
@@ -42,9 +54,16 @@ class CoCoA(Machine):
     2. every block on the worker, where its dual variables alpha live,
        computes its share of P(w_t), of D(alpha_t) and of the dual point
        beta(w_t) read off w_t by the loss's derivative, then runs
-       ``local_passes`` passes of dual coordinate ascent on its local
-       subproblem (sigma' = K, gamma = 1 for ``"add"``; sigma' = 1,
-       gamma = 1/K for ``"average"``) and keeps the proposed alpha;
+       ``local_passes`` passes of dual coordinate ascent and keeps the
+       proposed alpha. The blocks of one worker are one part of CoCoA+:
+       they share one view of w and of the change made so far in the round
+       (one after another, or at once on the worker's threads as in
+       PASSCoDe, Hsieh, Yu and Dhillon 2015), so a worker behaves like one
+       block of all its rows (Gauss-Seidel) and only the K workers are
+       combined as CoCoA+ parts (sigma' = K, gamma = 1 for ``"add"``;
+       sigma' = 1, gamma = 1/K for ``"average"``). Each block returns its
+       own exact change, so w_{t+1} = w(alpha_{t+1}) whatever the threads'
+       interleaving;
     3. the worker sums its blocks' (change of w, loss share, dual shares)
        and sends that one partial up (touched coordinates only when that
        is smaller);
@@ -57,7 +76,9 @@ class CoCoA(Machine):
 
     Parameters
     ----------
-    n_columns, n_blocks : int
+    n_columns : int
+    n_parts : int
+        The number of workers holding blocks (K above).
     C : float > 0
     loss : {"hinge", "squared_hinge"}
     local_passes : float > 0
@@ -69,8 +90,8 @@ class CoCoA(Machine):
     prefix = "cocoa"
     worker_fields = ("C", "l2", "gamma", "sigma", "local_passes")
 
-    def __init__(self, n_columns, n_blocks, *, C, loss, local_passes, aggregation):
-        self.gamma, self.sigma = AGGREGATIONS[aggregation](n_blocks)
+    def __init__(self, n_columns, n_parts, *, C, loss, local_passes, aggregation):
+        self.gamma, self.sigma = AGGREGATIONS[aggregation](n_parts)
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
         self.w = np.zeros(n_columns)
@@ -91,8 +112,21 @@ class CoCoA(Machine):
             st.alpha = st.proposal
         st.proposal = None
 
-    def local(self, block, st, w, seed, update, carry=None):
+    def worker_view(self, w, blocks, states):
+        key = tuple(b.index for b in blocks)
+        if states[0].view is None or states[0].view[0] != key:
+            cols = (blocks[0].cols if len(blocks) == 1
+                    else np.unique(np.concatenate([b.cols for b in blocks])))
+            for b, st in zip(blocks, states):
+                _, local, _ = b.local_csr()
+                st.view = (key, cols, np.searchsorted(cols, b.cols).astype(np.int32)[local])
+        return _View(w, states[0].view[1])
+
+    def local(self, block, st, view, seed, update, carry=None):
+        if not isinstance(view, _View):  # run outside the engine's worker task
+            view = self.worker_view(view, [block], [st])
         # the kernels work on the block's own columns: w_loc = w[cols], changes of len(cols)
+        w = view.w
         indptr, indices, data = block.local_csr()
         w_loc = w[block.cols]
         loss, dual, u, b_sum, b_sq = primal_dual_partials(
@@ -105,8 +139,8 @@ class CoCoA(Machine):
         if n_steps == 0:
             return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(w)), cert
         new = st.alpha.copy()
-        v = cocoa_local(indptr, indices, data, block.y, st.c, st.sqn, new, w_loc, self.sigma,
-                        self.l2, n_steps, seed)
+        v = cocoa_local(indptr, indices, st.view[2], data, block.y, st.c, st.sqn, new,
+                        view.w_u, view.acc, len(block.cols), self.sigma, self.l2, n_steps, seed)
         if self.gamma != 1.0:
             new = st.alpha + self.gamma * (new - st.alpha)
             v *= self.gamma
@@ -165,6 +199,7 @@ class CoCoA(Machine):
 })
 def build_cocoa(blocks, n_classes, seeds, *, C, tol, loss, local_passes, aggregation):
     """CoCoA+ (:class:`CoCoA`) on every block at once."""
-    machine = CoCoA(blocks.n_columns, len(blocks), C=C, loss=loss, local_passes=local_passes,
+    machine = CoCoA(blocks.n_columns, len(set(blocks.workers)), C=C, loss=loss,
+                    local_passes=local_passes,
                     aggregation=aggregation)
     return machine, AllBlocks()
