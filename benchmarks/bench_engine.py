@@ -306,7 +306,7 @@ def render(res):
                          fmt(s["ref_wall_s"]),
                          fmt(float(np.median([r["wall_s"] for r in ok])) if ok else np.nan)])
         lines.append(md_table(["solver", "completed", "recovered", "same optimum (within gaps)",
-                               "max |P - P_ref| / P_ref", "undisturbed (s)",
+                               "max \\|P - P_ref\\| / P_ref", "undisturbed (s)",
                                "median killed (s)"], rows))
     return "\n".join(lines) + "\n"
 

@@ -32,12 +32,14 @@ class LinearSVC(LinearSVMBase):
     ----------
     C : float > 0
     loss : {"squared_hinge", "hinge"}
-    solver : {"cocoa", "sgd"}
+    solver : {"cocoa", "sgd", "newton"}
         ``"cocoa"``: CoCoA+ (local dual coordinate ascent per block, one
         all-reduce per round; see :class:`dasksvm.solvers.cocoa.CoCoA`).
         ``"sgd"``: the primal all-reduce subgradient method
-        (:class:`dasksvm.solvers.sgd.SGD`). A parameter of the other solver
-        than the chosen one must keep its default (else a ValueError).
+        (:class:`dasksvm.solvers.sgd.SGD`). ``"newton"``: trust-region
+        Newton, squared hinge only (:class:`dasksvm.solvers.newton.Newton`,
+        at its default ``cg_tol`` and preconditioner). A parameter of another
+        solver than the chosen one must keep its default (else a ValueError).
     fit_intercept : bool
     intercept_scaling : float > 0
     tol : float > 0
