@@ -285,3 +285,15 @@ def test_command_line_trains_on_slurm_jobs(slurm, data_dir, tmp_path):
     assert model.is_file() and model.stat().st_size > 0
     new = [(j, state) for j, state in _squeue("--states=all", "-o", "%i|%T") if j not in seen]
     assert len(new) == 2 and all(state.startswith(ENDED) for _, state in new), new
+
+
+def test_tutorial_slurm_dashboard_resume_runs(slurm, data_dir, tmp_path):
+    """tutorials/05_slurm_dashboard.py: a WW fit on two SLURM jobs from a second client
+    that is killed (SIGKILL) mid-fit, resumed from its checkpoint, listed on the page."""
+    script = REPO / "tutorials" / "05_slurm_dashboard.py"
+    env = dict(os.environ, DASKSVM_DATA=str(data_dir), MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "client killed; the checkpoint holds rounds <" in proc.stdout
+    assert "converged=True" in proc.stdout
