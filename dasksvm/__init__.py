@@ -1,7 +1,12 @@
 """dasksvm: exact, certified support vector machines on Dask."""
 
 from .estimators.cascade import CascadeSVC
-from .estimators.features import Nystroem, OrthogonalRandomFeatures, RandomFourierFeatures
+from .estimators.features import (
+    MaxAbsScaler,
+    Nystroem,
+    OrthogonalRandomFeatures,
+    RandomFourierFeatures,
+)
 from .estimators.linear import LinearSVC
 from .exceptions import ConvergenceWarning
 from .parallel.client import get_client
@@ -13,6 +18,7 @@ __all__ = [
     "CascadeSVC",
     "ConvergenceWarning",
     "LinearSVC",
+    "MaxAbsScaler",
     "MulticlassSVC",
     "Nystroem",
     "OrthogonalRandomFeatures",

@@ -18,14 +18,82 @@ from ..solvers.registry import COMMON, Param, check_param, solve
 from ..utils.validation import check_labels, check_X, check_X_y
 
 __all__ = [
+    "EXPECTED_FAILED_CHECKS",
     "LinearSVMBase",
     "SharedClientMixin",
+    "accuracy",
     "class_weight_per_class",
+    "expected_failed_checks",
     "is_dask",
     "linear_decision",
     "make_blocks",
     "set_init_params",
 ]
+
+_SAMPLE_WEIGHT_REASON = (
+    "{how}: a row of weight k and k copies of the row give the same optimum, but the two "
+    "fits stop at different iterates that agree to about tol, not to the check's "
+    "rtol=1e-7 (scikit-learn declares the same for its {peer})"
+)
+
+_SAMPLE_WEIGHT_CHECKS = (
+    "check_sample_weight_equivalence_on_dense_data",
+    "check_sample_weight_equivalence_on_sparse_data",
+)
+
+#: scikit-learn's estimator checks each estimator is expected to fail, with the reason:
+#: the one list, read by :func:`expected_failed_checks`, keyed by class name (and, for
+#: LinearSVC, the solver). It holds only checks that scikit-learn declares for its own
+#: peer of the estimator (LinearSVC, SVC, RBFSampler, Nystroem in
+#: ``sklearn.utils._test_common.instance_generator``). ``LinearSVC(solver="sgd")`` has
+#: none: its full-batch steps add the same subgradient for a row of weight k as for k
+#: copies of it, so the two fits are the same iterates (mini-batches,
+#: ``batch_fraction < 1``, are not covered by the tests); nor has ``solver="newton"``,
+#: which passes the checks (its fits agree to rtol=1e-7).
+EXPECTED_FAILED_CHECKS = {
+    "LinearSVC(solver='cocoa')": dict.fromkeys(
+        _SAMPLE_WEIGHT_CHECKS,
+        _SAMPLE_WEIGHT_REASON.format(
+            how="fits stop at a relative duality gap of tol", peer="LinearSVC (LIBLINEAR)"),
+    ),
+    "MulticlassSVC": dict.fromkeys(
+        _SAMPLE_WEIGHT_CHECKS,
+        _SAMPLE_WEIGHT_REASON.format(
+            how="fits stop at a relative duality gap of tol", peer="LinearSVC (LIBLINEAR)"),
+    ),
+    "CascadeSVC": dict.fromkeys(
+        _SAMPLE_WEIGHT_CHECKS,
+        _SAMPLE_WEIGHT_REASON.format(
+            how="SMO stops when the maximal violating pair's gap is below tol",
+            peer="SVC (LIBSVM)"),
+    ),
+}
+
+
+def _expected_failures_key(estimator):
+    name = type(estimator).__name__
+    if name == "LinearSVC":
+        return f"{name}(solver={estimator.get_params()['solver']!r})"
+    return name
+
+
+def expected_failed_checks(estimator):
+    """The scikit-learn checks ``estimator`` is expected to fail: ``{check name: reason}``.
+
+    For ``expected_failed_checks`` of
+    :func:`sklearn.utils.estimator_checks.parametrize_with_checks` and
+    :func:`~sklearn.utils.estimator_checks.check_estimator`; read from
+    :data:`EXPECTED_FAILED_CHECKS`.
+
+    Parameters
+    ----------
+    estimator : estimator instance
+
+    Returns
+    -------
+    dict of str to str
+    """
+    return dict(EXPECTED_FAILED_CHECKS.get(_expected_failures_key(estimator), {}))
 
 
 def is_dask(a):
@@ -83,6 +151,57 @@ def linear_decision(X, coef, intercept, n_features, owner="the model"):
             meta=np.empty((0, 0)),
         )
     return _decision_block(X, coef, intercept)
+
+
+def _lazy_accuracy(pred, y, sample_weight):
+    import dask.array as da
+
+    def aligned(a, name):
+        if a is None:
+            return None
+        if not is_dask(a):
+            a = np.asarray(a)
+            if a.ndim == 2 and a.shape[1] == 1:
+                a = a.ravel()
+        if a.ndim != 1 or a.shape[0] != pred.shape[0]:
+            raise ValueError(f"{name} has shape {a.shape}, expected ({pred.shape[0]},)")
+        if is_dask(a):
+            return a.rechunk(pred.chunks) if a.chunks != pred.chunks else a
+        return da.from_array(a, chunks=pred.chunks)
+
+    if not is_dask(pred):
+        pred = da.from_array(
+            pred, chunks=y.chunks if is_dask(y) and y.ndim == 1 else sample_weight.chunks
+        )
+    hit = pred == aligned(y, "y")
+    w = aligned(sample_weight, "sample_weight")
+    if w is None:
+        return hit.mean()
+    w = w.astype(np.float64)
+    return (hit * w).sum() / w.sum()
+
+
+def accuracy(pred, y, sample_weight=None):
+    """Mean accuracy of ``pred`` against ``y``, optionally weighted.
+
+    Parameters
+    ----------
+    pred : ndarray or dask array of shape (n_samples,)
+    y : array-like or dask array of shape (n_samples,)
+    sample_weight : array-like or dask array of shape (n_samples,), optional
+
+    Returns
+    -------
+    float or dask array
+        A float when all the inputs are in memory; else a 0-d dask array, not
+        computed (``float(score)`` or ``score.compute()`` computes it), with
+        ``y`` and ``sample_weight`` rechunked to the rows of ``pred``.
+    """
+    if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
+        return _lazy_accuracy(pred, y, sample_weight)
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight))
 
 
 def class_weight_per_class(class_weight, classes, counts):
@@ -304,15 +423,22 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def score(self, X, y, sample_weight=None):
-        """Mean accuracy on (X, y) (computed for dask input)."""
-        pred = self.predict(X)
-        if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
-            import dask
+        """Mean accuracy of ``predict(X)`` against y, optionally weighted.
 
-            pred, y, sample_weight = dask.compute(pred, y, sample_weight)
-        from sklearn.metrics import accuracy_score
+        Parameters
+        ----------
+        X : array-like, scipy sparse or dask array of shape (n_samples, n_features)
+        y : array-like or dask array of shape (n_samples,)
+        sample_weight : array-like or dask array of shape (n_samples,), optional
 
-        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
+        Returns
+        -------
+        float or dask array
+            A float for in-memory input; a lazy 0-d dask array when X, y or
+            ``sample_weight`` is a dask array (nothing is computed here:
+            ``float(score)`` or ``score.compute()`` does it).
+        """
+        return accuracy(self.predict(X), y, sample_weight)
 
     def _decision(self, X):
         """X @ coef_.T + intercept_, (n_samples, n_outputs); lazy for dask X."""

@@ -17,6 +17,7 @@ from ..solvers.smo import decision_function as _kernel_decision
 from ..utils.validation import check_labels, check_X, check_X_y
 from ._base import (
     SharedClientMixin,
+    accuracy,
     class_counts,
     class_weight_per_class,
     encode_labels,
@@ -378,15 +379,16 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
         return labels(dec)
 
     def score(self, X, y, sample_weight=None):
-        """Mean accuracy on (X, y) (computed for dask input)."""
-        pred = self.predict(X)
-        if is_dask(pred) or is_dask(y) or is_dask(sample_weight):
-            import dask
+        """Mean accuracy of ``predict(X)`` against y, optionally weighted.
 
-            pred, y, sample_weight = dask.compute(pred, y, sample_weight)
-        from sklearn.metrics import accuracy_score
-
-        return accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight)
+        Returns
+        -------
+        float or dask array
+            A float for in-memory input; a lazy 0-d dask array when X, y or
+            ``sample_weight`` is a dask array (``float(score)`` or
+            ``score.compute()`` computes it).
+        """
+        return accuracy(self.predict(X), y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

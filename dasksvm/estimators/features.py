@@ -1,4 +1,5 @@
-"""Kernel approximations: random Fourier, orthogonal random and Nystroem features.
+"""Kernel approximations (random Fourier, orthogonal random and Nystroem features) and
+the scaler that goes before them.
 
 Three scikit-learn transformers that map rows x (n_features,) to explicit
 features z(x) (n_components,) with z(x).z(x') ~ k(x, x'), so that a linear
@@ -10,6 +11,12 @@ approximates a kernel SVM:
   orthogonal frequencies (lower variance at the same D);
 * :class:`Nystroem` (Williams and Seeger, 2001), any of rbf, linear, poly,
   sigmoid, from landmark rows of the training data.
+
+and :class:`MaxAbsScaler`, scikit-learn's scaler of sparse data, blockwise: the
+scikit-learn one (like every scikit-learn transformer) calls ``numpy.asarray``
+on its input, which turns a dask array of CSR blocks into a 0-d object array
+("Expected 2D array, got scalar array instead"), and dask-ml's scalers do not
+take sparse blocks either.
 
 Input: numpy arrays, scipy sparse matrices (any format, used as CSR) and
 dask arrays of dense or scipy-CSR blocks chunked along rows only. On dask
@@ -26,7 +33,12 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from ..kernels.features import csr_affine
@@ -34,7 +46,7 @@ from ..parallel.seeds import Seeds
 from ..utils.validation import check_choice_params, check_scalar_params, check_X
 from ._base import is_dask, set_init_params
 
-__all__ = ["Nystroem", "OrthogonalRandomFeatures", "RandomFourierFeatures"]
+__all__ = ["MaxAbsScaler", "Nystroem", "OrthogonalRandomFeatures", "RandomFourierFeatures"]
 
 _DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 _KERNELS = ("rbf", "linear", "poly", "sigmoid")
@@ -560,4 +572,136 @@ class Nystroem(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator)
             tags.transformer_tags.preserves_dtype = [_check_dtype(self.dtype).name]
         except ValueError:
             pass
+        return tags
+
+
+# --------------------------------------------------------------------------- MaxAbsScaler
+
+
+def _out_dtype(dtype):
+    return np.dtype(np.float32) if np.dtype(dtype) == np.float32 else np.dtype(np.float64)
+
+
+def _max_abs_block(x, check_finite=False):
+    """max |x_ij| over the rows of one block, shape (1, n_features), float64."""
+    x = _as_block(x)
+    if check_finite:
+        _check_finite_block(x)
+    if x.shape[0] == 0:
+        return np.zeros((1, x.shape[1]))
+    if sp.issparse(x):
+        return abs(x).max(axis=0).toarray()
+    return np.abs(x).max(axis=0, keepdims=True)
+
+
+def _scale_block(x, inv_scale, dtype):
+    """x * inv_scale column by column: CSR stays CSR (same pattern), dense stays dense."""
+    if hasattr(x, "to_scipy_sparse"):
+        x = x.to_scipy_sparse()
+    if sp.issparse(x):
+        x = sp.csr_matrix(x, dtype=dtype, copy=True)
+        x.data *= inv_scale[x.indices].astype(dtype, copy=False)
+        return x
+    return (np.asarray(x, dtype=np.float64) * inv_scale).astype(dtype, copy=False)
+
+
+class MaxAbsScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Divide every column by its largest absolute value, blockwise on dask arrays.
+
+    The model of scikit-learn's ``MaxAbsScaler``: ``max_abs_[j] = max_i |x_ij|``
+    over the training rows and ``transform(X)[:, j] = X[:, j] / scale_[j]``
+    with ``scale_ = max_abs_`` (1 where a column is all zero), so the training
+    columns end in [-1, 1]. Nothing is shifted, so sparse input stays sparse
+    with the same pattern: the scaler for sparse data before a linear SVM or
+    a kernel approximation.
+
+    On a dask array of CSR (or dense, or pydata sparse) row blocks, ``fit``
+    computes one (1, n_features) maximum per block on the workers and their
+    maximum; ``transform`` is a lazy ``map_blocks`` that keeps the row chunks
+    and the block type (CSR blocks give CSR blocks). scikit-learn's own
+    ``MaxAbsScaler`` cannot take such an array (it calls ``numpy.asarray`` on
+    it, which gives a 0-d object array); in a :class:`sklearn.pipeline.Pipeline`
+    on dask input use this one.
+
+    Attributes
+    ----------
+    max_abs_ : ndarray of shape (n_features,)
+    scale_ : ndarray of shape (n_features,)
+    n_samples_seen_ : int
+    n_features_in_ : int
+
+    Notes
+    -----
+    The output dtype is float32 for float32 input, else float64. NaN and
+    infinity are rejected (in-memory input by ``fit``; dask input when its
+    maximum is computed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from dasksvm.estimators.features import MaxAbsScaler
+    >>> MaxAbsScaler().fit_transform(np.array([[1.0, -4.0], [-2.0, 2.0]]))
+    array([[ 0.5, -1. ],
+           [-1. ,  0.5]])
+    """
+
+    def __init__(self):
+        set_init_params(self, locals())
+
+    def fit(self, X, y=None):
+        """Compute the largest absolute value of every column.
+
+        Parameters
+        ----------
+        X : array-like, scipy sparse or dask array of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        X = check_X(X)
+        if is_dask(X):
+            parts = X.map_blocks(
+                _max_abs_block, True, chunks=((1,) * X.numblocks[0], (X.shape[1],)),
+                dtype=np.float64, meta=np.empty((0, 0)),
+            )
+            max_abs = np.asarray(parts.max(axis=0).compute(), dtype=np.float64)
+        else:
+            max_abs = _max_abs_block(X)[0]
+        self.max_abs_ = max_abs
+        self.scale_ = np.where(max_abs == 0.0, 1.0, max_abs)
+        self.n_samples_seen_ = int(X.shape[0])
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def transform(self, X):
+        """Divide every column by ``scale_``.
+
+        Parameters
+        ----------
+        X : array-like, scipy sparse or dask array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, CSR matrix or dask array of shape (n_samples, n_features)
+            CSR for sparse input, dense for dense input; for dask X a lazy
+            array with X's chunks whose blocks keep their type.
+        """
+        check_is_fitted(self)
+        X = check_X(X)
+        _check_n_features(self, X)
+        dtype = _out_dtype(X.dtype)
+        inv = 1.0 / self.scale_
+        if is_dask(X):
+            sparse_meta = sp.issparse(X._meta) or hasattr(X._meta, "to_scipy_sparse")
+            meta = (sp.csr_matrix((0, X.shape[1]), dtype=dtype) if sparse_meta
+                    else np.empty((0, 0), dtype=dtype))
+            return X.map_blocks(_scale_block, inv, dtype, dtype=dtype, meta=meta)
+        return _scale_block(X, inv, dtype)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags

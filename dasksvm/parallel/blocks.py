@@ -48,6 +48,25 @@ def to_csr(x, dtype=np.float64):
     return x
 
 
+def _identity(x):
+    return x
+
+
+def scatter_to(client, data, worker):
+    """``client.scatter(data, workers=[worker])``, also inside a dask task (a fit that
+    dask-ml runs), where ``Client.scatter`` keeps the data on the calling worker: there it
+    is scattered locally and copied to ``worker`` by a task. Returns the future."""
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return client.scatter(data, workers=[worker], hash=False)
+    local = client.scatter(data, hash=False)
+    return client.submit(_identity, local, workers=[worker], allow_other_workers=False,
+                         pure=False)
+
+
 class Block:
     """One row block as it lives on a worker.
 
@@ -335,7 +354,7 @@ class BlockSet:
                 r = rows[a:b] if shuffle else slice(a, b)
                 source = functools.partial(_make_rows, X, y, weight, r, k, intercept_scaling)
                 sources.append(source)
-                futures.append(client.scatter(source(), workers=[target], hash=False))
+                futures.append(scatter_to(client, source(), target))
             n_cols = X.shape[1]
         infos = client.gather(
             [
@@ -378,9 +397,8 @@ class BlockSet:
         rebuilt = []
         for k, f in enumerate(self.futures):
             if self.sources[k] is not None and not who.get(f.key):
-                self.futures[k] = self.client.scatter(
-                    self.sources[k](), workers=[workers[k % len(workers)]], hash=False
-                )
+                self.futures[k] = scatter_to(self.client, self.sources[k](),
+                                             workers[k % len(workers)])
                 rebuilt.append(k)
             elif f.status in ("cancelled", "lost", "error"):
                 raise RuntimeError(f"block {k} was lost with its worker and has no lineage to "
