@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: the real datasets: $DASKSVM_DATA, else ../shared/data beside the repository
+DATA_DIR = Path(os.environ.get("DASKSVM_DATA",
+                               Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: "reached the peer's objective P" means P_ours <= P (1 + SLACK)
+SLACK = 1e-6
 MiB = 1024.0 * 1024.0
 
 

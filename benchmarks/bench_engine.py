@@ -42,10 +42,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS_DIR, env_info, fmt, loadavg, md_table, write_json, write_text
+from _common import (
+    DATA_DIR,
+    RESULTS_DIR,
+    env_info,
+    fmt,
+    loadavg,
+    md_table,
+    write_json,
+    write_text,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
+DATA = DATA_DIR
 BASELINE = "b1b7473"
 KILL_SOLVERS = ("cocoa", "sgd", "cs", "ovr", "llw", "ww")
 

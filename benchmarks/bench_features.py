@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import gc
 import lzma
-import os
 import sys
 import time
 import warnings
@@ -72,9 +71,18 @@ sys.path.insert(0, str(HERE))
 if str(REPO) not in sys.path:
     sys.path.insert(1, str(REPO))
 
-from _common import RESULTS_DIR, Timer, env_info, fmt, loadavg, md_table, write_json, write_text
+from _common import (
+    DATA_DIR,
+    RESULTS_DIR,
+    Timer,
+    env_info,
+    fmt,
+    loadavg,
+    md_table,
+    write_json,
+    write_text,
+)
 
-DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
 PLOT = REPO / "docs" / "img" / "features.png"
 
 DATASETS = {

@@ -71,7 +71,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(1, str(REPO))
 
 from _common import (
+    DATA_DIR,
     RESULTS_DIR,
+    SLACK,
     PeakRSS,
     Timer,
     env_info,
@@ -82,8 +84,6 @@ from _common import (
     write_text,
 )
 
-DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
-SLACK = 1e-6  # "reached P_LL" means P <= P_LL * (1 + SLACK)
 LOSSES = ("hinge", "squared_hinge")
 
 REAL = {

@@ -55,9 +55,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import loadavg
-
-DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
+from _common import DATA_DIR, loadavg
 
 #: name -> (train file, test file or None for an own split)
 DATASETS = {

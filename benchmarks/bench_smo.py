@@ -58,9 +58,17 @@ sys.path.insert(0, str(HERE))
 if str(REPO) not in sys.path:
     sys.path.insert(1, str(REPO))
 
-from _common import RESULTS_DIR, Timer, env_info, fmt, loadavg, md_table, write_json, write_text
-
-DATA_DIR = Path(os.environ.get("DASKSVM_DATA", REPO.parent / "shared" / "data"))
+from _common import (
+    DATA_DIR,
+    RESULTS_DIR,
+    Timer,
+    env_info,
+    fmt,
+    loadavg,
+    md_table,
+    write_json,
+    write_text,
+)
 
 # name -> (train file, held-out file or None, C, gamma, dense, preprocessing)
 DATASETS = {
