@@ -111,14 +111,17 @@ def measure_overhead(n_workers, rounds):
 
     d, n = 50_000, 64
     rng = np.random.RandomState(0)
-    X = sp.random(n, d, density=10 / d, format="csr", random_state=rng)
+    # a column shared by every row, and random labels: the blocks interact and the
+    # dual gap does not reach 0 within the measured rounds
+    X = sp.hstack([np.ones((n, 1)), sp.random(n, d - 1, density=10 / d, random_state=rng)],
+                  format="csr")
     y = np.where(rng.rand(n) > 0.5, 1.0, -1.0)
     cluster, client = _cluster(n_workers)
     try:
         blocks = BlockSet.from_arrays(client, X, y, n_blocks=8)
         solve = _solver("cocoa")
-        _quiet(solve, blocks, C=1.0, tol=0.0, max_iter=5)  # JIT and connections warm
-        res = _quiet(solve, blocks, C=1.0, tol=0.0, max_iter=rounds)
+        _quiet(solve, blocks, C=10.0, tol=0.0, max_iter=5)  # JIT and connections warm
+        res = _quiet(solve, blocks, C=10.0, tol=0.0, max_iter=rounds)
         hist = res.history
         times = np.diff([r["time"] for r in hist])
         out = {"n_workers": n_workers, "n_blocks": 8, "d": d, "rounds": len(hist),

@@ -13,6 +13,7 @@ from dask.utils import key_split
 from dasksvm import ConvergenceWarning
 from dasksvm.parallel import BlockSet
 from dasksvm.parallel.checkpoint import FORMAT, read_checkpoint, write_checkpoint
+from dasksvm.parallel.client import FIT_SEND_INTERVAL, prompt_sends
 from dasksvm.parallel.engine import (
     PROGRESS_TOPIC,
     AllBlocks,
@@ -161,6 +162,19 @@ def test_progress_events_reach_other_clients(thread_client):
     rounds = [e for e in events if e["event"] == "round"]
     assert [e["round"] for e in rounds] == list(range(8))
     assert all(e["solver"] == "toy" and "rel_gap" in e for e in rounds)
+    blocks.release()
+
+
+def test_client_sends_promptly_during_a_fit_only(thread_client):
+    stream = thread_client.scheduler_comm
+    own = stream.interval
+    seen = []
+    blocks = _blocks(thread_client, n_blocks=2)
+    with prompt_sends(thread_client):  # a second holder: the fit must not restore early
+        Engine(blocks, Halving(n_blocks=2), tol=1e-2, max_iter=50,
+               callback=lambda rec: seen.append(stream.interval)).run()
+        assert stream.interval == FIT_SEND_INTERVAL
+    assert seen and set(seen) == {FIT_SEND_INTERVAL} and stream.interval == own > seen[0]
     blocks.release()
 
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
-from .client import worker_addresses
+from .client import prompt_sends, worker_addresses
 from .delta import encode, receive
 from .history import History, warn_not_converged
 from .keys import new_token, task_key
@@ -596,49 +596,55 @@ class Engine:
     # --- the loop --------------------------------------------------------------------
     def run(self):
         """Run rounds until certified, stopped or out of rounds; see the class docstring."""
-        converged = stopped = False
-        rec = None
-        try:
-            start = t = self._start()
-            self._event("start", round=start)
-            for t in range(start, self.max_iter + 1):
-                update = t < self.max_iter
-                t_round, self._waited = time.perf_counter(), 0.0
-                total, n_tasks, down, up = self._round_with_recovery(t, update)
-                step = self.machine.step(total, t, update)
-                round_time = time.perf_counter() - t_round
-                rec = self.history.add(
-                    t, step["primal"], step["dual"], n_tasks=n_tasks, nbytes=down + up,
-                    bytes_down=down, bytes_up=up, recoveries=self.recoveries,
-                    round_time=round_time, engine_time=round_time - self._waited,
-                    **step.get("extra", {}),
-                )
-                stop = float(step.get("stop", rec["rel_gap"]))
-                if "stop" in step:
-                    rec["stop"] = stop
-                self._event("round", **rec)
-                converged = stop <= self.tol
-                if self.callback is not None and self.callback(rec) is False and not converged:
-                    stopped = True
-                if converged or stopped or not update:
-                    break
-                self._acceptance = self.machine.advance()
-                if self.checkpoint and (t + 1) % self.checkpoint_every == 0:
-                    self._write_checkpoint(t + 1)
-            if rec is None:  # resumed from a checkpoint taken after the final round
-                raise ValueError(f"checkpoint {self.checkpoint!r} is at round {start}, past "
-                                 f"max_iter={self.max_iter}: raise max_iter to continue")
-            if not converged and not stopped:
-                warn_not_converged(self.machine.name, self.max_iter, stop, self.tol)
-            if self.checkpoint:
-                self._write_checkpoint(t)
-            exports = self._exports()
-            self._event("end", round=t, converged=converged)
-        finally:
-            self.close()
+        with prompt_sends(self.client):
+            try:
+                start = self._start()
+                self._event("start", round=start)
+                t, rec, converged, stopped = self._rounds(start)
+                if self.checkpoint:
+                    self._write_checkpoint(t)
+                exports = self._exports()
+                self._event("end", round=t, converged=converged)
+            finally:
+                self.close()
         return RunResult(coef=self.machine.coef(), record=rec, n_iter=t, converged=converged,
                          history=self.history.records, stopped=stopped, exports=exports,
                          recoveries=self.recoveries, state=self.machine.result_state())
+
+    def _rounds(self, start):
+        """The rounds from ``start``: ``(last round, its record, converged, stopped)``."""
+        converged = stopped = False
+        rec = None
+        for t in range(start, self.max_iter + 1):
+            update = t < self.max_iter
+            t_round, self._waited = time.perf_counter(), 0.0
+            total, n_tasks, down, up = self._round_with_recovery(t, update)
+            step = self.machine.step(total, t, update)
+            round_time = time.perf_counter() - t_round
+            rec = self.history.add(
+                t, step["primal"], step["dual"], n_tasks=n_tasks, nbytes=down + up,
+                bytes_down=down, bytes_up=up, recoveries=self.recoveries,
+                round_time=round_time, engine_time=round_time - self._waited,
+                **step.get("extra", {}),
+            )
+            stop = float(step.get("stop", rec["rel_gap"]))
+            if "stop" in step:
+                rec["stop"] = stop
+            self._event("round", **rec)
+            converged = stop <= self.tol
+            if self.callback is not None and self.callback(rec) is False and not converged:
+                stopped = True
+            if converged or stopped or not update:
+                break
+            self._acceptance = self.machine.advance()
+            if self.checkpoint and (t + 1) % self.checkpoint_every == 0:
+                self._write_checkpoint(t + 1)
+        if rec is None:  # resumed from a checkpoint taken after the final round
+            raise ValueError(f"checkpoint {self.checkpoint!r} is at round {start}, past "
+                             f"max_iter={self.max_iter}: raise max_iter to continue")
+        if not converged and not stopped:
+            warn_not_converged(self.machine.name, self.max_iter, stop, self.tol)
+        return t, rec, converged, stopped
 
     def close(self):
         """Drop this fit's states from the workers' memory; let the machine release its own;
