@@ -154,6 +154,40 @@ def test_binary_sparse_matches_libsvm(client, data_dir, n_blocks):
                                model.decision_function(X), rtol=1e-12, atol=1e-12)
 
 
+def test_root_pass_gets_the_maximal_violating_pair(thread_client):
+    """Iris sorted by label in 2 blocks: pair (0, 1) has one leaf of a single class, and
+    the rows attaining the whole data's M(a) are neither support vectors nor violators
+    of the root's thresholds; the check's per-block extremes bring them to the root
+    pass (without them the pair's gap stayed at 0.22 for all 10 passes)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    X = X - X.mean()
+    ref = SVC(C=1.0, gamma="scale", tol=TOL).fit(X, y)
+    Xd, yd = _dask(X, y, 2)
+    model = CascadeSVC(C=1.0, tol=TOL, max_passes=4, client=thread_client).fit(Xd, yd)
+    assert model.converged_ and model.n_iter_ <= 3
+    assert model.history_[0]["pass_kind"] == ["tree"] * 3
+    assert "root" in model.history_[1]["pass_kind"]
+    assert model.history_[-1]["kkt_gap"] <= TOL
+    np.testing.assert_allclose(model.intercept_, ref.intercept_, atol=10 * TOL)
+    assert np.mean(model.predict(X) == ref.predict(X)) >= 0.999
+
+
+def test_duplicate_heavy_rows_match_libsvm(thread_client, data_dir):
+    """skin_nonskin's integer colours repeat (the check evaluates each distinct row of a
+    worker once, then spreads g back to the rows): 6,000 shuffled rows, 2 and 3 blocks."""
+    X, y = load_xz(data_dir / "skin_nonskin.xz")
+    order = np.random.RandomState(0).permutation(X.shape[0])[:6000]
+    X, y = X[order].toarray() / 255.0, y[order]
+    assert np.unique(X, axis=0).shape[0] <= 0.8 * X.shape[0]
+    ref = SVC(C=1.0, gamma=10.0, tol=TOL).fit(X, y)
+    for n_blocks in (2, 3):
+        Xd, yd = _dask(X, y, n_blocks)
+        model = CascadeSVC(C=1.0, gamma=10.0, tol=TOL, client=thread_client).fit(Xd, yd)
+        _check_binary(model, ref, X, y)
+
+
 @pytest.mark.parametrize("n_blocks", [2, 4])
 def test_binary_dense_matches_libsvm(thread_client, data_dir, n_blocks):
     X, y = _load("magic04", data_dir, 1500)

@@ -137,6 +137,38 @@ def test_warm_start_from_perturbed_solution(name, data_dir):
     assert _rel(dual3, d_ref) < 1e-4
 
 
+@pytest.mark.parametrize("name", ["a9a", "magic04"])
+def test_warm_start_with_given_gradient(name, data_dir):
+    """grad0 / gbar0 (exact, from pairwise kernels at a feasible start) reach the same dual
+    as the computed gradient; a wrong one is used as given; bad input raises."""
+    X, y, _, _, C, gamma = _load(name, data_dir)
+    _, _, d_ref, _ = _ref(name)
+    yy = _pm(y)
+    alpha, *_ = solve_smo(X, y, C, gamma=gamma)
+    rng = np.random.RandomState(2)
+    a0 = feasible_start(alpha * rng.uniform(0.3, 1.0, alpha.shape[0]), yy, np.full(len(y), C))
+    Q = yy[:, None] * yy[None, :] * pairwise_kernels(X, metric="rbf", gamma=gamma)
+    grad0, gbar0 = Q @ a0 - 1.0, Q @ np.where(a0 >= C, C, 0.0)
+    ref = solve_smo(X, y, C, gamma=gamma, alpha0=a0)
+    got = solve_smo(X, y, C, gamma=gamma, alpha0=a0, grad0=grad0, gbar0=gbar0)
+    assert got.status == "converged"
+    assert _rel(dual_objective(X, yy, got.alpha, gamma=gamma), d_ref) < 1e-4
+    assert abs(got.n_iter - ref.n_iter) <= max(10, 0.05 * ref.n_iter)
+    assert abs(got.b - ref.b) < 10 * TOL
+    # the solver trusts the gradient: zero gradient at zero alphas is "optimal" at once
+    zero = solve_smo(X, y, C, gamma=gamma, alpha0=np.zeros(len(y)),
+                     grad0=np.zeros(len(y)), gbar0=np.zeros(len(y)))
+    assert zero.n_iter == 0 and zero.dual == 0.0
+    with pytest.raises(ValueError, match="both or neither"):
+        solve_smo(X, y, C, gamma=gamma, alpha0=a0, grad0=grad0)
+    with pytest.raises(ValueError, match="need the alpha0"):
+        solve_smo(X, y, C, gamma=gamma, grad0=grad0, gbar0=gbar0)
+    with pytest.raises(ValueError, match="feasible alpha0"):
+        solve_smo(X, y, C, gamma=gamma, alpha0=a0 + 0.5 * C, grad0=grad0, gbar0=gbar0)
+    with pytest.raises(ValueError, match="shape"):
+        solve_smo(X, y, C, gamma=gamma, alpha0=a0, grad0=grad0[:-1], gbar0=gbar0)
+
+
 @pytest.mark.parametrize("name", ["a9a", "higgs7k"])
 def test_small_cache_and_no_shrinking_same_answer(name, data_dir):
     X, y, _, _, C, gamma = _load(name, data_dir)
@@ -332,7 +364,8 @@ def test_small_case_matches_libsvm():
     # the raw kernel on plain arrays: gradient G = Q a - e is returned current
     rows = as_rows(X)
     a, g, _rho, _obj, _it, gap, st = smo_solve(*rows.args(), y, np.full(80, 2.0), np.zeros(80), 2,
-                                           0.5, 0.0, 3, TOL, 10**6, True, 10**6, 4)
+                                           0.5, 0.0, 3, TOL, 10**6, True, 10**6, 4,
+                                           np.zeros(0), np.zeros(0))
     K = pairwise_kernels(X, metric="rbf", gamma=0.5)
     np.testing.assert_allclose(g, (y[:, None] * y[None, :] * K) @ a - 1.0, atol=1e-5)
     assert st == 0 and gap <= TOL

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..kernels.smo import KERNELS
 from ..parallel import BlockSet, to_csr
 from ..parallel.client import fit_client
 from ..solvers import cascade as _cascade
-from ..solvers.registry import Param, check_param, solve
+from ..solvers.registry import (
+    COMMON,
+    SOLVERS,
+    Param,
+    check_param,
+    estimator_constraints,
+    solve,
+)
 from ..solvers.smo import decision_function as _kernel_decision
 from ..utils.validation import check_labels, check_X, check_X_y
 from ._base import (
@@ -28,17 +32,16 @@ from ._base import (
 
 __all__ = ["CascadeSVC"]
 
+#: CascadeSVC's parameter rules: the solver's from its registry entry (the one table the
+#: solver checks too), gamma's words and the two that only the estimator has
+_SOLVER_PARAMS = ("C", "tol", "kernel", "degree", "coef0", "fan_in", "cache_size",
+                  "verbose")
 _RULES = {
-    "C": Param(1.0, ("real", 0.0, None, True)),
-    "kernel": Param("rbf", ("choice", tuple(KERNELS))),
-    "degree": Param(3, ("int", 0, None, False)),
-    "coef0": Param(0.0, ("real", None, None, False)),
-    "tol": Param(1e-3, ("real", 0.0, None, True)),
-    "fan_in": Param(2, ("int", 2, None, False)),
-    "max_passes": Param(10, ("int", 1, None, False)),
-    "cache_size": Param(200, ("real", 0.0, None, True)),
+    **estimator_constraints("kernel", _SOLVER_PARAMS),
+    "gamma": Param("scale", ("word", "scale",
+                             ("auto", SOLVERS["cascade"].params["gamma"].rule))),
+    "max_passes": Param(10, COMMON["max_iter"].rule),  # the solver's max_iter
     "decision_function_shape": Param("ovr", ("choice", ("ovr", "ovo"))),
-    "verbose": Param(0, ("int", 0, None, False)),
 }
 
 
@@ -131,18 +134,20 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
     with the decision function ``f(x) = sum_i a_i y_i K(x_i, x) + b``
     (formulations.md section 3): the model of scikit-learn's ``SVC``.
 
-    The solver (:mod:`dasksvm.solvers.cascade`): every row block trains an
-    SVM (:func:`dasksvm.solvers.smo.solve_smo`, numba SMO with second-order
-    working-set selection) on its rows; survivors (support vectors) merge up a
-    tree with ``fan_in`` children per node, every node warm-started from its
-    children's alphas; the root's support vectors are fed back to every leaf
-    and the pass repeats until the root's support set and dual value stop
-    changing. Then one task per worker checks LIBSVM's optimality condition
-    m(a) - M(a) <= tol (the maximal violating pair) over *every* training row
-    against the root model; violators join the next pass. The fitted model is
-    therefore LIBSVM's optimum on the whole data to ``tol``. One pass
-    communicates the support vectors (rows and alphas) up the tree and back
-    to the leaves; the data stays on its workers.
+    The solver (:mod:`dasksvm.solvers.cascade`): in the first pass every row
+    block trains an SVM (:func:`dasksvm.solvers.smo.solve_smo`, numba SMO with
+    second-order working-set selection) on its rows; survivors (support
+    vectors) merge up a tree with ``fan_in`` children per node, every node
+    warm-started from its children's alphas. After every pass one task per
+    worker checks LIBSVM's optimality condition m(a) - M(a) <= tol (the
+    maximal violating pair) over *every* training row against the root model,
+    in float64. While it fails, the next pass solves the root again on its
+    support vectors, the violators and each block's most violating rows,
+    warm-started from the alphas and the exact gradient the check computed;
+    the check after it updates its decision values by the alphas that
+    changed. The fitted model is therefore LIBSVM's optimum on the whole data
+    to ``tol``. A pass communicates support vectors and violating rows (rows,
+    alphas, gradients); the data stays on its workers.
 
     Parameters
     ----------
@@ -188,7 +193,9 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
         ``time``, ``pass_time``, ``sv_per_level`` (support vectors of each
         node, leaves first; one list per pair for multiclass), ``n_sv``,
         ``checked`` (pairs checked), ``kkt_violators``, ``kkt_gap`` (largest
-        m(a) - M(a)), ``pairs_done``, ``n_tasks``, ``bytes``.
+        m(a) - M(a)), ``pairs_done``, ``pass_kind`` (``"tree"``, ``"root"`` or
+        None for a pair already done; one per pair for multiclass),
+        ``smo_iter_root``, ``bytes_tree``, ``n_tasks``, ``bytes``.
     n_iter_ : int
         Passes run.
     converged_ : bool
@@ -206,13 +213,6 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
     def _check_params(self):
         for name, p in _RULES.items():
             check_param(name, getattr(self, name), p.rule)
-        g = self.gamma
-        if isinstance(g, str):
-            if g not in ("scale", "auto"):
-                raise ValueError(f"gamma must be 'scale', 'auto' or a positive float, got {g!r}")
-        elif (not isinstance(g, numbers.Real) or isinstance(g, bool) or not np.isfinite(g)
-              or g <= 0):
-            raise ValueError(f"gamma must be 'scale', 'auto' or a positive float, got {g!r}")
 
     def _resolve_gamma(self, blocks, n_features):
         if self.kernel == "linear":
@@ -280,36 +280,35 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
     def _set_model(self, models, K, n_features, dense):
         """scikit-learn's attributes from the pairs' root models."""
         pairs = _cascade.pairs_of(K)
-        # the support: every row that is a support vector of a pair of its class
-        cls_of, row_of = {}, {}
-        for (i, j), m in zip(pairs, models, strict=True):
-            Xm = sp.csr_matrix(m["X"])
-            for r, (rid, c) in enumerate(zip(m["ids"].tolist(), m["coef"].tolist(),
-                                             strict=True)):
-                cls_of[rid] = i if c > 0 else j
-                if rid not in row_of:
-                    row_of[rid] = Xm[r]
-        ids = np.array(sorted(cls_of, key=lambda r: (cls_of[r], r)), dtype=np.int64)
-        sv_cls = np.array([cls_of[r] for r in ids.tolist()], dtype=np.int64)
-        pos = {r: k for k, r in enumerate(ids.tolist())}
-        n_sv = ids.shape[0]
         n_pairs = len(pairs)
+        # the support: every row that is a support vector of a pair of its class (a row
+        # has one class, so each of its entries gives the same one)
+        rid = np.concatenate([np.asarray(m["ids"], dtype=np.int64) for m in models])
+        coef = np.concatenate([np.asarray(m["coef"], dtype=np.float64) for m in models])
+        pair = np.repeat(np.arange(n_pairs), [len(m["ids"]) for m in models])
+        first_cls = np.array([i for i, _ in pairs], dtype=np.int64)
+        second_cls = np.array([j for _, j in pairs], dtype=np.int64)
+        cls = np.where(coef > 0, first_cls[pair], second_cls[pair])
+        uniq, first = np.unique(rid, return_index=True)
+        order = np.lexsort((uniq, cls[first]))  # grouped by class, then by row
+        ids = uniq[order]
+        sv_cls = cls[first][order]
+        rank = np.empty(uniq.shape[0], dtype=np.int64)
+        rank[order] = np.arange(uniq.shape[0])
+        k = rank[np.searchsorted(uniq, rid)]
+        n_sv = ids.shape[0]
         pair_coef = np.zeros((n_sv, n_pairs))
-        intercept = np.zeros(n_pairs)
+        pair_coef[k, pair] = coef
+        intercept = np.array([float(m["b"]) for m in models])
         dual = np.zeros((max(K - 1, 1), n_sv))
-        for p, ((i, j), m) in enumerate(zip(pairs, models, strict=True)):
-            intercept[p] = m["b"]
-            for rid, c in zip(m["ids"].tolist(), m["coef"].tolist(), strict=True):
-                k = pos[rid]
-                pair_coef[k, p] = c
-                if K == 2:
-                    dual[0, k] = c
-                elif c > 0:  # class i: row j - 1
-                    dual[j - 1, k] = c
-                else:  # class j: row i
-                    dual[i, k] = c
+        if K == 2:
+            dual[0, k] = coef
+        else:  # class i of pair (i, j): row j - 1; class j: row i
+            row = np.where(coef > 0, second_cls[pair] - 1, first_cls[pair])
+            dual[row, k] = coef
         if n_sv:
-            S = sp.vstack([row_of[r] for r in ids.tolist()], format="csr")
+            rows = sp.vstack([sp.csr_matrix(m["X"]) for m in models], format="csr")
+            S = rows[first[order]]
         else:
             S = sp.csr_matrix((0, n_features))
         S = sp.csr_matrix((S.data, S.indices, S.indptr), shape=(n_sv, n_features))

@@ -306,7 +306,7 @@ def _extremes(n_act, yp, st, G):
 
 @njit(nogil=True, cache=True)
 def smo_solve(dense, Xd, indptr, indices, data, sqn, y, c, alpha0, kid, gamma, coef0, degree,
-              tol, cache_floats, shrinking, max_iter, n_features):
+              tol, cache_floats, shrinking, max_iter, n_features, grad0, gbar0):
     """Solve the C-SVC dual from the feasible start ``alpha0``.
 
     Parameters
@@ -321,6 +321,10 @@ def smo_solve(dense, Xd, indptr, indices, data, sqn, y, c, alpha0, kid, gamma, c
     tol : float, stop when m(a) - M(a) <= tol.
     cache_floats : int, memory bound of the kernel-row cache in float32 values.
     shrinking : bool;  max_iter : int;  n_features : int (CSR work vector).
+    grad0, gbar0 : (n,) float64, or empty
+        The gradient ``Q alpha0 - e`` and ``G_bar = sum_{alpha0_j = c_j} c_j Q_:j`` at
+        the start, when the caller knows them (then no kernel row is computed before
+        the first iteration); empty arrays: computed here, one row per non-zero alpha.
 
     Returns
     -------
@@ -353,20 +357,22 @@ def smo_solve(dense, Xd, indptr, indices, data, sqn, y, c, alpha0, kid, gamma, c
     mem[1] = max(cache_floats, 2 * n)
     work = np.zeros(1 if dense else max(n_features, 1))
 
-    # gradient and G_bar from the start point
-    G = np.full(n, -1.0)
-    Gbar = np.zeros(n)
-    for k in range(n):
-        if st[k] != LOWER:
-            Qk = _get_q(k, n, rows, row_len, prv, nxt, mem, empty, perm, yp, dense, Xd,
-                        indptr, indices, data, sqn, kid, gamma, coef0, degree, work)
-            ak = a[k]
-            for t in range(n):
-                G[t] += ak * Qk[t]
-            if st[k] == UPPER:
-                ck = cp[k]
+    # gradient and G_bar from the start point (given, or one kernel row per non-zero alpha)
+    given = grad0.shape[0] == n and gbar0.shape[0] == n
+    G = grad0.copy() if given else np.full(n, -1.0)
+    Gbar = gbar0.copy() if given else np.zeros(n)
+    if not given:
+        for k in range(n):
+            if st[k] != LOWER:
+                Qk = _get_q(k, n, rows, row_len, prv, nxt, mem, empty, perm, yp, dense, Xd,
+                            indptr, indices, data, sqn, kid, gamma, coef0, degree, work)
+                ak = a[k]
                 for t in range(n):
-                    Gbar[t] += ck * Qk[t]
+                    G[t] += ak * Qk[t]
+                if st[k] == UPPER:
+                    ck = cp[k]
+                    for t in range(n):
+                        Gbar[t] += ck * Qk[t]
 
     active = n
     unshrunk = False
@@ -673,15 +679,58 @@ def kernel_block(dense_a, Xa, a_indptr, a_indices, a_data, a_sqn, dense_s, Xs, s
     return out
 
 
+#: dense rows of at most this many features: ``decision_block`` fuses kernel and sum
+FUSED_MAX_FEATURES = 16
+
+
+@njit(nogil=True, cache=True)
+def _fused_dense_sums(Xa, Xs, coef, intercept, kid, gamma, coef0, degree):
+    """``K(A, S) @ coef + intercept`` for dense rows of few features, one pair at a time.
+
+    No kernel block is stored: for a handful of features the matrix product of
+    :func:`kernel_block` (a BLAS call with an inner dimension of 3, say) and the
+    block's memory traffic cost more than the kernel values themselves. rbf takes
+    ``||a - s||^2`` directly (no cancellation in ``|a|^2 + |s|^2 - 2 a.s``).
+    """
+    n_a, d = Xa.shape
+    n_s = Xs.shape[0]
+    n_out = coef.shape[1]
+    out = np.empty((n_a, n_out))
+    acc = np.zeros(n_out)
+    for i in range(n_a):
+        for k in range(n_out):
+            acc[k] = intercept[k]
+        for j in range(n_s):
+            if kid == RBF:
+                d2 = 0.0
+                for f in range(d):
+                    t = Xa[i, f] - Xs[j, f]
+                    d2 += t * t
+                kv = np.exp(-gamma * d2)
+            else:
+                dot = 0.0
+                for f in range(d):
+                    dot += Xa[i, f] * Xs[j, f]
+                kv = _kval(kid, dot, 0.0, gamma, coef0, degree)
+            for k in range(n_out):
+                acc[k] += kv * coef[j, k]
+        for k in range(n_out):
+            out[i, k] = acc[k]
+    return out
+
+
 @njit(nogil=True, cache=True)
 def decision_block(dense_a, Xa, a_indptr, a_indices, a_data, a_sqn, dense_s, Xs, s_indptr,
                    s_indices, s_data, s_sqn, coef, intercept, kid, gamma, coef0, degree,
                    n_features, chunk):
-    """``K(A, S) @ coef + intercept`` for one block A, ``chunk`` rows of K at a time.
+    """``K(A, S) @ coef + intercept`` for one block A, ``chunk`` rows of K at a time
+    (dense rows of at most ``FUSED_MAX_FEATURES`` features: :func:`_fused_dense_sums`).
 
     ``coef`` is (n_s, n_out) (one column per binary classifier), ``intercept`` (n_out,).
     Returns (n_a, n_out) float64.
     """
+    if dense_a and dense_s and Xa.shape[1] <= FUSED_MAX_FEATURES:
+        return _fused_dense_sums(Xa, Xs, coef, intercept, kid, gamma, coef0, degree)
     n_a = Xa.shape[0] if dense_a else a_indptr.shape[0] - 1
     n_out = coef.shape[1]
     out = np.empty((n_a, n_out))

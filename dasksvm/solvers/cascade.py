@@ -7,27 +7,30 @@ one pair of classes of a one-vs-one fit, class ``i`` of pair ``(i, j)`` being
     max_a  e^T a - 1/2 a^T Q a,   0 <= a_i <= C_i,  y^T a = 0,
     Q_ij = y_i y_j K(x_i, x_j),  C_i = C * class_weight[y_i] * sample_weight_i.
 
-One engine round is one *pass* of the cascade for every pair not yet done:
+One engine round is one *pass* for every pair not yet done. The first pass
+(and the first after a lost worker) runs the cascade's tree:
 
 1. ``cascade-leaf`` (one task per block, on the block's worker): the SMO of
-   :mod:`dasksvm.solvers.smo` on the block's rows of the pair's classes plus
-   the *feedback set* (the root's survivors of the previous pass),
-   warm-started from the root's alphas; it passes up its support vectors
-   (alpha > 0) and the rows of its block the last global check found
-   violating. A leaf whose rows hold one class only has no SVM to train: it
-   passes all its rows up.
+   :mod:`dasksvm.solvers.smo` on the block's rows of the pair's classes
+   (plus, after a recovery, the feedback set: the root's survivors,
+   warm-started from the root's alphas); it passes up its support vectors
+   (alpha > 0) and the rows the last check marked as violators. A leaf whose
+   rows hold one class only has no SVM to train: it passes all its rows up.
 2. ``cascade-merge`` (levels 1, 2, ...: groups of ``fan_in`` nodes, on the
    worker of the group's first node; the children's rows travel worker to
    worker): the SMO on the union of the children's survivors, warm-started
    from their alphas (the mean where both report a row, then projected onto
-   the feasible set); the last one is the *root*. Violators stay marked up to
-   the root, so the root's problem holds them all.
+   the feasible set); the last one is the *root*.
+
+Every pass ends with
+
 3. ``cascade-summary``: the root's support set (row ids and alphas), bias,
-   dual value and support vectors per level reach the client.
-4. ``cascade-check`` (one task per worker, over all its blocks) evaluates
-   ``g(x) = sum_j a_j y_j K(x_j, x)`` against the root model for every
-   training row and computes LIBSVM's stopping quantity on the *whole* data,
-   in float64: with ``v_t = -y_t G_t = y_t - g(x_t)``,
+   dual value and support vectors per level reach the client;
+4. ``cascade-check`` (one task per worker, over all its blocks): it evaluates
+   ``g(x) = sum_j a_j y_j K(x_j, x)`` and ``h(x) = sum_{a_j = C_j} C_j y_j
+   K(x_j, x)`` against the root model for every training row, in float64,
+   and LIBSVM's stopping quantity on the *whole* data: with
+   ``v_t = -y_t G_t = y_t - g(x_t)``,
 
        m(a) = max_{t in I_up} v_t,   M(a) = min_{t in I_low} v_t,
 
@@ -35,20 +38,27 @@ One engine round is one *pass* of the cascade for every pair not yet done:
    elsewhere. The pair is done when m(a) - M(a) <= tol: the root model is
    then LIBSVM's optimum on all rows to ``tol``, not an approximation.
    Otherwise the rows with ``v_t > M_root + tol`` (in I_up) or
-   ``v_t < m_root - tol`` (in I_low) are violators: they join the next pass
-   (marked in their leaf and up to the root), and then, being among the
-   root's survivors, the feedback set of every leaf of the pass after. If
-   none is found (the float32 kernel rows of the SMO against the float64
-   check), the SMO tolerance of the nodes is halved for the next passes.
+   ``v_t < m_root - tol`` (in I_low) are violators; with them the check
+   keeps on its worker, for the next pass, the root's support vectors, the
+   violators and each block's ``_FEED_EXTREMES`` rows of largest v in I_up
+   and smallest v in I_low (so the whole data's maximal violating pair is
+   among them), each with its exact gradient ``G = y g - 1`` and
+   ``G_bar = y h``. If no violator is found (the float32 kernel rows of the
+   SMO against the float64 check), the SMO tolerance of the nodes is halved
+   for the next passes.
 
-The root's survivors are fed back to every leaf and the pass repeats. By
-default (``check="every"``) the check runs after every pass. With
-``check="stable"`` it runs as in Graf et al. only once the root's support
-set is unchanged and its dual value changed by less than 1e-6 relative (or
-at once when the root's problem held every row, and after the last pass): on
-skin_nonskin in file order (sorted by label; with two blocks one block holds
-a single class) that rule took more than ten passes where checking every pass
-took three (docs/cascade.md).
+Every later pass is a *root pass* (``cascade-root``, on the first block's
+worker): the SMO on the rows the check kept, started from the root's alphas
+and the check's float64 gradient (no kernel row before its first
+iteration). The root's problem holds the maximal violating pair, so every
+root pass after a failed check increases the dual. The node passes on, with
+its survivors, the rows whose alpha changed and the change of the two
+coefficient columns of g and h, and the next check updates the g and h it
+keeps per block by ``K(x, changed rows) @ change`` instead of recomputing
+them against every support vector. (Re-running the whole tree with the
+root's survivors fed back to every leaf, as Graf et al., cost 13 to 15 s
+per pass on skin_nonskin with 2 workers where a root pass and its check
+took 0.5 to 1.3 s; docs/cascade.md.)
 
 The check also gives the primal value of the root model,
 ``P = 1/2 a^T Q a + sum_i C_i max(0, 1 - y_i f(x_i))`` (the bias b of
@@ -79,6 +89,12 @@ __all__ = ["Cascade", "build_cascade", "pairs_of"]
 
 #: dense SMO rows when a node's rows are at least this dense
 _DENSE_AT = 0.5
+#: the check uses dense rows (BLAS products) up to this many columns
+_DENSE_COLUMNS = 1024
+#: rows of each side's extremes (per block) fed to a root pass with the violators
+_FEED_EXTREMES = 32
+#: the check evaluates a block's distinct rows once when at most this share is distinct
+_UNIQUE_AT = 0.9
 #: entries of one chunk of kernel values in the check (float64)
 _CHECK_CHUNK_ENTRIES = 1 << 22
 
@@ -144,12 +160,12 @@ class _Node:
     (and at) this node, left to right.
     """
 
-    __slots__ = ("M", "b", "dual", "gap", "levels", "m", "moved", "n_iter", "n_rows", "rows",
-                 "single", "sv")
+    __slots__ = ("M", "b", "delta", "dual", "gap", "levels", "m", "moved", "n_iter", "n_rows",
+                 "rows", "single", "sv")
 
     def __init__(self, rows, b, dual, m, M, gap, n_iter, levels, sv, moved, single,
-                 n_rows=0):
-        self.n_rows = n_rows
+                 n_rows=0, delta=None):
+        self.n_rows, self.delta = n_rows, delta
         self.rows, self.b, self.dual, self.m, self.M, self.gap = rows, b, dual, m, M, gap
         self.n_iter, self.levels, self.sv, self.moved, self.single = (n_iter, levels, sv,
                                                                       moved, single)
@@ -172,16 +188,17 @@ def _extremes(rows, grad):
     return m, M
 
 
-def _node_solve(rows, spec):
-    """Solve one node and build its _Node (survivors: alpha > 0 or marked violators)."""
+def _node_solve(rows, spec, grad=None, gbar=None):
+    """Solve one node from its rows' alphas; ``grad, gbar`` (G = Q a - e and G_bar at
+    those alphas, from the global check) spare the SMO its warm-start kernel rows."""
     if rows.n == 0 or np.unique(rows.y).shape[0] < 2:
         rows.alpha = np.zeros(rows.n)
         return rows, np.nan, 0.0, np.nan, np.nan, 0.0, 0, True
-    a0 = _smo.feasible_start(rows.alpha, rows.y, rows.c)
+    a0 = _smo.feasible_start(rows.alpha, rows.y, rows.c) if grad is None else rows.alpha
     R = _as_solver_rows(rows.X)
     alpha, grad, rho, obj, n_iter, gap, _st = _smo._solve_rows(
         R, rows.y, rows.c, a0, spec["kernel"], spec["gamma"], spec["degree"], spec["coef0"],
-        spec["node_tol"], spec["cache_size"], True, None)
+        spec["node_tol"], spec["cache_size"], True, None, grad, gbar)
     rows.alpha = alpha
     m, M = _extremes(rows, grad)
     return rows, -float(rho), -float(obj), m, M, float(gap), int(n_iter), False
@@ -276,66 +293,199 @@ def _cascade_summary(store, node):
             "single": node.single, "moved": node.moved}
 
 
-def _decision_values(A, S, coef, b, spec):
-    """g(x) + b for the CSR rows A against the CSR support vectors S (dense if dense)."""
+def _cascade_root(store, spec, q, *parts):
+    """The root alone on the last check's rows of pair q (the previous root's support
+    vectors and the violators), warm-started from the check's float64 gradient.
+
+    Besides its survivors the node carries ``delta``: the rows whose alpha changed and
+    the change of the check's two coefficient columns, so the next check can update
+    the decision values it keeps instead of recomputing them."""
+    got = [p["rows"][q] for p in parts if q in p["rows"]]
+    rows = _Rows.concat([g[0] for g in got], spec["n_columns"])
+    grad = np.concatenate([g[1] for g in got]) if got else np.zeros(0)
+    gbar = np.concatenate([g[2] for g in got]) if got else np.zeros(0)
+    old = rows.alpha.copy()
+    solved = _node_solve(rows, spec, grad, gbar)
+    new = rows.alpha
+    d = np.column_stack([(new - old) * rows.y,
+                         ((new >= rows.c).astype(float) - (old >= rows.c)) * rows.c * rows.y])
+    changed = np.flatnonzero(np.any(d != 0.0, axis=1))
+    delta = {"base": spec["base"], "X": rows.X[changed], "coef": d[changed]}
+    node = _finish_node(rows, solved, [], 0)
+    node.delta = delta
+    return node
+
+
+def _dense_ok(n_rows, n_cols):
+    """Whether rows of this shape are cheaper as dense rows (one BLAS product per chunk)."""
+    return n_cols <= _DENSE_COLUMNS and n_rows * n_cols <= 1 << 24
+
+
+def _kernel_sums(A, S, coef, spec):
+    """``K(A, S) @ coef``, (n_a, k) float64, for rows A (CSR or dense) and CSR rows S;
+    dense rows when the columns are few, else the sparse kernel."""
     n_cols = max(A.shape[1], S.shape[1])
-    dense = (A.shape[0] and A.nnz >= _DENSE_AT * A.shape[0] * A.shape[1]
-             and A.shape[0] * A.shape[1] <= 1 << 28)
-    RA = _smo.as_rows(A.toarray()) if dense else _smo.as_rows(A)
+    coef = np.asarray(coef, dtype=np.float64)
+    coef = np.ascontiguousarray(coef.reshape(S.shape[0], -1 if S.shape[0] else
+                                             (coef.shape[1] if coef.ndim == 2 else 1)))
+    if A.shape[0] == 0 or S.shape[0] == 0:
+        return np.zeros((A.shape[0], coef.shape[1]))
+    dense = _dense_ok(S.shape[0], n_cols)
     RS = _smo.as_rows(S.toarray()) if dense else _smo.as_rows(S)
     chunk = int(max(64, min(4096, _CHECK_CHUNK_ENTRIES // max(S.shape[0], 1))))
-    coef2 = np.ascontiguousarray(np.asarray(coef, dtype=np.float64).reshape(-1, 1))
-    out = _k.decision_block(*RA.args(), *RS.args(), coef2, np.array([float(b)]),
-                            _k.KERNELS[spec["kernel"]], spec["gamma"], spec["coef0"],
-                            int(spec["degree"]), n_cols, chunk)
-    return out[:, 0]
+    zero = np.zeros(coef.shape[1])
+    step = max(chunk, (1 << 22) // max(n_cols, 1)) if dense else A.shape[0]
+    out = []
+    for start in range(0, A.shape[0], step):
+        part = A[start:start + step]
+        RA = _smo.as_rows(part.toarray() if dense and sp.issparse(part) else part)
+        out.append(_k.decision_block(*RA.args(), *RS.args(), coef, zero,
+                                     _k.KERNELS[spec["kernel"]], spec["gamma"],
+                                     spec["coef0"], int(spec["degree"]), n_cols, chunk))
+    return np.concatenate(out)
+
+
+def _root_coef(root):
+    """The root's support vectors and the check's two coefficient columns:
+    ``a_j y_j`` (for g) and ``c_j y_j`` where ``a_j = c_j`` (for G_bar)."""
+    R = root.rows
+    sv = R.alpha > 0
+    a, y, c = R.alpha[sv], R.y[sv], R.c[sv]
+    return R.ids[sv], a, R.X[sv], np.column_stack([a * y, (a >= c) * c * y])
+
+
+def _worker_sums(store, bases, q, root, version, full, spec):
+    """Pair q's ``(g, h)`` on the rows of this worker's blocks (one pair of arrays per
+    block of ``bases``, ``[(block index, rows)]``), ``g = sum_j a_j y_j K(x_j, .)`` and
+    ``h = sum_{a_j = c_j} c_j y_j K(x_j, .)``: updated by the root's ``delta`` when the
+    worker keeps them at the delta's base version, else computed from ``full``."""
+    tag = tuple(k for k, _ in bases)
+    key = ("sums", q, tag)
+    kept = store.get(key)
+    delta = root.delta
+    U, inv = _unique_rows(store, bases, q, tag)
+    if delta is not None and kept is not None and kept[0] == delta["base"]:
+        gh = kept[1] + _kernel_sums(U, delta["X"], delta["coef"], spec)
+    else:
+        gh = _kernel_sums(U, full[0], full[1], spec)
+    store[key] = (version, gh)
+    if inv is not None:
+        gh = gh[inv]
+    cuts = np.cumsum([b.n for _, b in bases])[:-1]
+    return [(p[:, 0], p[:, 1]) for p in np.split(gh, cuts)]
+
+
+def _unique_rows(store, bases, q, tag):
+    """The distinct rows of pair q over this worker's blocks and each row's index among
+    them (cached), when at most ``_UNIQUE_AT`` of the rows are distinct: equal rows
+    have equal g and h, so the check evaluates the kernel once per distinct row
+    (skin_nonskin's integer colours: 245,056 rows, 51,433 distinct). Else the rows
+    (CSR) and None."""
+    key = ("unique", q, tag)
+    got = store.get(key)
+    if got is None:
+        X = _Rows.concat([b for _, b in bases], bases[0][1].X.shape[1]).X
+        got = (X, None)
+        n, d = X.shape
+        if n > 1 and _dense_ok(n, d):
+            U, inv = np.unique(X.toarray(), axis=0, return_inverse=True)
+            if U.shape[0] <= _UNIQUE_AT * n:
+                got = (U, np.asarray(inv).reshape(-1))
+        store[key] = got
+    return got
+
+
+def _root_alphas(ids, sv_ids, sv_alpha):
+    """The root's alphas on the rows ``ids`` (zero off its support set; sv_ids sorted)."""
+    a = np.zeros(ids.shape[0])
+    if sv_ids.shape[0]:
+        pos = np.minimum(np.searchsorted(sv_ids, ids), sv_ids.shape[0] - 1)
+        hit = sv_ids[pos] == ids
+        a[hit] = sv_alpha[pos[hit]]
+    return a
+
+
+def _extreme_rows(v, up, low, k=None):
+    """The ``k`` rows of largest ``v`` in I_up and of smallest ``v`` in I_low (a mask).
+
+    Fed to a root pass with the violators: the violators are measured against the
+    root's own extremes, and the rows that attain the *global* m(a) or M(a) may not be
+    among them (a row of I_low off the support set, say); with each block's extremes
+    the root's problem holds the maximal violating pair of the whole data, so a root
+    pass after a failed check always makes progress."""
+    k = _FEED_EXTREMES if k is None else k
+    mask = np.zeros(v.shape[0], bool)
+    for side, sign in ((up, -1.0), (low, 1.0)):
+        idx = np.flatnonzero(side)
+        if idx.shape[0] > k:
+            idx = idx[np.argpartition(sign * v[idx], k - 1)[:k]]
+        mask[idx] = True
+    return mask
+
+
+def _check_pair(store, blocks, spec, q, root):
+    """Pair q's share of the global check on this worker's blocks: the extremes of
+    ``v = y - g`` over I_up / I_low, the violators, the primal and dual sums; with
+    ``spec["feed"]`` also the rows of the next root pass (support vectors and
+    violators) with their gradient ``G = y g - 1`` and ``G_bar = y h``."""
+    pair, thr_up, thr_low, version = spec["pairs"][q]
+    sv_ids, sv_alpha, S, coef = _root_coef(root)
+    order = np.argsort(sv_ids)
+    sv_ids, sv_alpha = sv_ids[order], sv_alpha[order]
+    acc = {"up": -np.inf, "low": np.inf, "hinge": 0.0, "aqa": 0.0, "asum": 0.0,
+           "violators": 0, "rows": 0}
+    feed = []
+    bases = []
+    for block in blocks:
+        base = _pair_rows(store, block, q, pair, spec["offsets"][block.index], spec["C"])
+        if base.n == 0:
+            store[("violators", q, block.index)] = np.zeros(0, bool)
+        else:
+            bases.append((block.index, base))
+    sums = _worker_sums(store, bases, q, root, version, (S, coef), spec) if bases else []
+    for (k, base), (g, h) in zip(bases, sums, strict=True):
+        a = _root_alphas(base.ids, sv_ids, sv_alpha)
+        y, c = base.y, base.c
+        v = y - g
+        up = ((y > 0) & (a < c)) | ((y < 0) & (a > 0))
+        low = ((y > 0) & (a > 0)) | ((y < 0) & (a < c))
+        acc["up"] = max(acc["up"], float(v[up].max()) if up.any() else -np.inf)
+        acc["low"] = min(acc["low"], float(v[low].min()) if low.any() else np.inf)
+        viol = (up & (v > thr_up)) | (low & (v < thr_low))
+        store[("violators", q, k)] = viol
+        acc["violators"] += int(viol.sum())
+        acc["hinge"] += float(c @ np.maximum(0.0, 1.0 - y * (g + root.b)))
+        acc["aqa"] += float((a * y) @ g)
+        acc["asum"] += float(a.sum())
+        acc["rows"] += base.n
+        if spec["feed"]:
+            keep = np.flatnonzero((a > 0) | viol | _extreme_rows(v, up, low))
+            rows = base.take_idx(keep)
+            rows.alpha = a[keep]
+            feed.append((rows, y[keep] * g[keep] - 1.0, y[keep] * h[keep]))
+    rows = None
+    if spec["feed"]:
+        rows = (_Rows.concat([f[0] for f in feed], spec["n_columns"]),
+                np.concatenate([f[1] for f in feed]) if feed else np.zeros(0),
+                np.concatenate([f[2] for f in feed]) if feed else np.zeros(0))
+    return acc, rows
 
 
 def _cascade_check(store, blocks, spec, qs, roots):
-    """The global KKT check of this worker's blocks against every checked pair's root."""
-    out = {}
+    """The global KKT check of this worker's blocks against every checked pair's root:
+    ``{"stats": {q: sums}, "rows": {q: (rows, G, G_bar)}}`` (rows only with feed)."""
+    out = {"stats": {}, "rows": {}}
     for q, root in zip(qs, roots, strict=True):
-        pair, thr_up, thr_low = spec["pairs"][q]
-        R = root.rows
-        sv = R.alpha > 0
-        S, coef = R.X[sv], (R.alpha * R.y)[sv]
-        sv_ids = R.ids[sv]
-        sv_alpha = R.alpha[sv]
-        order = np.argsort(sv_ids)
-        sv_ids, sv_alpha = sv_ids[order], sv_alpha[order]
-        acc = {"up": -np.inf, "low": np.inf, "hinge": 0.0, "aqa": 0.0, "asum": 0.0,
-               "violators": 0, "rows": 0}
-        for block in blocks:
-            base = _pair_rows(store, block, q, pair, spec["offsets"][block.index], spec["C"])
-            if base.n == 0:
-                store[("violators", q, block.index)] = np.zeros(0, bool)
-                continue
-            f = _decision_values(base.X, S, coef, root.b, spec) if S.shape[0] else \
-                np.full(base.n, root.b)
-            g = f - root.b
-            a = np.zeros(base.n)
-            if sv_ids.shape[0]:
-                pos = np.searchsorted(sv_ids, base.ids)
-                hit = (pos < sv_ids.shape[0]) & (sv_ids[np.minimum(pos, sv_ids.shape[0] - 1)]
-                                                  == base.ids)
-                a[hit] = sv_alpha[pos[hit]]
-            y, c = base.y, base.c
-            v = y - g
-            up = ((y > 0) & (a < c)) | ((y < 0) & (a > 0))
-            low = ((y > 0) & (a > 0)) | ((y < 0) & (a < c))
-            if up.any():
-                acc["up"] = max(acc["up"], float(v[up].max()))
-            if low.any():
-                acc["low"] = min(acc["low"], float(v[low].min()))
-            viol = (up & (v > thr_up)) | (low & (v < thr_low))
-            store[("violators", q, block.index)] = viol
-            acc["violators"] += int(viol.sum())
-            acc["hinge"] += float(c @ np.maximum(0.0, 1.0 - y * f))
-            acc["aqa"] += float((a * y) @ g)
-            acc["asum"] += float(a.sum())
-            acc["rows"] += base.n
-        out[q] = acc
+        acc, rows = _check_pair(store, blocks, spec, q, root)
+        out["stats"][q] = acc
+        if rows is not None:
+            out["rows"][q] = rows
     return out
+
+
+def _cascade_stats(store, part):
+    """The small part of a check's result that goes to the client."""
+    return part["stats"]
 
 
 def _cascade_extract(store, blocks, spec, q, ids):
@@ -399,8 +549,7 @@ class Cascade(Machine):
     worker_fields = ()
 
     def __init__(self, blocks, n_classes, *, C, tol, kernel, gamma, degree, coef0, fan_in,
-                 cache_size, check="every"):
-        self.check = check
+                 cache_size):
         self.blocks = blocks
         self.n_classes = int(n_classes)
         self.pairs = pairs_of(self.n_classes)
@@ -413,13 +562,13 @@ class Cascade(Machine):
         P = len(self.pairs)
         self.roots = [None] * P  # future of each pair's root _Node
         self.info = [None] * P  # its summary (client side)
-        self.prev = [None] * P  # the summary of the pass before
         self.checked = [None] * P  # last check result at the current root
         self.done = [False] * P
         self.failed_checks = [0] * P
         self.thresholds = [None] * P  # violators' thresholds of the last failed check
         self.passes = [0] * P
-        self.stable = [False] * P
+        self.feed = [None] * P  # futures of the last check (per worker), for a root pass
+        self.kind = [None] * P  # "tree" or "root": what the last pass ran
         self._model = None
         self._last = None
         self._sizes = None
@@ -470,16 +619,30 @@ class Cascade(Machine):
             level = nxt
         return level[0]
 
+    def _root_pass(self, engine, q, round, attempt):
+        """Submit pair q's root alone on the last check's rows; returns (future, worker)."""
+        w = self.blocks.workers[0]
+        spec = self._spec(q, base=self.passes[q])
+        fut = engine.submit("root", _cascade_root, spec, q, *self.feed[q], worker=w,
+                            round=round, where=self._where(q, "l0", "n0"), attempt=attempt)
+        return (fut, w), wire_nbytes(spec)
+
     def run_round(self, engine, round, update, attempt):
         t0 = time.perf_counter()
         active = [q for q in range(len(self.pairs)) if not self.done[q]]
+        self.kind = [None] * len(self.pairs)
         down = up = 0
         moved = 0
         if update and active:
             tops = {}
             for q in active:
-                fut, w = self._tree(engine, q, round, attempt)
-                tops[q] = (fut, w)
+                if self.passes[q] and self.feed[q] is not None:
+                    tops[q], nb = self._root_pass(engine, q, round, attempt)
+                    self.kind[q] = "root"
+                    down += nb
+                else:
+                    tops[q] = self._tree(engine, q, round, attempt)
+                    self.kind[q] = "tree"
             sums = {q: engine.submit("summary", _cascade_summary, fut, worker=w, round=round,
                                      where=self._where(q), attempt=attempt)
                     for q, (fut, w) in tops.items()}
@@ -487,22 +650,11 @@ class Cascade(Machine):
             for q, s in zip(sums, got, strict=True):
                 up += wire_nbytes(s)
                 moved += int(s.pop("moved", 0))
-                self.prev[q] = self.info[q]
                 self.info[q] = s
                 self.roots[q] = tops[q][0]
                 self.checked[q] = None
                 self.passes[q] += 1
-        to_check = []
-        for q in active:
-            s, p = self.info[q], self.prev[q]
-            if s is None:
-                continue
-            covers = s["n_rows"] >= self._pair_size(q)
-            same = (p is not None and np.array_equal(s["ids"], p["ids"])
-                    and abs(s["dual"] - p["dual"]) <= 1e-6 * max(abs(s["dual"]), 1e-300))
-            self.stable[q] = bool(covers or same)
-            if not update or covers or same or self.check == "every":
-                to_check.append(q)
+        to_check = [q for q in active if self.info[q] is not None]
         results = {}
         if to_check:
             results, nb_down, nb_up = self._check(engine, to_check, round, attempt)
@@ -518,48 +670,58 @@ class Cascade(Machine):
 
     def _check(self, engine, qs, round, attempt):
         spec = {"C": self.C, "kernel": self.kernel, "gamma": self.gamma, "degree": self.degree,
-                "coef0": self.coef0, "offsets": self.offsets,
+                "coef0": self.coef0, "offsets": self.offsets, "feed": True,
                 "n_columns": int(self.blocks.n_columns), "pairs": {}}
         for q in qs:
             s = self.info[q]
-            spec["pairs"][q] = (self.pairs[q], s["M"] + self.tol, s["m"] - self.tol)
+            spec["pairs"][q] = (self.pairs[q], s["M"] + self.tol, s["m"] - self.tol,
+                                self.passes[q])
         groups = {}
         for k, w in enumerate(self.blocks.workers):
             groups.setdefault(w, []).append(k)
-        futs = []
+        futs, stats = [], []
         down = 0
         for i, (w, ks) in enumerate(sorted(groups.items())):
             down += wire_nbytes(spec)
-            futs.append(engine.submit("check", _cascade_check,
-                                      [self.blocks.futures[k] for k in ks], spec, list(qs),
-                                      [self.roots[q] for q in qs], worker=w, round=round,
-                                      where=[f"w{i}"], attempt=attempt))
-        parts = engine.gather(futs)
+            fut = engine.submit("check", _cascade_check, [self.blocks.futures[k] for k in ks],
+                                spec, list(qs), [self.roots[q] for q in qs], worker=w,
+                                round=round, where=[f"w{i}"], attempt=attempt)
+            futs.append(fut)
+            stats.append(engine.submit("stats", _cascade_stats, fut, worker=w, round=round,
+                                       where=[f"w{i}"], attempt=attempt))
+        parts = engine.gather(stats)
         up = sum(wire_nbytes(p) for p in parts)
         results = {}
         for q in qs:
-            acc = {"up": -np.inf, "low": np.inf, "hinge": 0.0, "aqa": 0.0, "asum": 0.0,
-                   "violators": 0, "rows": 0}
-            for p in parts:
-                r = p[q]
-                acc["up"] = max(acc["up"], r["up"])
-                acc["low"] = min(acc["low"], r["low"])
-                for key in ("hinge", "aqa", "asum", "violators", "rows"):
-                    acc[key] += r[key]
-            gap = acc["up"] - acc["low"]
-            acc["gap"] = float(gap) if np.isfinite(gap) else 0.0
-            acc["primal"] = 0.5 * acc["aqa"] + acc["hinge"]
-            acc["dual"] = acc["asum"] - 0.5 * acc["aqa"]
+            acc = self._merge_stats([p[q] for p in parts])
             results[q] = acc
             self.checked[q] = acc
+            self.feed[q] = futs
             if acc["gap"] <= self.tol:
                 self.done[q] = True
                 self.thresholds[q] = None
+                self.feed[q] = None
             else:
                 self.thresholds[q] = (spec["pairs"][q][1], spec["pairs"][q][2])
                 if acc["violators"] == 0:
                     self.failed_checks[q] += 1
         return results, down, up
+
+    @staticmethod
+    def _merge_stats(parts):
+        """One pair's check sums over the workers, with its gap, primal and dual."""
+        acc = {"up": -np.inf, "low": np.inf, "hinge": 0.0, "aqa": 0.0, "asum": 0.0,
+               "violators": 0, "rows": 0}
+        for r in parts:
+            acc["up"] = max(acc["up"], r["up"])
+            acc["low"] = min(acc["low"], r["low"])
+            for key in ("hinge", "aqa", "asum", "violators", "rows"):
+                acc[key] += r[key]
+        gap = acc["up"] - acc["low"]
+        acc["gap"] = float(gap) if np.isfinite(gap) else 0.0
+        acc["primal"] = 0.5 * acc["aqa"] + acc["hinge"]
+        acc["dual"] = acc["asum"] - 0.5 * acc["aqa"]
+        return acc
 
     def step(self, total, round, update):
         P = len(self.pairs)
@@ -587,7 +749,7 @@ class Cascade(Machine):
             "kkt_violators": int(sum(r["violators"] for r in res.values())),
             "kkt_gap": float(max(stops)) if stops else 0.0,
             "pairs_done": int(sum(self.done)),
-            "stable": [bool(v) for v in self.stable] if P > 1 else bool(self.stable[0]),
+            "pass_kind": self.kind[0] if P == 1 else list(self.kind),
             "bytes_tree": int(total["moved"]),
         }
         return {"primal": float(np.sum(primals)), "dual": float(np.sum(duals)),
@@ -620,6 +782,7 @@ class Cascade(Machine):
         """Blocks are back (the engine refreshed them); the worker stores are caches: the
         roots are rebuilt from the support sets the client holds, the round repeats."""
         qs = [q for q in range(len(self.pairs)) if self.info[q] is not None]
+        self.feed = [None] * len(self.pairs)  # the next pass runs the tree
         self._rebuild_roots(engine, qs, attempt)
 
     def model_arrays(self):
@@ -696,30 +859,28 @@ def _pair_counts(block, pairs, C):
 
 
 @register("cascade", "kernel", {
+    # stricter than the common rule: the check's gap never closes at tol = 0
+    "tol": Param(1e-3, ("real", 0.0, None, True)),
     "kernel": Param("rbf", ("choice", tuple(_k.KERNELS))),
     "gamma": Param(1.0, ("real", 0.0, None, True)),
     "degree": Param(3, ("int", 0, None, False)),
     "coef0": Param(0.0, ("real", None, None, False)),
     "fan_in": Param(2, ("int", 2, None, False)),
     "cache_size": Param(200.0, ("real", 0.0, None, True)),
-    "check": Param("every", ("choice", ("every", "stable"))),
 })
 def build_cascade(blocks, n_classes, seeds, *, C, tol, kernel, gamma, degree, coef0, fan_in,
-                  cache_size, check):
+                  cache_size):
     """The Cascade SVM (:class:`Cascade`); ``n_classes`` None means 2 (binary, labels 0/1).
 
     Parameters (besides the common ones; ``max_iter`` counts passes)
     ------------------------------------------------------------------
+    tol : float > 0 (stricter than the common rule)
     kernel : {"rbf", "linear", "poly", "sigmoid"}
     gamma : float > 0
     degree : int >= 0
     coef0 : float
     fan_in : int >= 2
     cache_size : float > 0, MB per node's SMO
-    check : {"every", "stable"}
-        When the global check runs: after every pass (default; its violators
-        join the next pass), or, as in Graf et al., only once the root's support
-        set and dual value stopped changing (and after the last pass).
 
     The result's ``coef`` is a list, one entry per pair (:func:`pairs_of`), of
     ``{"ids", "X", "coef", "alpha", "b"}``; ``state`` holds ``pairs``, ``passes``
@@ -727,7 +888,7 @@ def build_cascade(blocks, n_classes, seeds, *, C, tol, kernel, gamma, degree, co
     """
     K = 2 if n_classes is None else int(n_classes)
     machine = Cascade(blocks, K, C=C, tol=tol, kernel=kernel, gamma=gamma, degree=degree,
-                      coef0=coef0, fan_in=fan_in, cache_size=cache_size, check=check)
+                      coef0=coef0, fan_in=fan_in, cache_size=cache_size)
     counts = blocks.gather_map(_pair_counts, machine.pairs, C, key="cascade-count")
     machine._sizes = [int(sum(c[q] for c in counts)) for q in range(len(machine.pairs))]
     return machine, Custom()

@@ -189,19 +189,47 @@ def feasible_start(alpha0, y, c):
 
 
 def _solve_rows(rows, y, c, alpha, kernel, gamma, degree, coef0, tol, cache_size, shrinking,
-                max_iter):
-    """Run the kernel on validated plain arrays; returns its raw tuple."""
+                max_iter, grad0=None, gbar0=None):
+    """Run the kernel on validated plain arrays; returns its raw tuple.
+
+    ``grad0, gbar0``: the gradient ``Q alpha - e`` and ``G_bar`` at ``alpha`` when known
+    (both or neither), so that no kernel row is computed before the first iteration.
+    """
     n = y.shape[0]
     if max_iter is None:
         max_iter = max(10_000_000, 100 * n)
     cache_floats = int(cache_size * (1 << 20) / 4)
+    g0 = _EMPTY_F if grad0 is None else np.ascontiguousarray(grad0, dtype=np.float64)
+    gb0 = _EMPTY_F if gbar0 is None else np.ascontiguousarray(gbar0, dtype=np.float64)
     return _k.smo_solve(*rows.args(), y, c, alpha, _k.KERNELS[kernel], float(gamma),
                         float(coef0), int(degree), float(tol), cache_floats, bool(shrinking),
-                        int(max_iter), int(rows.n_features))
+                        int(max_iter), int(rows.n_features), g0, gb0)
+
+
+def _check_gradient(grad0, gbar0, alpha0, a0, c):
+    """Validate a given start gradient: both arrays, alpha0 given and already feasible."""
+    if (grad0 is None) != (gbar0 is None):
+        raise ValueError("grad0 and gbar0 go together: give both or neither")
+    if grad0 is None:
+        return None, None
+    if alpha0 is None:
+        raise ValueError("grad0 and gbar0 need the alpha0 they belong to")
+    if np.max(np.abs(a0 - np.asarray(alpha0, dtype=np.float64)), initial=0.0) > \
+            1e-12 * float(np.max(c)):
+        raise ValueError("grad0 and gbar0 need a feasible alpha0 (0 <= alpha0 <= C, "
+                         "y^T alpha0 = 0): projecting it would make them stale")
+    out = []
+    for name, v in (("grad0", grad0), ("gbar0", gbar0)):
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != a0.shape or not np.all(np.isfinite(v)):
+            raise ValueError(f"{name} must be a finite array of shape {a0.shape}")
+        out.append(v)
+    return out
 
 
 def solve_smo(X, y, C=1.0, *, kernel="rbf", gamma="scale", degree=3, coef0=0.0, tol=1e-3,
-              cache_size=200, alpha0=None, shrinking=True, max_iter=None):
+              cache_size=200, alpha0=None, shrinking=True, max_iter=None, grad0=None,
+              gbar0=None):
     """Solve the binary C-SVC dual (LIBSVM's) exactly to ``tol`` on one core.
 
     Parameters
@@ -222,6 +250,11 @@ def solve_smo(X, y, C=1.0, *, kernel="rbf", gamma="scale", degree=3, coef0=0.0, 
         Memory bound of the kernel-row cache in MB (float32 rows; at least two rows).
     alpha0 : (n,) array, optional
         Warm start; projected onto the box and onto y^T a = 0 (:func:`feasible_start`).
+    grad0, gbar0 : (n,) arrays, optional (both or neither)
+        The gradient ``Q alpha0 - e`` and ``G_bar = sum_{alpha0_j = C_j} C_j Q_:j`` at a
+        feasible ``alpha0``, when known (e.g. from a model's decision values); the
+        solver then starts iterating at once instead of computing one kernel row per
+        non-zero alpha. They are trusted: a wrong gradient gives a wrong answer.
     shrinking : bool
         LIBSVM's shrinking heuristic (the answer does not depend on it).
     max_iter : int, optional
@@ -248,9 +281,11 @@ def solve_smo(X, y, C=1.0, *, kernel="rbf", gamma="scale", degree=3, coef0=0.0, 
     yy, _ = binary_labels(y)
     c = row_bounds(C, yy.shape[0])
     a0 = np.zeros(yy.shape[0]) if alpha0 is None else feasible_start(alpha0, yy, c)
+    g0, gb0 = _check_gradient(grad0, gbar0, alpha0, a0, c)
     rows = as_rows(X)
     alpha, _grad, rho, obj, n_iter, gap, status = _solve_rows(
-        rows, yy, c, a0, kernel, gamma, degree, coef0, tol, cache_size, shrinking, max_iter)
+        rows, yy, c, a0, kernel, gamma, degree, coef0, tol, cache_size, shrinking, max_iter,
+        g0, gb0)
     st = "converged" if status == 0 else "max_iter"
     if status != 0:
         warnings.warn(f"SMO stopped by max_iter={n_iter} with the violating pair's gap "
