@@ -10,6 +10,7 @@ What is checked:
 * ORF has a lower error than RFF at the same D (mean over 8 fixed seeds);
 * Nystroem with all rows as landmarks reproduces the kernel on them, and
   with fewer equals k_x K_mm^+ k_x';
+* the RFF / ORF transform, done in slabs of rows, is the one-shot formula;
 * dask input (dense and CSR blocks) gives the numpy result, lazily, with the
   same row chunks, float32 when asked; Nystroem gathers its landmarks on the
   workers, computing only the blocks that hold them;
@@ -250,6 +251,26 @@ def test_csr_kernel_matches_dense():
     for Est in (*RANDOM, Nystroem):
         est = Est(n_components=D, random_state=0).fit(X)
         np.testing.assert_allclose(est.transform(X), est.transform(X.toarray()), atol=1e-12)
+
+
+@pytest.mark.parametrize("Est", RANDOM)
+def test_transform_in_slabs_of_rows(Est, a9a, monkeypatch):
+    """RFF / ORF transform a block slab by slab (x W + b in float64, then the float32
+    cos for float32): with slabs of 7 rows (the last one shorter) the output is the
+    one-shot formula sqrt(2 / D) cos(x W + b), for dense and CSR rows."""
+    import dasksvm.estimators.features as features
+
+    X = a9a[0]
+    D = 150
+    monkeypatch.setattr(features, "_SLAB_BYTES", 8 * D * 7)
+    est = _make(Est, n_components=D).fit(X)
+    ref = np.sqrt(2.0 / D) * np.cos(X.toarray() @ est.random_weights_ + est.random_offset_)
+    for x in (X, X.toarray()):
+        np.testing.assert_allclose(est.transform(x), ref, rtol=0, atol=1e-12)
+        est32 = _make(Est, n_components=D, dtype=np.float32).fit(X)
+        got = est32.transform(x)
+        assert got.dtype == np.float32 and got.shape == (600, D)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
 
 
 def test_kernels_run_without_jit():

@@ -152,20 +152,42 @@ def pairwise_kernel(A, B, kernel, gamma, degree, coef0, b_sq=None):
 # --------------------------------------------------------------------------- random features
 
 
+#: rows of x W + b computed at a time: a float64 slab of about 2 MB, kept in cache
+#: between the product, the cos and the scaling (no n x D float64 temporary)
+_SLAB_BYTES = 2**21
+
+
 def _cos_block(x, W, b, dtype, check_finite=False):
-    """sqrt(2 / D) cos(x W + b) of one block, dense (n, D) of ``dtype``."""
+    """sqrt(2 / D) cos(x W + b) of one block, dense (n, D) of ``dtype``.
+
+    Computed in slabs of rows: x W + b in float64 (BLAS for dense rows,
+    :func:`~dasksvm.kernels.features.csr_affine` for CSR), then for float32 rounded
+    into the output and the cos taken there (numpy's float32 cos is vectorized:
+    measured 12x faster than its float64 cos on 98,000 x 100), then scaled.
+    """
     x = _as_block(x)
     if check_finite:
         _check_finite_block(x)
     n, D = x.shape[0], W.shape[1]
-    if sp.issparse(x):
-        P = csr_affine(x.indptr, x.indices, x.data, W, b, np.empty((n, D)))
-    else:
-        P = x @ W
-        P += b
-    out = P if dtype == np.float64 else np.empty((n, D), dtype=dtype)
-    np.cos(P, out=out)
-    out *= math.sqrt(2.0 / D)
+    out = np.empty((n, D), dtype=dtype)
+    scale = math.sqrt(2.0 / D)
+    rows = max(1, _SLAB_BYTES // (8 * D))
+    slab = None if dtype == np.float64 else np.empty((min(rows, n), D))
+    sparse = sp.issparse(x)
+    for a in range(0, n, rows):
+        e = min(a + rows, n)
+        o = out[a:e]
+        P = o if slab is None else slab[: e - a]
+        if sparse:
+            xs = x[a:e]
+            csr_affine(xs.indptr, xs.indices, xs.data, W, b, P)
+        else:
+            np.matmul(x[a:e], W, out=P)
+            P += b
+        if slab is not None:
+            o[...] = P
+        np.cos(o, out=o)
+        o *= scale
     return out
 
 
@@ -273,7 +295,12 @@ class RandomFourierFeatures(_RandomFeatures):
         Seeds a :class:`numpy.random.SeedSequence`, whose two children draw
         W and b.
     dtype : numpy.float64 or numpy.float32, default=numpy.float64
-        Of the output (the products and the cos are computed in float64).
+        Of the output. x W + b is computed in float64; for float32 it is then
+        rounded to float32 and the cos taken in float32 (numpy's float32 cos
+        is vectorized, about 10x faster than its float64 one; the error, about
+        1e-7 (1 + |x W + b|), is far below the map's own D^{-1/2}). A
+        float32 output also halves the blocks of :class:`dasksvm.LinearSVC`
+        (dense float32 rows, 4 bytes a value).
 
     Attributes
     ----------
@@ -335,7 +362,7 @@ class OrthogonalRandomFeatures(_RandomFeatures):
         Seeds a :class:`numpy.random.SeedSequence`, whose two children draw
         W (Q and S) and b.
     dtype : numpy.float64 or numpy.float32, default=numpy.float64
-        Of the output.
+        Of the output, computed as in :class:`RandomFourierFeatures`.
 
     Attributes
     ----------

@@ -3,7 +3,8 @@
 The solvers work on a :class:`BlockSet`: the rows of X and y cut into K
 blocks (the dask chunks of the input, or ``n_blocks`` slices of in-memory
 input), each turned once into a :class:`Block` (a CSR matrix with float64
-values and int32 indices, its labels and per-row weights) held as a future on
+values and int32 indices, or for dense input the dense rows, made CSR only
+for a solver that asks; its labels and per-row weights) held as a future on
 one worker. Blocks are spread round-robin over the workers and every later
 task on a block is asked to run where the block is, so per-block solver state
 (dual variables) is created and kept on that worker too. Nothing here knows
@@ -74,7 +75,15 @@ class Block:
     ----------
     X : scipy.sparse.csr_matrix, shape (n_rows, n_columns)
         The rows; when an intercept is fitted the last column holds
-        ``intercept_scaling`` in every row.
+        ``intercept_scaling`` in every row. For a dense block it is made from
+        :attr:`dense` on first use, which then drops :attr:`dense` (memory as
+        with CSR input); solvers with dense kernels (CoCoA+) never ask, but the
+        engine's data fingerprint (checkpoints, warm starts) does, so such a
+        fit runs CoCoA+'s CSR kernels.
+    dense : ndarray of shape (n_rows, n_columns) or None
+        The rows of a block built from dense input, C-contiguous, float64 or
+        float32 (the input's float type): 8 or 4 bytes a value where CSR takes
+        12. None for sparse input (or once :attr:`X` was asked for).
     y : ndarray of shape (n_rows,)
         Labels as encoded by the caller (float64).
     weight : ndarray of shape (n_rows,)
@@ -86,19 +95,37 @@ class Block:
         the model can touch).
     """
 
-    __slots__ = ("X", "_local_indices", "cols", "index", "weight", "y")
+    __slots__ = ("_X", "_local_indices", "cols", "dense", "index", "weight", "y")
 
-    def __init__(self, X, y, weight, index):
-        self.X = X
+    def __init__(self, X, y, weight, index, dense=None):
+        self._X = X
+        self.dense = dense
         self.y = y
         self.weight = weight
         self.index = index
-        self.cols = np.unique(X.indices).astype(np.int64)
+        if dense is not None:
+            self.cols = np.flatnonzero((dense != 0).any(axis=0)).astype(np.int64)
+        else:
+            self.cols = np.unique(X.indices).astype(np.int64)
         self._local_indices = None
 
     @property
+    def X(self):
+        if self._X is None:  # a solver without dense kernels: CSR instead of the rows
+            self._X, self.dense = to_csr(self.dense), None
+        return self._X
+
+    @property
     def n_rows(self):
-        return self.X.shape[0]
+        return (self.dense if self.dense is not None else self._X).shape[0]
+
+    @property
+    def n_columns(self):
+        return (self.dense if self.dense is not None else self._X).shape[1]
+
+    @property
+    def nnz(self):
+        return int(np.count_nonzero(self.dense) if self.dense is not None else self._X.nnz)
 
     def csr(self):
         """The CSR triple (indptr, indices, data) the numba kernels read."""
@@ -116,10 +143,10 @@ class Block:
         """A change of the model from a ``len(cols)`` (or ``(len(cols), K)``) block-local
         array: a :class:`~dasksvm.parallel.reduce.SparseVector` of the touched
         coordinates when they are under a quarter of ``size`` (the model's length,
-        default ``X.shape[1]``), else dense."""
+        default ``n_columns``), else dense."""
         from .reduce import SparseVector
 
-        size = self.X.shape[1] if size is None else size
+        size = self.n_columns if size is None else size
         if len(self.cols) < size // 4:
             return SparseVector(self.cols, local, size)
         out = np.zeros((size,) + local.shape[1:])
@@ -127,34 +154,70 @@ class Block:
         return out
 
 
-def make_block(x, y, weight, index, intercept_scaling=None, dtype=np.float64):
-    """Validate one chunk and build its :class:`Block` (runs on a worker)."""
-    X = to_csr(x, dtype=dtype)
+def _dense_rows(x, intercept_scaling):
+    """A dense chunk as C-contiguous float64 (float32 kept), the intercept column appended
+    in the same copy."""
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"X blocks must be 2-d, got a block with shape {x.shape}")
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    if intercept_scaling is None:
+        return np.ascontiguousarray(x, dtype=dtype)
+    out = np.empty((x.shape[0], x.shape[1] + 1), dtype=dtype)
+    out[:, :-1] = x
+    out[:, -1] = intercept_scaling
+    return out
+
+
+def _is_sparse(x):
+    return sp.issparse(x) or hasattr(x, "to_scipy_sparse")
+
+
+def make_block(x, y, weight, index, intercept_scaling=None):
+    """Validate one chunk and build its :class:`Block` (runs on a worker): CSR float64
+    for sparse chunks, dense (:attr:`Block.dense`) for dense ones."""
+    if _is_sparse(x):
+        X, dense = to_csr(x), None
+    else:
+        X, dense = None, _dense_rows(x, None)
+    n = (X if dense is None else dense).shape[0]
     y = np.asarray(y)
-    if X.shape[0] != y.shape[0]:
+    if n != y.shape[0]:
         raise ValueError(
-            f"block {index}: X has {X.shape[0]} rows but y has {y.shape[0]}; "
+            f"block {index}: X has {n} rows but y has {y.shape[0]}; "
             "X and y must have the same row chunks"
         )
-    if X.shape[0] == 0:
+    if n == 0:
         raise ValueError(
             f"block {index} has zero rows; drop empty chunks, e.g. "
             "X = X.rechunk({0: 'auto', 1: -1}) and y = y.rechunk(X.chunks[0])"
         )
+    _check_finite(X, dense, index)
+    if weight is None:
+        weight = np.ones(n)
+    else:
+        weight = np.asarray(weight, dtype=np.float64)
+        if weight.shape != (n,):
+            raise ValueError(f"block {index}: sample_weight has shape {weight.shape}")
+    if intercept_scaling is not None and dense is not None:
+        dense = _dense_rows(dense, intercept_scaling)
+    elif intercept_scaling is not None:
+        col = sp.csr_matrix(np.full((n, 1), float(intercept_scaling)))
+        X = to_csr(sp.hstack([X, col], format="csr"))
+    return Block(X, np.asarray(y, dtype=np.float64), weight, index, dense)
+
+
+def _check_finite(X, dense, index):
+    if dense is not None:
+        if not np.isfinite(dense).all():
+            row = int(np.flatnonzero(~np.isfinite(dense).all(axis=1))[0])
+            raise ValueError(f"X contains NaN or infinity (block {index}, row {row} of the "
+                             "block)")
+        return
     if X.nnz and not np.isfinite(X.data).all():
         bad = np.flatnonzero(~np.isfinite(X.data))[0]
         row = int(np.searchsorted(X.indptr, bad, side="right") - 1)
         raise ValueError(f"X contains NaN or infinity (block {index}, row {row} of the block)")
-    if weight is None:
-        weight = np.ones(X.shape[0])
-    else:
-        weight = np.asarray(weight, dtype=np.float64)
-        if weight.shape != (X.shape[0],):
-            raise ValueError(f"block {index}: sample_weight has shape {weight.shape}")
-    if intercept_scaling is not None:
-        col = sp.csr_matrix(np.full((X.shape[0], 1), float(intercept_scaling), dtype=dtype))
-        X = to_csr(sp.hstack([X, col], format="csr"), dtype=dtype)
-    return Block(X, np.asarray(y, dtype=np.float64), weight, index)
 
 
 def split_rows_evenly(x, y, weight, n_out, seed, index):
@@ -165,7 +228,7 @@ def split_rows_evenly(x, y, weight, n_out, seed, index):
     (up to one) from every chunk. Returns a list of ``n_out`` pieces
     ``(x, y, weight)``.
     """
-    x = to_csr(x)
+    x = to_csr(x) if _is_sparse(x) else np.asarray(x)
     y = np.asarray(y)
     dest = np.random.RandomState(seed).permutation((np.arange(x.shape[0]) + index) % n_out)
     pieces = []
@@ -177,7 +240,9 @@ def split_rows_evenly(x, y, weight, n_out, seed, index):
 
 def make_block_from_pieces(pieces, index, intercept_scaling=None):
     """Stack the pieces one destination received into its :class:`Block`."""
-    X = sp.vstack([p[0] for p in pieces], format="csr")
+    xs = [p[0] for p in pieces]
+    X = (sp.vstack(xs, format="csr") if any(sp.issparse(x) for x in xs)
+         else np.concatenate(xs))
     y = np.concatenate([p[1] for p in pieces])
     w = None if pieces[0][2] is None else np.concatenate([p[2] for p in pieces])
     return make_block(X, y, w, index, intercept_scaling)
@@ -192,7 +257,7 @@ def _make_rows(X, y, weight, rows, index, intercept_scaling):
 
 
 def _block_info(block):
-    return block.n_rows, int(block.X.nnz), len(block.cols)
+    return block.n_rows, block.nnz, len(block.cols)
 
 
 def _split_rows(n, n_blocks):
