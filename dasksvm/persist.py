@@ -7,7 +7,8 @@ SHA-256 in ``meta.json``, written atomically), whose metadata holds:
 
 * ``kind`` (``"dasksvm-model"``), ``format_version`` (:data:`FORMAT_VERSION`),
   ``dasksvm_version`` and ``sklearn_version`` (of the writer);
-* ``estimator``: the class name (from an allow-list, :data:`ALLOWED`), its
+* ``estimator``: the class name (from an allow-list, :data:`ALLOWED`; dasksvm's
+  ``MaxAbsScaler`` is ``"dasksvm.MaxAbsScaler"``, scikit-learn's ``"MaxAbsScaler"``), its
   parameters (``get_params(deep=False)``, JSON values; ``client`` and
   ``callback`` are dropped, and a ``random_state`` that is a ``RandomState``
   or ``Generator`` is stored as None and listed under ``dropped``) and its
@@ -61,12 +62,16 @@ ALLOWED = (
     "RandomFourierFeatures",
     "OrthogonalRandomFeatures",
     "Nystroem",
+    "dasksvm.MaxAbsScaler",
     "Pipeline",
 )
 #: scikit-learn transformers allowed only as steps of a pipeline
 _STEP_ONLY = ("MaxAbsScaler", "StandardScaler")
 #: parameters never saved (handles on a running process)
 _DROPPED = ("client", "callback")
+#: attributes never saved, and refused in a file: the in-memory state of a warm start
+#: (``warm_start=True``; futures and solver state of the process that fitted)
+_NOT_SAVED = ("_warm_state",)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DTYPES = ("float64", "float32")
 _SPARSE = {"csr_matrix": sp.csr_matrix, "csr_array": sp.csr_array}
@@ -78,6 +83,7 @@ def _classes():
     from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
     from .estimators.cascade import CascadeSVC
+    from .estimators.features import MaxAbsScaler as DaskMaxAbsScaler
     from .estimators.features import Nystroem, OrthogonalRandomFeatures, RandomFourierFeatures
     from .estimators.linear import LinearSVC
     from .estimators.multiclass import MulticlassSVC
@@ -89,6 +95,7 @@ def _classes():
         "RandomFourierFeatures": RandomFourierFeatures,
         "OrthogonalRandomFeatures": OrthogonalRandomFeatures,
         "Nystroem": Nystroem,
+        "dasksvm.MaxAbsScaler": DaskMaxAbsScaler,
         "Pipeline": Pipeline,
         "MaxAbsScaler": MaxAbsScaler,
         "StandardScaler": StandardScaler,
@@ -168,8 +175,10 @@ class _Writer:
                          "string, list or dict")
 
     def estimator(self, est, where, classes, step=False):
-        name = type(est).__name__
         allowed = ALLOWED + (_STEP_ONLY if step else ())
+        # the record's name of the class: dasksvm's own classes that share a name with
+        # scikit-learn's (MaxAbsScaler) are "dasksvm.<name>"
+        name = next((n for n in allowed if classes.get(n) is type(est)), type(est).__name__)
         if name not in allowed or classes.get(name) is not type(est):
             kind = "a pipeline step" if step else "a model file"
             raise ValueError(f"cannot save {where}: {type(est).__module__}.{name} is not an "
@@ -196,7 +205,7 @@ class _Writer:
         _check_fitted(est, where)
         attrs = {}
         for a, v in vars(est).items():
-            if a in params:
+            if a in params or a in _NOT_SAVED:
                 continue
             _check_attribute_name(type(est), a, params, f"cannot save {where}")
             attrs[a] = self.value(v, f"{name}.{a}", plain=(a == "history_"))
@@ -224,7 +233,7 @@ def _check_fitted(est, where):
 
 def _check_attribute_name(cls, name, params, prefix):
     if (not _NAME.match(name) or name.startswith("__") or name in params
-            or hasattr(cls, name)):
+            or name in _NOT_SAVED or hasattr(cls, name)):
         raise ValueError(f"{prefix}: {name!r} is not a name a fitted attribute of "
                          f"{cls.__name__} may have")
 
@@ -238,8 +247,10 @@ def save_model(estimator, path):
         A fitted :class:`~dasksvm.LinearSVC`, :class:`~dasksvm.MulticlassSVC`,
         :class:`~dasksvm.CascadeSVC`, :class:`~dasksvm.RandomFourierFeatures`,
         :class:`~dasksvm.OrthogonalRandomFeatures`, :class:`~dasksvm.Nystroem`,
-        or a fitted scikit-learn ``Pipeline`` of those and of scikit-learn's
-        ``MaxAbsScaler`` / ``StandardScaler``.
+        :class:`~dasksvm.MaxAbsScaler`, or a fitted scikit-learn ``Pipeline`` of
+        those and of scikit-learn's ``MaxAbsScaler`` / ``StandardScaler``. The
+        in-memory state of ``warm_start=True`` is not written (a loaded model's next
+        fit starts cold).
     path : str or path-like
         The file to write (replaced atomically if it exists).
 

@@ -84,13 +84,19 @@ def _fit(kind, data, client):
                          ("ny", dasksvm.Nystroem(n_components=30, random_state=0)),
                          ("svm", dasksvm.MulticlassSVC("cs", **fast))])
         return pipe.fit(Xd, yd), Xd
+    if kind == "dasksvm-maxabs":
+        return dasksvm.MaxAbsScaler().fit(Xdd), Xdd
+    if kind == "pipeline-dasksvm-maxabs-linear":
+        pipe = Pipeline([("scale", dasksvm.MaxAbsScaler()),
+                         ("svm", dasksvm.LinearSVC(C=0.1, **fast))])
+        return pipe.fit(Xa, ya), Xa
     raise AssertionError(kind)
 
 
 KINDS = ["linear", "linear-dask-fit", "multiclass-ww", "multiclass-llw", "multiclass-cs",
          "multiclass-ovr", "cascade-dense", "cascade-sparse", "rff", "orf-float32",
          "nystroem-sparse", "nystroem-dense-poly", "pipeline-standard-rff-linear",
-         "pipeline-maxabs-nystroem-cs"]
+         "pipeline-maxabs-nystroem-cs", "dasksvm-maxabs", "pipeline-dasksvm-maxabs-linear"]
 
 
 def _computed(est, X):
@@ -139,6 +145,52 @@ def test_a_loaded_model_computes_exactly_what_the_saved_one_did(kind, data, thre
         assert final.client is None
         assert json.dumps(final.history_, sort_keys=True) == json.dumps(
             orig.history_, sort_keys=True, default=lambda v: np.asarray(v).tolist())
+
+
+def test_a_pipeline_of_dasksvm_maxabsscaler_and_linearsvc_round_trips_on_dask_input(
+        data, thread_client, tmp_path):
+    """dasksvm's MaxAbsScaler is on the allow-list under its own name (not scikit-learn's
+    class of the same name); the pipeline fitted and predicting on dask CSR blocks."""
+    X, y = data["a9a"]
+    dX = da.from_array(X, chunks=(100, X.shape[1]), asarray=False)
+    dy = da.from_array(y, chunks=100)
+    pipe = Pipeline([("scale", dasksvm.MaxAbsScaler()),
+                     ("svm", dasksvm.LinearSVC(C=0.1, tol=0.05, max_iter=20, random_state=0,
+                                               client=thread_client))]).fit(dX, dy)
+    save_model(pipe, tmp_path / "pipe.dsvm")
+    steps = _read(tmp_path / "pipe.dsvm")["meta"]["estimator"]["steps"]
+    assert [s[1]["class"] for s in steps] == ["dasksvm.MaxAbsScaler", "LinearSVC"]
+    got = load_model(tmp_path / "pipe.dsvm")
+    assert type(got.steps[0][1]) is dasksvm.MaxAbsScaler
+    np.testing.assert_array_equal(got.steps[0][1].scale_, pipe.steps[0][1].scale_)
+    for Xin in (X, dX):
+        want, have = pipe.decision_function(Xin), got.decision_function(Xin)
+        if hasattr(want, "compute"):
+            want, have = want.compute(), have.compute()
+        np.testing.assert_array_equal(have, want)
+    # scikit-learn's MaxAbsScaler keeps its own name, and the two are not confused
+    body = _read(tmp_path / "pipe.dsvm")
+    body["meta"]["estimator"]["steps"][0][1]["class"] = "MaxAbsScaler"
+    _rewrite(tmp_path / "pipe.dsvm", tmp_path / "sk.dsvm", body=_reseal(body))
+    assert type(load_model(tmp_path / "sk.dsvm").steps[0][1]) is MaxAbsScaler
+
+
+def test_the_warm_start_state_is_not_saved(data, thread_client, tmp_path):
+    X, y = data["a9a"]
+    est = dasksvm.LinearSVC(C=0.1, tol=0.05, max_iter=20, random_state=0, warm_start=True,
+                            client=thread_client).fit(X, y)
+    assert hasattr(est, "_warm_state")
+    save_model(est, tmp_path / "m")
+    body = _read(tmp_path / "m")
+    assert "_warm_state" not in body["meta"]["estimator"]["attributes"]
+    got = load_model(tmp_path / "m")
+    assert got.warm_start is True and not hasattr(got, "_warm_state")
+    np.testing.assert_array_equal(got.coef_, est.coef_)
+    # a file that brings one is refused
+    body["meta"]["estimator"]["attributes"]["_warm_state"] = {"seed": 0}
+    _rewrite(tmp_path / "m", tmp_path / "bad", body=_reseal(body))
+    with pytest.raises(ValueError, match="'_warm_state' is not a name a fitted attribute"):
+        load_model(tmp_path / "bad")
 
 
 def test_string_labels_and_a_random_state_object(data, thread_client, tmp_path):

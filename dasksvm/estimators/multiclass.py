@@ -99,6 +99,16 @@ class MulticlassSVC(LinearSVMBase):
         end (npz + JSON with SHA-256s, atomic, never pickle); see
         ``fit(..., resume=True)``.
     checkpoint_every : int >= 1
+    warm_start : bool
+        Start a fit from the previous fit's final model and dual variables when
+        only ``C``, ``tol``, ``max_iter``, ``verbose`` or ``callback`` changed
+        (same data, blocking, intercept, class and sample weights, machine):
+        the duals are scaled by C / C_old, which keeps them feasible, and the
+        model is recomputed from them, so the certificate is exact. Otherwise
+        the fit starts cold with a UserWarning naming what differs. The rows are
+        dealt over the blocks with the previous fit's seed unless
+        ``random_state`` is an int. The state is kept in memory only (not a
+        parameter, not in model files). See :func:`dasksvm.C_path`.
 
     Attributes
     ----------
@@ -146,6 +156,7 @@ class MulticlassSVC(LinearSVMBase):
         callback=None,
         checkpoint=None,
         checkpoint_every=10,
+        warm_start=False,
     ):
         set_init_params(self, locals())
 

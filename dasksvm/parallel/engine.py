@@ -44,6 +44,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -52,7 +53,7 @@ import numpy as np
 from .checkpoint import read_checkpoint, write_checkpoint
 from .client import prompt_sends, worker_addresses
 from .delta import encode, receive
-from .history import History, warn_not_converged
+from .history import History, _caller_stacklevel, warn_not_converged
 from .keys import new_token, task_key
 from .reduce import add_partials, wire_nbytes
 from .seeds import Seeds
@@ -66,6 +67,7 @@ __all__ = [
     "Ring",
     "RunResult",
     "StateLost",
+    "WarmState",
     "wire_nbytes",
 ]
 
@@ -190,6 +192,18 @@ class Machine:
     def load_model_arrays(self, arrays):
         """Inverse of :meth:`model_arrays`."""
 
+    def warm(self, arrays, problem):
+        """A start for this problem from the final state of a fit of ``problem`` (the same
+        data and problem but for C; see :class:`WarmState`).
+
+        ``arrays`` are that fit's arrays as a checkpoint names them (``model__*``,
+        ``block{k}__*``, ``state__*`` for a Custom schedule); the result, in the same
+        naming, must be a feasible point of this problem (e.g. duals scaled or clipped to
+        the new box). The engine loads it as it loads a checkpoint and then, for the
+        per-block schedules, rebuilds the shared model from the states (:meth:`rebuild`,
+        :meth:`restore`), so ``model__*`` may be left out. None (the default): the
+        machine has no warm start, and the fit starts cold with a warning."""
+
     def coef(self):
         """The model the last certificate is for."""
         raise NotImplementedError
@@ -235,6 +249,19 @@ class Custom:
     """
 
     ring = False
+
+
+@dataclass(frozen=True)
+class WarmState:
+    """The final state of a fit kept in memory for a warm start (an in-memory checkpoint).
+
+    ``arrays``: the model and the states as :meth:`Engine._write_checkpoint` names them;
+    ``meta``: the data fingerprint, the number of blocks and the machine's ``problem()``
+    (no history, no seed position: a warm fit starts at round 0).
+    """
+
+    arrays: dict
+    meta: dict
 
 
 @dataclass
@@ -411,7 +438,10 @@ def _worker_export(token, machine, k, acceptance):
 
 def _block_fingerprint(block):
     h = hashlib.sha256()
-    for a in (block.X.indptr, block.X.indices, block.X.data, block.y, block.weight):
+    # a dense block is hashed as it is: asking for block.X would make it CSR for good
+    rows = ((block.dense,) if block.dense is not None
+            else (block.X.indptr, block.X.indices, block.X.data))
+    for a in (*rows, block.y, block.weight):
         a = np.ascontiguousarray(a)
         h.update(str((a.dtype.str, a.shape)).encode())
         h.update(a.tobytes())
@@ -476,12 +506,24 @@ class Engine:
     resume : bool
         Continue from ``checkpoint`` when that file exists (same data and
         problem, else a ValueError); start from zero when it does not.
-    schedule : AllBlocks or Ring
+    schedule : AllBlocks, Ring or Custom
+    warm : WarmState, optional
+        Start from this final state of an earlier fit (an in-memory checkpoint) when it
+        is for the same data and blocking (the data fingerprint) and the same problem
+        but for C: the machine makes it feasible for this C (:meth:`Machine.warm`) and,
+        for the per-block schedules, the shared model is rebuilt from the states, as
+        after a recovery, so w = w(alpha) and the certificate is exact. Otherwise the fit
+        starts cold with a UserWarning naming what differs. A checkpoint being resumed
+        takes precedence.
+    keep_warm : bool
+        Return this fit's final state as ``RunResult.state["warm"]`` (a
+        :class:`WarmState`; costs one pass hashing the blocks and one gather of the
+        states).
     """
 
     def __init__(self, blocks, machine, *, tol, max_iter, random_state=None, seeds=None,
                  verbose=0, callback=None, checkpoint=None, checkpoint_every=10, resume=False,
-                 schedule=None):
+                 schedule=None, warm=None, keep_warm=False):
         _check_run_params(tol, max_iter, checkpoint_every, callback)
         self.blocks = blocks
         self.client = blocks.client
@@ -494,6 +536,9 @@ class Engine:
         self.checkpoint_every = int(checkpoint_every)
         self.resume = bool(resume)
         self.schedule = schedule or AllBlocks()
+        if warm is not None and not isinstance(warm, WarmState):
+            raise ValueError(f"warm must be a WarmState or None, got {type(warm).__name__}")
+        self.warm, self.keep_warm = warm, bool(keep_warm)
         self.seeds = seeds if seeds is not None else Seeds(random_state)
         self.token = new_token()
         self.history = History(verbose, machine.prefix)
@@ -603,13 +648,17 @@ class Engine:
                 t, rec, converged, stopped = self._rounds(start)
                 if self.checkpoint:
                     self._write_checkpoint(t)
+                warm = WarmState(*self._snapshot(t, history=False)) if self.keep_warm else None
                 exports = self._exports()
                 self._event("end", round=t, converged=converged)
             finally:
                 self.close()
+        state = self.machine.result_state()
+        if warm is not None:
+            state["warm"] = warm
         return RunResult(coef=self.machine.coef(), record=rec, n_iter=t, converged=converged,
                          history=self.history.records, stopped=stopped, exports=exports,
-                         recoveries=self.recoveries, state=self.machine.result_state())
+                         recoveries=self.recoveries, state=state)
 
     def _rounds(self, start):
         """The rounds from ``start``: ``(last round, its record, converged, stopped)``."""
@@ -659,27 +708,52 @@ class Engine:
 
     # --- starting, resuming ----------------------------------------------------------
     def _start(self):
-        """Build the blocks' states (from the checkpoint when resuming); the first round."""
-        saved_blocks, start = None, 0
-        if self.checkpoint:
+        """Build the blocks' states (from the checkpoint when resuming, else from the warm
+        state when it applies); the first round."""
+        saved_blocks, start, custom, rebuild = None, 0, None, False
+        if self.checkpoint or self.warm is not None or self.keep_warm:
             self._fingerprint = self._data_fingerprint()
         if self.resume and self.checkpoint and os.path.exists(self.checkpoint):
             arrays, meta = read_checkpoint(self.checkpoint)
             self._check_match(meta)
             saved_blocks = _split_block_arrays(arrays, len(self.blocks))
             self.machine.load_model_arrays(_prefixed(arrays, "model__"))
-            custom_states = _prefixed(arrays, "state__")
+            custom = _prefixed(arrays, "state__") if int(meta["round"]) else None
             self.seeds.entropy = int(meta["entropy"])
             start = int(meta["round"])
             # the records of the rounds before the next one (a checkpoint taken at a
             # stop also holds that round's record: it runs again, now as an update round)
             self.history = History(self.verbose, self.machine.prefix,
                                    [r for r in meta["history"] if r["round"] < start])
-            self._saved = saved_blocks
-        self._init_states(saved_blocks, rebuild=False, step="init", round=start)
-        if isinstance(self.schedule, Custom) and start:
-            self.machine.load_states(self, custom_states)
+        elif self.warm is not None and (arrays := self._warm_arrays()) is not None:
+            saved_blocks = _split_block_arrays(arrays, len(self.blocks))
+            model = _prefixed(arrays, "model__")
+            if model:
+                self.machine.load_model_arrays(model)
+            custom, rebuild = _prefixed(arrays, "state__"), True
+        self._saved = saved_blocks
+        custom_schedule = isinstance(self.schedule, Custom)
+        total = self._init_states(saved_blocks, rebuild=rebuild and not custom_schedule,
+                                  step="warm" if rebuild else "init", round=start)
+        if rebuild and not custom_schedule:
+            self.machine.restore(total)  # w = w(alpha) of the warm states
+        if custom_schedule and custom is not None:
+            self.machine.load_states(self, custom)
         return start
+
+    def _warm_arrays(self):
+        """The warm state made a start of this fit by the machine, or None (then warned)."""
+        meta = self.warm.meta
+        reason = self._mismatch(meta, free=("C",))
+        arrays = None
+        if reason is None:
+            arrays = self.machine.warm(dict(self.warm.arrays), meta["problem"])
+            if arrays is None:
+                reason = f"{self.machine.name} has no warm start"
+        if reason is not None:
+            warnings.warn(f"warm_start: the previous fit {reason}; this fit starts cold",
+                          UserWarning, stacklevel=_caller_stacklevel())
+        return arrays
 
     def _init_states(self, saved, rebuild, step, round, attempt=0):
         futs = []
@@ -700,48 +774,59 @@ class Engine:
         return h.hexdigest()
 
     def _check_match(self, meta):
-        path = self.checkpoint
+        reason = self._mismatch(meta)
+        if reason is not None:
+            raise ValueError(f"checkpoint {self.checkpoint!r} {reason}")
+
+    def _mismatch(self, meta, free=()):
+        """Why the checkpoint or warm state ``meta`` does not fit this fit (None if it
+        does); the problem's keys in ``free`` may differ."""
         if meta.get("fingerprint") != self._fingerprint:
-            raise ValueError(f"checkpoint {path!r} was written for other data (or another "
-                             "blocking, intercept, class or sample weights): its data "
-                             "fingerprint differs from this fit's")
+            return ("was for other data (or another blocking, intercept, class or sample "
+                    "weights): its data fingerprint differs from this fit's")
         if meta.get("n_blocks") != len(self.blocks):
-            raise ValueError(f"checkpoint {path!r} has {meta.get('n_blocks')} blocks, this fit "
-                             f"{len(self.blocks)}")
+            return f"has {meta.get('n_blocks')} blocks, this fit {len(self.blocks)}"
         mine = _jsonable(self.machine.problem())
         theirs = meta.get("problem", {})
-        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        diff = sorted(k for k in set(mine) | set(theirs)
+                      if k not in free and mine.get(k) != theirs.get(k))
         if diff:
             what = ", ".join(f"{k}={theirs.get(k)!r} there, {mine.get(k)!r} here" for k in diff)
-            raise ValueError(f"checkpoint {path!r} is for another problem: {what}")
+            return f"is for another problem: {what}"
+        return None
 
     def _write_checkpoint(self, next_round):
+        write_checkpoint(self.checkpoint, *self._snapshot(next_round))
+
+    def _snapshot(self, next_round, history=True):
+        """``(arrays, meta)`` of the fit before round ``next_round``: the client's model, the
+        blocks' states (gathered by one task per worker, or the machine's ``save_states``)
+        and, with ``history``, the records and the seed position (checkpoints)."""
+        arrays = {f"model__{n}": a for n, a in self.machine.model_arrays().items()}
         if isinstance(self.schedule, Custom):
-            arrays = {f"model__{n}": a for n, a in self.machine.model_arrays().items()}
             arrays.update({f"state__{n}": a for n, a in self.machine.save_states(self).items()})
-            write_checkpoint(self.checkpoint, arrays, self._meta(next_round))
-            return
+            return arrays, self._meta(next_round, history)
         states = {}
         futs = [self._submit(_worker_save, self.token, self.machine, ks, self._acceptance,
                              key=self.key("save", round=next_round, where=f"w{i}"), worker=w)
                 for i, (w, ks) in enumerate(self._by_worker())]
         for d in self.client.gather(futs):
             states.update(d)
-        arrays = {f"model__{n}": a for n, a in self.machine.model_arrays().items()}
         for k, st in states.items():
             arrays.update({f"block{k}__{n}": a for n, a in st.items()})
-        write_checkpoint(self.checkpoint, arrays, self._meta(next_round))
         self._saved = [states[k] for k in range(len(self.blocks))]
+        return arrays, self._meta(next_round, history)
 
-    def _meta(self, next_round):
-        return {
+    def _meta(self, next_round, history=True):
+        meta = {
             "problem": _jsonable(self.machine.problem()),
             "fingerprint": self._fingerprint,
             "n_blocks": len(self.blocks),
-            "round": int(next_round),
-            "entropy": int(self.seeds.entropy),
-            "history": _jsonable(self.history.records),
         }
+        if history:
+            meta.update(round=int(next_round), entropy=int(self.seeds.entropy),
+                        history=_jsonable(self.history.records))
+        return meta
 
     # --- one round -----------------------------------------------------------------
     def _round_with_recovery(self, t, update):

@@ -36,3 +36,20 @@ def dual_bound(u, a_sum, a_sq, l2):
     s = a_sum / (2.0 * quad)
     s = max(0.0, s if l2 else min(1.0, s))
     return s * a_sum - s * s * quad
+
+
+def scaled_duals(arrays, ratio, name="alpha"):
+    """The per-block duals ``block{k}__{name}`` of a warm state times ``ratio`` (the only
+    arrays kept: the engine rebuilds the shared model from them).
+
+    ``ratio`` = C_new / C_old maps a dual point of the old C to one of the new: the
+    boxes 0 <= alpha_i <= C_i (hinge, LLW, one-vs-rest) and alpha_{i,k} <= C_i [k = y_i]
+    with sum_k alpha_{i,k} = 0 (Crammer-Singer) scale with C, alpha_i >= 0 (squared
+    hinge) is a cone; bounded variables stay at their bound. Raises a ValueError when
+    the warm state holds no such arrays.
+    """
+    out = {n: np.asarray(a) * ratio for n, a in arrays.items()
+           if n.startswith("block") and n.endswith(f"__{name}")}
+    if not out:
+        raise ValueError(f"the warm state holds no per-block {name!r}: written by another solver")
+    return out

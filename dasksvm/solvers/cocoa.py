@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.sdca import cocoa_local, primal_dual_partials, row_sq_norms
+from ..kernels.sdca import (
+    cocoa_local,
+    dense_cocoa_local,
+    dense_primal_dual_partials,
+    primal_dual_partials,
+    row_sq_norms,
+)
 from ..parallel import SparseVector, add_into, to_dense
 from ..parallel.engine import AllBlocks, Machine
-from ._common import LOSSES, dual_bound, saved_array
+from ._common import LOSSES, dual_bound, saved_array, scaled_duals
 from .registry import Param, register
 
 __all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
@@ -22,7 +28,8 @@ AGGREGATIONS = {
 class _State:
     """A block's dual variables ``alpha``, the change ``proposal`` not yet taken, its
     squared row norms, per-row bounds C_i, and ``view``: (the worker's blocks, the union
-    of their columns, this block's column positions in it), made when that set changes."""
+    of their columns (all of w when one is dense), this CSR block's column positions in
+    it, None for a dense block), made when that set changes."""
 
     __slots__ = ("alpha", "c", "proposal", "sqn", "view")
 
@@ -102,10 +109,14 @@ class CoCoA(Machine):
 
     # --- on the workers ----------------------------------------------------------------
     def init(self, block, saved):
-        indptr, _, data = block.csr()
+        if block.dense is not None:
+            sqn = np.einsum("ij,ij->i", block.dense, block.dense, dtype=np.float64)
+        else:
+            indptr, _, data = block.csr()
+            sqn = row_sq_norms(indptr, data)
         alpha = np.zeros(block.n_rows) if saved is None else saved_array(saved, "alpha",
                                                                          (block.n_rows,))
-        return _State(alpha, row_sq_norms(indptr, data), self.C * block.weight)
+        return _State(alpha, sqn, self.C * block.weight)
 
     def settle(self, st, acceptance):
         if st.proposal is not None and acceptance is not None:
@@ -113,41 +124,66 @@ class CoCoA(Machine):
         st.proposal = None
 
     def worker_view(self, w, blocks, states):
-        key = tuple(b.index for b in blocks)
+        key = tuple((b.index, b.dense is not None) for b in blocks)
         if states[0].view is None or states[0].view[0] != key:
-            cols = (blocks[0].cols if len(blocks) == 1
-                    else np.unique(np.concatenate([b.cols for b in blocks])))
+            if any(b.dense is not None for b in blocks):  # dense rows: the view is all of w
+                cols = np.arange(len(w))
+            elif len(blocks) == 1:
+                cols = blocks[0].cols
+            else:
+                cols = np.unique(np.concatenate([b.cols for b in blocks]))
             for b, st in zip(blocks, states):
-                _, local, _ = b.local_csr()
-                st.view = (key, cols, np.searchsorted(cols, b.cols).astype(np.int32)[local])
+                pos = None
+                if b.dense is None:
+                    _, local, _ = b.local_csr()
+                    pos = np.searchsorted(cols, b.cols).astype(np.int32)[local]
+                st.view = (key, cols, pos)
         return _View(w, states[0].view[1])
 
     def local(self, block, st, view, seed, update, carry=None):
         if not isinstance(view, _View):  # run outside the engine's worker task
             view = self.worker_view(view, [block], [st])
-        # the kernels work on the block's own columns: w_loc = w[cols], changes of len(cols)
-        w = view.w
-        indptr, indices, data = block.local_csr()
-        w_loc = w[block.cols]
-        loss, dual, u, b_sum, b_sq = primal_dual_partials(
-            indptr, indices, data, block.y, st.c, st.alpha, w_loc, self.l2
-        )
-        cert = (block.spread(u, len(w)), loss, dual, b_sum, b_sq)
+        cert = self._certificate(block, st, view.w)
         n_steps = round(self.local_passes * block.n_rows) if update else 0
         if not update:
             return cert
         if n_steps == 0:
-            return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(w)), cert
+            return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w)), cert
         new = st.alpha.copy()
-        v = cocoa_local(indptr, indices, st.view[2], data, block.y, st.c, st.sqn, new,
-                        view.w_u, view.acc, len(block.cols), self.sigma, self.l2, n_steps, seed)
+        v = self._ascent(block, st, view, new, n_steps, seed)
         if self.gamma != 1.0:
             new = st.alpha + self.gamma * (new - st.alpha)
             v *= self.gamma
         st.proposal = new
-        return block.spread(v, len(w)), cert
+        return (v if block.dense is not None else block.spread(v, len(view.w))), cert
+
+    def _certificate(self, block, st, w):
+        """(u, loss, dual, b_sum, b_sq) of the block at w (:func:`primal_dual_partials`)."""
+        if block.dense is not None:
+            loss, dual, u, b_sum, b_sq = dense_primal_dual_partials(
+                block.dense, block.y, st.c, st.alpha, w, self.l2)
+            return u, loss, dual, b_sum, b_sq
+        # the CSR kernels work on the block's own columns: w[cols], u of len(cols)
+        indptr, indices, data = block.local_csr()
+        loss, dual, u, b_sum, b_sq = primal_dual_partials(
+            indptr, indices, data, block.y, st.c, st.alpha, w[block.cols], self.l2
+        )
+        return block.spread(u, len(w)), loss, dual, b_sum, b_sq
+
+    def _ascent(self, block, st, view, alpha, n_steps, seed):
+        """The block's ``n_steps`` coordinate steps on ``alpha`` (in place) in ``view``;
+        its change of w: all columns (dense block) or ``len(block.cols)``."""
+        if block.dense is not None:
+            return dense_cocoa_local(block.dense, block.y, st.c, st.sqn, alpha, view.w_u,
+                                     view.acc, self.sigma, self.l2, n_steps, seed)
+        indptr, indices, data = block.local_csr()
+        return cocoa_local(indptr, indices, st.view[2], data, block.y, st.c, st.sqn, alpha,
+                           view.w_u, view.acc, len(block.cols), self.sigma, self.l2, n_steps,
+                           seed)
 
     def rebuild(self, block, st):
+        if block.dense is not None:
+            return np.asarray(block.dense.T @ (st.alpha * block.y), dtype=np.float64)
         w_loc = np.asarray(block.X.T @ (st.alpha * block.y))[block.cols]
         return block.spread(w_loc)
 
@@ -158,6 +194,10 @@ class CoCoA(Machine):
         return st.alpha.copy()
 
     # --- on the client -----------------------------------------------------------------
+    def warm(self, arrays, problem):
+        """The previous fit's alpha scaled by C / C_old (w is rebuilt from it)."""
+        return scaled_duals(arrays, self.C / float(problem["C"]))
+
     def message(self, blocks=None):
         return self.w
 

@@ -320,6 +320,17 @@ class Newton(Machine):
         self.tron.load(arrays)
         self.certified = self.tron.w
 
+    def warm(self, arrays, problem):
+        """TRON from the previous fit's w: a fresh state there (the first round evaluates
+        f, the gradient and the first radius ||g||_M at w), no active sets."""
+        w = saved_array(arrays, "model__w", self.tron.w.shape)
+        tron = _Tron(len(w))
+        tron.w = w.copy()
+        out = {f"model__{n}": a for n, a in tron.arrays().items()}
+        out.update({n: np.full_like(a, np.nan) for n, a in arrays.items()
+                    if n.startswith("block") and n.endswith("__coef")})
+        return out
+
     def coef(self):
         return self.certified
 

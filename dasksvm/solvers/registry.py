@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..parallel.engine import Engine
+from ..parallel.engine import Engine, Machine
 from ..parallel.seeds import Seeds
 from .result import SolverResult
 
@@ -113,6 +113,7 @@ COMMON = {
     "callback": Param(None, ("callable",)),
     "checkpoint": Param(None, ("path",)),
     "checkpoint_every": Param(10, ("int", 1, None, False)),
+    "warm_start": Param(False, ("bool",)),
 }
 
 
@@ -130,16 +131,18 @@ class SolverEntry:
     params: dict
     build: object
     doc: str = ""
+    warm_start: bool = True
 
 
 SOLVERS: dict[str, SolverEntry] = {}
 
 
-def register(name, family, params, doc=""):
-    """Decorator: register ``build`` as the solver ``name``."""
+def register(name, family, params, doc="", warm_start=True):
+    """Decorator: register ``build`` as the solver ``name`` (``warm_start``: whether its
+    machine has a warm start, :meth:`~dasksvm.parallel.engine.Machine.warm`)."""
 
     def decorate(build):
-        SOLVERS[name] = SolverEntry(family, dict(params), build, doc)
+        SOLVERS[name] = SolverEntry(family, dict(params), build, doc, warm_start)
         return build
 
     return decorate
@@ -160,7 +163,7 @@ def users_of(family, param):
     return [n for n, e in SOLVERS.items() if e.family == family and param in e.params]
 
 
-def solve(name, blocks, n_classes=None, *, resume=False, **kwargs):
+def solve(name, blocks, n_classes=None, *, resume=False, warm=None, **kwargs):
     """Run solver ``name`` on ``blocks``; see the solver's entry for its parameters.
 
     Parameters
@@ -172,6 +175,10 @@ def solve(name, blocks, n_classes=None, *, resume=False, **kwargs):
         Multiclass solvers only.
     resume : bool
         Continue from ``checkpoint`` (see :class:`~dasksvm.parallel.engine.Engine`).
+    warm : WarmState, optional
+        ``state["warm"]`` of an earlier result on the same blocks (``warm_start=True``
+        only): start from it when only C differs, else cold with a warning (see
+        :class:`~dasksvm.parallel.engine.Engine`).
     **kwargs
         The common parameters (:data:`COMMON`) and the solver's own; anything
         else is a TypeError, a bad value a ValueError.
@@ -179,6 +186,8 @@ def solve(name, blocks, n_classes=None, *, resume=False, **kwargs):
     Returns
     -------
     SolverResult
+        With ``warm_start=True``, ``state["warm"]`` holds the final state for the next
+        fit's ``warm``.
     """
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; one of {sorted(SOLVERS)}")
@@ -192,17 +201,27 @@ def solve(name, blocks, n_classes=None, *, resume=False, **kwargs):
     args = {n: kwargs.get(n, p.default) for n, p in table.items()}
     for n, p in table.items():
         check_param(n, args[n], p.rule)
+    if warm is not None and not args["warm_start"]:
+        raise ValueError("warm is given but warm_start=False: pass warm_start=True to start "
+                         "from an earlier fit's state")
+    if args["warm_start"] and not entry.warm_start:
+        raise ValueError(f"warm_start=True is not available with solver {name!r}: it has no "
+                         "warm start")
     if entry.family == "multiclass":
         if not isinstance(n_classes, numbers.Integral) or n_classes < 2:
             raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
         n_classes = int(n_classes)
     seeds = Seeds(args["random_state"])
-    own = {n: args[n] for n in entry.params}
+    own = {n: args[n] for n in entry.params if n not in COMMON}  # an entry may tighten one
     machine, schedule = entry.build(blocks, n_classes, seeds, C=float(args["C"]),
                                     tol=float(args["tol"]), **own)
+    if args["warm_start"] and type(machine).warm is Machine.warm:
+        raise ValueError(f"warm_start=True is not available with solver {name!r}: "
+                         f"{machine.name} has no warm start")
     engine = Engine(
         blocks, machine, tol=args["tol"], max_iter=args["max_iter"], seeds=seeds,
         verbose=args["verbose"], callback=args["callback"], checkpoint=args["checkpoint"],
         checkpoint_every=args["checkpoint_every"], resume=resume, schedule=schedule,
+        warm=warm, keep_warm=args["warm_start"],
     )
     return SolverResult.from_run(engine.run())

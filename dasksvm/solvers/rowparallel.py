@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from ..kernels.multiclass import row_sq_norms
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
-from ._common import saved_array
+from ._common import saved_array, scaled_duals
 from .registry import Param
 
 __all__ = [
@@ -303,6 +303,15 @@ class RowParallel(Machine):
         return st.alpha.copy()
 
     # --- on the client -----------------------------------------------------------------
+    def warm(self, arrays, problem):
+        """The previous fit's alpha scaled by C / C_old (the model is rebuilt from it);
+        with ``adaptive``, sigma' starts at the previous fit's final value (it depends on
+        the blocks' coupling, not on C; it keeps adapting). Every class starts active."""
+        out = scaled_duals(arrays, self.C / float(problem["C"]))
+        if self.adaptive and "model__sigma" in arrays:
+            self._load_sigma(_prefixed_model(arrays))
+        return out
+
     def _union(self, blocks):
         key = tuple(blocks)
         if key not in self._unions:
@@ -334,6 +343,10 @@ class RowParallel(Machine):
 
     def _load_sigma(self, arrays):
         self.sigma = float(saved_array(arrays, "sigma", (1,))[0])
+
+
+def _prefixed_model(arrays):
+    return {n[len("model__"):]: a for n, a in arrays.items() if n.startswith("model__")}
 
 
 class JointMachine(RowParallel):

@@ -56,6 +56,10 @@ class SGD(Machine):
     subgradient method needs many more rounds than CoCoA+; accuracy settles
     long before the objective does, so judge it by its primal and gap.
     It keeps no state on the workers.
+
+    No warm start (``warm_start=True`` is a ValueError): the step rules restart at
+    t = 1, where Pegasos' first step eta_1 = 1 replaces w by the subgradient step and
+    forgets the previous model, so a warm start would save nothing.
     """
 
     name = "the subgradient method"
@@ -165,7 +169,7 @@ class SGD(Machine):
     "eta0": Param(1.0, ("real", 0.0, None, True)),
     "averaging": Param(True, ("bool",)),
     "batch_fraction": Param(1.0, ("real", 0.0, 1.0, True)),
-})
+}, warm_start=False)
 def build_sgd(blocks, n_classes, seeds, *, C, tol, loss, learning_rate, eta0, averaging,
               batch_fraction):
     """The subgradient method (:class:`SGD`) on every block at once."""

@@ -1158,6 +1158,20 @@ class WestonWatkins(Machine):
     def load_model_arrays(self, arrays):
         self._loaded = _coef_from_arrays(arrays, self.K, self.d)
 
+    def warm(self, arrays, problem):
+        """The previous fit's duals and weight blocks scaled by C / C_old (W is linear in
+        alpha, so W = W(alpha) still holds); its working sets are dropped, so the first
+        round visits every variable, as a cold one does."""
+        r = self.C / float(problem["C"])
+        if "state__alpha_data" not in arrays:
+            raise ValueError("the warm state holds no Weston-Watkins duals: written by "
+                             "another solver")
+        out = {n: a for n, a in arrays.items() if not n.startswith("state__ws_")}
+        for n in ("state__alpha_data", "model__coef", "model__coef_data"):
+            if n in out:
+                out[n] = np.asarray(out[n]) * r
+        return out
+
     def save_states(self, engine):
         M, ws = self._gather_duals(engine)
         out = {"alpha_indptr": M.indptr.astype(np.int64),
