@@ -8,13 +8,15 @@ from .estimators.features import (
     RandomFourierFeatures,
 )
 from .estimators.linear import LinearSVC
+from .estimators.path import C_path
 from .exceptions import ConvergenceWarning
-from .parallel.client import get_client
+from .parallel.client import get_client, local_cluster
 from .persist import load_model, save_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "C_path",
     "CascadeSVC",
     "ConvergenceWarning",
     "LinearSVC",
@@ -26,6 +28,7 @@ __all__ = [
     "__version__",
     "get_client",
     "load_model",
+    "local_cluster",
     "save_model",
 ]
 

@@ -186,12 +186,14 @@ def _add_model_options(p, demo):
     g.add_argument("--loss", choices=("squared_hinge", "hinge"), default=None,
                    help="--model linear: the loss (default squared_hinge, LIBLINEAR -s 1; "
                         "hinge is -s 3)")
-    g.add_argument("--solver", choices=("cocoa", "sgd"), default=None,
-                   help="--model linear: cocoa (default; CoCoA+, certified by the duality "
-                        "gap) or sgd (all-reduce subgradient)")
+    g.add_argument("--solver", choices=("auto", "cocoa", "newton", "sgd"), default=None,
+                   help="--model linear: auto (default: newton for the squared hinge on "
+                        "sparse data of 10 rows per column or more, else cocoa), cocoa, "
+                        "newton (trust-region Newton, squared hinge) or sgd (all-reduce "
+                        "subgradient)")
     g.add_argument("--local-passes", type=_positive_float, default=None, metavar="P",
-                   help="--model linear --solver cocoa: coordinate passes per block per "
-                        "round (default 1)")
+                   help="--model linear --solver cocoa (implied when --solver is not "
+                        "given): coordinate passes per block per round (default 1)")
     if not demo:
         g.add_argument("--kernel", choices=KERNELS, default=None,
                        help="--model cascade or --features nystroem:D: the kernel "
@@ -224,7 +226,8 @@ def _add_model_options(p, demo):
 
 def _add_cluster_options(p):
     g = p.add_argument_group(
-        "cluster (default: a LocalCluster of one worker process per core on 127.0.0.1)")
+        "cluster (default: a LocalCluster on 127.0.0.1, one worker process whose threads "
+        "are the cores)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="connect to a running dask scheduler (tcp://host:port, or "
@@ -237,8 +240,11 @@ def _add_cluster_options(p):
                             'key=value pairs, e.g. "cores=1 memory=2GB queue=debug '
                             'walltime=00:30:00"; --workers N jobs (default 2)')
     g.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="an embedded LocalCluster of N worker processes (one thread each); "
-                        "with --slurm: N jobs")
+                   help="an embedded LocalCluster of N worker processes (default 1, the "
+                        "fastest shape on one machine: docs/choosing.md); with --slurm: N jobs")
+    g.add_argument("--threads", type=_positive_int, default=None, metavar="T",
+                   help="threads per embedded worker process (default: the cores divided "
+                        "among the processes)")
     g.add_argument("--tls-ca-file", metavar="FILE", default=None,
                    help="TLS: the certificate authority (with --tls-cert and --tls-key)")
     g.add_argument("--tls-cert", metavar="FILE", default=None,
@@ -410,8 +416,9 @@ def _check_model_options(args, demo):
             hint = (" (--model auto picks ovr for more than two classes: give --model linear)"
                     if model == "auto" else "")
             raise UsageError(f"{name} is only for --model linear, not --model {model}{hint}")
-    if args.local_passes is not None and args.solver == "sgd":
-        raise UsageError("--local-passes is for --solver cocoa (sgd makes no coordinate passes)")
+    if args.local_passes is not None and args.solver not in (None, "cocoa"):
+        raise UsageError(f"--local-passes is for --solver cocoa ({args.solver} makes no "
+                         "coordinate passes)")
     if args.seed is not None and model == "cascade":
         raise UsageError("--seed: --model cascade draws nothing at random")
     if demo:
@@ -446,6 +453,9 @@ def _check_cluster_options(args):
     if args.workers is not None and remote:
         raise UsageError("--workers starts a local cluster; a running scheduler "
                          "(--scheduler / --scheduler-file) has its own workers")
+    if args.threads is not None and (remote or args.slurm is not None):
+        raise UsageError("--threads is for the embedded local cluster; a running scheduler "
+                         "or SLURM jobs have their own workers")
     if args.connect_timeout is not None and not remote:
         raise UsageError("--connect-timeout is for --scheduler / --scheduler-file")
     tls = {"--tls-ca-file": args.tls_ca_file, "--tls-cert": args.tls_cert,
@@ -518,7 +528,7 @@ def _security(args):
 def _open_cluster(args):
     """The client of the cluster the options name; what was started here ends with it."""
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if args.scheduler is not None or args.scheduler_file is not None:
         from .parallel.client import get_client
@@ -558,10 +568,10 @@ def _open_cluster(args):
         finally:
             cluster.close()
         return
-    n = args.workers or os.cpu_count() or 1
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address="127.0.0.1:0",
-                           silence_logs=logging.WARNING if args.verbose else logging.CRITICAL)
+    from .parallel.client import local_cluster
+
+    cluster = local_cluster(args.workers or 1, args.threads,
+                            silence_logs=logging.WARNING if args.verbose else logging.CRITICAL)
     try:
         with Client(cluster) as client:
             yield client
@@ -798,6 +808,8 @@ def _build_estimator(args, model, n_features, client, demo):
             opts["max_iter"] = args.max_iter
         opts["random_state"] = seed
         if model == "linear":
+            if args.local_passes is not None and args.solver is None:
+                opts["solver"] = "cocoa"  # the only solver with coordinate passes
             for opt in ("loss", "solver", "local_passes"):
                 if getattr(args, opt) is not None:
                     opts[opt] = getattr(args, opt)

@@ -310,6 +310,9 @@ USAGE_ERRORS = [
     (["train", "{a9a}"], "the following arguments are required: --out"),
     (["train", "{a9a}", "--scheduler", "tcp://127.0.0.1:1", "--workers", "2", "--out", "{m}"],
      "--workers starts a local cluster"),
+    (["train", "{a9a}", "--scheduler", "tcp://127.0.0.1:1", "--threads", "2", "--out", "{m}"],
+     "--threads is for the embedded local cluster"),
+    (["train", "{a9a}", "--threads", "0", "--out", "{m}"], "must be a positive integer"),
     (["train", "{a9a}", "--scheduler", "tcp://127.0.0.1:1", "--slurm", "cores=1",
       "--out", "{m}"], "not allowed with argument --scheduler"),
     (["train", "{a9a}", "--scheduler", "tls://127.0.0.1:1", "--out", "{m}"],
@@ -494,7 +497,7 @@ def test_console_script_demo_on_an_embedded_cluster(tmp_path, capsys):
     exe = Path(sysconfig.get_path("scripts")) / "dasksvm"
     assert exe.is_file(), f"the dasksvm console script is not installed at {exe} (pip install .)"
     model = tmp_path / "demo.model"
-    proc = subprocess.run([str(exe), "demo", "--workers", "2", "--tol", "0.02",
+    proc = subprocess.run([str(exe), "demo", "--workers", "2", "--threads", "1", "--tol", "0.02",
                            "--progress-every", "20", "--out", str(model)],
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -113,8 +113,8 @@ class _Fit:
     its callback stops once the test calls :meth:`stop`."""
 
     def __init__(self, client, X, y):
-        self.model = LinearSVC(C=0.01, tol=0.0, max_iter=100_000, random_state=0,
-                               client=client, callback=self._callback)
+        self.model = LinearSVC(C=0.01, solver="cocoa", tol=0.0, max_iter=100_000,
+                               random_state=0, client=client, callback=self._callback)
         self.rounds = 0
         self.started = threading.Event()
         self._stop = threading.Event()
@@ -246,7 +246,9 @@ def test_embedded_cluster_listens_on_loopback_only():
         assert urlparse(cluster.scheduler_address).hostname == "127.0.0.1"
 
         workers = client.run(os.getpid)  # address -> pid of each worker process
-        assert len(workers) == (os.cpu_count() or 1)
+        # the one-machine shape: one worker process whose threads are the cores
+        assert list(client.nthreads().values()) == [os.cpu_count() or 1]
+        assert len(workers) == 1
         for address, pid in workers.items():
             assert urlparse(address).hostname == "127.0.0.1"
             held = _listening(pid)  # the worker's comm and its own HTTP server

@@ -90,7 +90,8 @@ def _check_against_reference(model, data_dir, name, loss):
 def test_cocoa_matches_liblinear_threads(thread_client, data_dir, name, n_blocks):
     Xtr, ytr, _, _, C = _data(data_dir, name)
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, tol=TOL, max_iter=3000, random_state=0, client=thread_client)
+    model = LinearSVC(solver="cocoa", C=C, tol=TOL, max_iter=3000, random_state=0,
+                      client=thread_client)
     model.fit(X, y)
     _check_against_reference(model, data_dir, name, "squared_hinge")
     assert len(model.history_) == model.n_iter_ + 1
@@ -100,7 +101,8 @@ def test_cocoa_matches_liblinear_threads(thread_client, data_dir, name, n_blocks
 def test_cocoa_matches_liblinear_processes(process_client, data_dir, name, n_blocks):
     Xtr, ytr, _, _, C = _data(data_dir, name)
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, tol=TOL, max_iter=3000, random_state=0, client=process_client)
+    model = LinearSVC(solver="cocoa", C=C, tol=TOL, max_iter=3000, random_state=0,
+                      client=process_client)
     model.fit(X, y)
     _check_against_reference(model, data_dir, name, "squared_hinge")
 
@@ -109,7 +111,7 @@ def test_cocoa_matches_liblinear_processes(process_client, data_dir, name, n_blo
 def test_cocoa_hinge_matches_liblinear(thread_client, data_dir, n_blocks):
     Xtr, ytr, _, _, C = _data(data_dir, "mr_tfidf")
     X, y = _chunked(Xtr, ytr, n_blocks)
-    model = LinearSVC(C=C, loss="hinge", tol=TOL, max_iter=5000, random_state=0,
+    model = LinearSVC(solver="cocoa", C=C, loss="hinge", tol=TOL, max_iter=5000, random_state=0,
                       client=thread_client)
     model.fit(X, y)
     _check_against_reference(model, data_dir, "mr_tfidf", "hinge")
@@ -122,7 +124,7 @@ def test_history_records_and_keys(client, data_dir):
     Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
     X, y = _chunked(Xtr, ytr, 4)
     with get_task_stream(client) as ts:
-        model = LinearSVC(C=C, tol=1e-3, random_state=0, client=client).fit(X, y)
+        model = LinearSVC(solver="cocoa", C=C, tol=1e-3, random_state=0, client=client).fit(X, y)
     keys = [str(t["key"]) for t in ts.data]
     # one task per worker per round; every key's dashboard group names its step
     n_workers = len(client.nthreads())
@@ -202,7 +204,7 @@ def test_input_types_give_the_same_model(thread_client, data_dir):
 
 def test_predict_is_lazy_on_dask_input(thread_client, data_dir):
     Xtr, ytr, Xte, yte, C = _data(data_dir, "mushrooms")
-    model = LinearSVC(C=C, random_state=0, client=thread_client).fit(Xtr, ytr)
+    model = LinearSVC(solver="cocoa", C=C, random_state=0, client=thread_client).fit(Xtr, ytr)
     Xd, yd = _chunked(Xte, yte, 3)
     pred = model.predict(Xd)
     assert isinstance(pred, da.Array) and pred.chunks[0] == Xd.chunks[0]
@@ -214,7 +216,7 @@ def test_predict_is_lazy_on_dask_input(thread_client, data_dir):
 def test_string_labels(thread_client, data_dir):
     Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
     labels = np.where(ytr > 0, "poisonous", "edible")
-    model = LinearSVC(C=C, random_state=0, client=thread_client).fit(Xtr, labels)
+    model = LinearSVC(solver="cocoa", C=C, random_state=0, client=thread_client).fit(Xtr, labels)
     assert list(model.classes_) == ["edible", "poisonous"]
     assert set(model.predict(Xtr[:50])) <= {"edible", "poisonous"}
     assert model.score(Xtr, labels) > 0.95
@@ -230,20 +232,22 @@ def test_class_and_sample_weight_match_liblinear(thread_client, data_dir):
     c_i = C * sw * np.where(ytr == 1.0, 0.5, 2.0)
     ypm = np.where(ytr == 1.0, 1.0, -1.0)
     P_ref = binary_primal(Xtr, ypm, ref.coef_.ravel(), ref.intercept_[0], C, "squared_hinge", c_i)
-    model = LinearSVC(C=C, tol=1e-5, max_iter=3000, class_weight=cw, random_state=0,
+    model = LinearSVC(solver="cocoa", C=C, tol=1e-5, max_iter=3000, class_weight=cw, random_state=0,
                       client=thread_client)
     model.fit(*_chunked(Xtr, ytr, 2), sample_weight=da.from_array(sw, chunks=-(-len(sw) // 2)))
     P = binary_primal(Xtr, ypm, model.coef_.ravel(), model.intercept_[0], C, "squared_hinge", c_i)
     assert P == pytest.approx(model.primal_, rel=1e-9)
     assert abs(P - P_ref) / P_ref <= 1e-4
-    balanced = LinearSVC(C=C, class_weight="balanced", client=thread_client).fit(Xtr, ytr)
+    balanced = LinearSVC(solver="cocoa", C=C, class_weight="balanced",
+                         client=thread_client).fit(Xtr, ytr)
     assert balanced.converged_
 
 
 def test_max_iter_warns(thread_client, data_dir):
     Xtr, ytr, _, _, _ = _data(data_dir, "a9a")
     with pytest.warns(ConvergenceWarning, match=r"did not converge: max_iter=2 rounds"):
-        m = LinearSVC(C=1.0, tol=1e-8, max_iter=2, client=thread_client).fit(Xtr, ytr)
+        m = LinearSVC(solver="cocoa", C=1.0, tol=1e-8, max_iter=2, client=thread_client).fit(Xtr,
+                      ytr)
     assert not m.converged_ and m.n_iter_ == 2
     # the returned model is the one the last record certifies
     assert m.history_[-1]["round"] == 2 and m.history_[-1]["primal"] == m.primal_
@@ -308,7 +312,7 @@ def test_bad_input(thread_client):
     rng = np.random.RandomState(0)
     X = rng.randn(20, 3)
     y = np.where(rng.rand(20) > 0.5, 1, -1)
-    est = LinearSVC(client=thread_client)
+    est = LinearSVC(solver="cocoa", client=thread_client)
     with pytest.raises(ValueError, match="single class"):
         est.fit(X, np.ones(20))
     with pytest.raises(ValueError, match="MulticlassSVC"):
@@ -337,13 +341,13 @@ def test_bad_input(thread_client):
     X0 = da.from_array(X, chunks=((10, 0, 10), 3))
     y0 = da.from_array(y, chunks=((10, 0, 10),))
     with pytest.raises(ValueError, match="zero rows"):
-        LinearSVC(shuffle=False, client=thread_client).fit(X0, y0)
+        LinearSVC(solver="cocoa", shuffle=False, client=thread_client).fit(X0, y0)
     # the default shuffle deals rows into every block, the empty chunk included
-    assert LinearSVC(client=thread_client).fit(X0, y0).converged_
+    assert LinearSVC(solver="cocoa", client=thread_client).fit(X0, y0).converged_
     with pytest.raises(ValueError, match="0 rows"):
         est.fit(np.zeros((0, 3)), np.zeros(0))
     with pytest.raises(ValueError, match="features"):
-        LinearSVC(client=thread_client).fit(X, y).predict(rng.randn(2, 4))
+        LinearSVC(solver="cocoa", client=thread_client).fit(X, y).predict(rng.randn(2, 4))
 
 
 def test_kernels_run_without_jit():
@@ -359,7 +363,8 @@ def test_shuffle_rescues_label_sorted_files(thread_client, data_dir):
     assert (np.diff(y) != 0).sum() == 1  # sorted by label
     C = 0.1
     Xd, yd = _chunked(X, y, 2)
-    model = LinearSVC(C=C, tol=1e-5, max_iter=100, random_state=0, client=thread_client)
+    model = LinearSVC(solver="cocoa", C=C, tol=1e-5, max_iter=100, random_state=0,
+                      client=thread_client)
     model.fit(Xd, yd)
     assert model.converged_
     ref = SkLinearSVC(C=C, dual=True, tol=1e-8, max_iter=200_000).fit(X, y)
@@ -368,6 +373,100 @@ def test_shuffle_rescues_label_sorted_files(thread_client, data_dir):
     assert abs(model.primal_ - P_ref) / P_ref <= 1e-4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        stalled = LinearSVC(C=C, tol=1e-5, max_iter=30, shuffle=False, random_state=0,
+        stalled = LinearSVC(solver="cocoa", C=C, tol=1e-5, max_iter=30, shuffle=False,
+                            random_state=0,
                             client=thread_client).fit(Xd, yd)
     assert stalled.rel_gap_ > 100 * model.rel_gap_
+
+
+@pytest.mark.parametrize(
+    "loss,shape,expected",
+    [
+        ("squared_hinge", (32_561, 124), "newton"),  # a9a: 263 rows per column
+        ("squared_hinge", (1230, 123), "newton"),  # exactly 10 rows per column
+        ("squared_hinge", (1229, 123), "cocoa"),
+        ("squared_hinge", (11_314, 47_525), "cocoa"),  # news20: more columns than rows
+        ("hinge", (32_561, 124), "cocoa"),  # Newton needs the squared hinge
+    ],
+)
+def test_auto_solver_follows_its_rule(loss, shape, expected):
+    from dasksvm.estimators.linear import NEWTON_ROWS_PER_COLUMN, auto_solver
+
+    assert NEWTON_ROWS_PER_COLUMN == 10
+    assert auto_solver(loss, *shape) == expected
+    assert auto_solver(loss, *shape, dense=True) == "cocoa"  # dense rows: CoCoA+'s kernels
+
+
+@pytest.mark.parametrize("name,loss,expected", [("a9a", "squared_hinge", "newton"),
+                                                ("a9a", "hinge", "cocoa"),
+                                                ("mr_tfidf", "squared_hinge", "cocoa")])
+def test_auto_is_the_default_and_reaches_liblinear(thread_client, data_dir, name, loss,
+                                                   expected):
+    """LinearSVC() runs what auto_solver picks for the data (X with its intercept
+    column: n x (d + 1)) and certifies LIBLINEAR's optimum like the solver it picks."""
+    Xtr, ytr, _, _, C = _data(data_dir, name)
+    model = LinearSVC(C=C, loss=loss, tol=TOL, max_iter=5000, random_state=0,
+                      client=thread_client).fit(*_chunked(Xtr, ytr, 2))
+    assert LinearSVC().solver == "auto" and model.solver_ == expected
+    _check_against_reference(model, data_dir, name, loss)
+
+
+def test_auto_takes_only_what_every_solver_it_may_choose_takes():
+    with pytest.raises(ValueError, match=r"local_passes is only used with solver in "
+                                         r"\['cocoa'\].*may choose any of"):
+        LinearSVC(local_passes=2.0).fit(np.eye(4), [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="eta0 is only used with solver"):
+        LinearSVC(eta0=0.5).fit(np.eye(4), [0, 1, 0, 1])
+
+
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_dense_blocks_give_the_csr_objective(process_client, data_dir, n_blocks):
+    """Dense input keeps dense blocks (CoCoA+'s dense kernels: the rows read contiguously);
+    CSR input of the same rows keeps CSR blocks. With the same seed and row order both run
+    the same coordinate steps, so they certify the same primal (to rounding), and float32
+    dense rows give the primal of the float32-rounded data."""
+    Xtr, ytr, _, _, _ = _data(data_dir, "a9a")
+    Xs, y = Xtr[:2000], ytr[:2000]
+    C = 0.01
+    kw = {"C": C, "solver": "cocoa", "tol": 1e-4, "max_iter": 300, "shuffle": False,
+          "random_state": 0, "client": process_client}
+    rows = -(-Xs.shape[0] // n_blocks)
+    dense = Xs.toarray()
+    csr = LinearSVC(**kw).fit(_chunked(Xs, y, n_blocks)[0], da.from_array(y, chunks=rows))
+    den = LinearSVC(**kw).fit(da.from_array(dense, chunks=(rows, -1)),
+                              da.from_array(y, chunks=rows))
+    assert csr.converged_ and den.converged_
+    assert den.primal_ == pytest.approx(csr.primal_, rel=1e-9)
+    np.testing.assert_allclose(den.coef_, csr.coef_, rtol=1e-6, atol=1e-9)
+    assert den.primal_ == pytest.approx(_primal_of(den, dense, y, C, "squared_hinge"), rel=1e-9)
+    # float32 dense blocks: a9a's 0/1 values are exact in float32, so the same problem
+    # (the kernels accumulate in float64)
+    rng = np.random.RandomState(0)
+    scaled = dense * rng.uniform(0.5, 1.5, size=dense.shape[1])
+    f32 = scaled.astype(np.float32)
+    ref = LinearSVC(**kw).fit(_chunked(sp.csr_matrix(f32.astype(np.float64)), y, n_blocks)[0],
+                              da.from_array(y, chunks=rows))
+    got = LinearSVC(**kw).fit(da.from_array(f32, chunks=(rows, -1)),
+                              da.from_array(y, chunks=rows))
+    assert got.converged_
+    assert got.primal_ == pytest.approx(ref.primal_, rel=1e-6)
+    assert got.primal_ == pytest.approx(
+        _primal_of(got, f32.astype(np.float64), y, C, "squared_hinge"), rel=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "newton"])
+def test_solvers_reading_csr_take_dense_blocks(thread_client, data_dir, solver):
+    """Solvers without dense kernels read ``Block.X``, made CSR from the dense rows on
+    first use: dense (float64 or float32) input gives the model of CSR input."""
+    Xtr, ytr, _, _, _ = _data(data_dir, "a9a")
+    Xs, y = Xtr[:1000], ytr[:1000]
+    kw = {"C": 0.01, "solver": solver, "tol": 1e-3, "max_iter": 50, "shuffle": False,
+          "random_state": 0, "client": thread_client}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = LinearSVC(**kw).fit(*_chunked(Xs, y, 2))
+        for dense in (Xs.toarray(), Xs.toarray().astype(np.float32)):
+            m = LinearSVC(**kw).fit(da.from_array(dense, chunks=(500, -1)),
+                                    da.from_array(y, chunks=500))
+            assert m.primal_ == pytest.approx(ref.primal_, rel=1e-9)
+            np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-9, atol=1e-12)

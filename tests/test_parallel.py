@@ -133,6 +133,18 @@ def test_get_client_prefers_given_and_default(thread_client):
         assert get_client() is thread_client
 
 
+def test_local_cluster_is_one_process_whose_threads_are_the_cores():
+    import os
+
+    from dasksvm.parallel import local_cluster
+
+    with local_cluster(silence_logs=50) as cluster:
+        assert [w.nthreads for w in cluster.workers.values()] == [os.cpu_count()]
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+    with local_cluster(2, silence_logs=50) as cluster:
+        assert [w.nthreads for w in cluster.workers.values()] == [max(1, os.cpu_count() // 2)] * 2
+
+
 @pytest.mark.parametrize("as_dask", [False, True])
 def test_blockset_shuffle_keeps_every_row_once(client, as_dask):
     n = 103
@@ -158,3 +170,32 @@ def test_blockset_shuffle_keeps_every_row_once(client, as_dask):
     # every block holds rows from all over the sorted input
     assert all(b.y.min() < 30 and b.y.max() > 70 for b in got)
     bs.release()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dense_input_keeps_dense_blocks(client, dtype):
+    """Dense chunks become dense blocks (the input's float type, the intercept column
+    appended); ``Block.X`` makes the CSR for solvers without dense kernels, on demand."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(40, 5).astype(dtype)
+    X[:, 2] = 0.0  # a column no row touches
+    y = np.where(rng.rand(40) > 0.5, 1.0, -1.0)
+    bs = BlockSet.from_arrays(client, da.from_array(X, chunks=(20, -1)),
+                              da.from_array(y, chunks=20), intercept_scaling=2.0, name="dn")
+    assert bs.n_columns == 6 and list(bs.n_rows) == [20, 20]
+    got = client.gather(bs.futures)
+    for k, b in enumerate(got):
+        assert b.dense is not None and b.dense.dtype == dtype and b.dense.flags.c_contiguous
+        np.testing.assert_array_equal(b.dense[:, :5], X[20 * k:20 * (k + 1)])
+        np.testing.assert_array_equal(b.dense[:, 5], 2.0)
+        np.testing.assert_array_equal(b.cols, [0, 1, 3, 4, 5])
+        assert b.nnz == 20 * 5 and (b.n_rows, b.n_columns) == (20, 6)
+        csr = b.X  # made on first use; the dense rows are dropped
+        assert sp.isspmatrix_csr(csr) and csr.dtype == np.float64 and b.dense is None
+        np.testing.assert_array_equal(csr.toarray()[:, :5], X[20 * k:20 * (k + 1)])
+        assert (b.n_rows, b.n_columns, b.nnz) == (20, 6, 100)
+    bs.release()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity.*row 3"):
+        BlockSet.from_arrays(client, bad, y, n_blocks=1, name="dn-bad")

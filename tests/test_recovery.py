@@ -83,11 +83,11 @@ def test_resume_refuses_another_problem(thread_client, mushrooms, tmp_path):
     path = tmp_path / "fit.ckpt"
     kw = {"random_state": 0, "client": thread_client, "checkpoint": path}
     with pytest.warns(ConvergenceWarning):
-        LinearSVC(C=C, tol=1e-9, max_iter=3, **kw).fit(X, y)
+        LinearSVC(C=C, solver="cocoa", tol=1e-9, max_iter=3, **kw).fit(X, y)
     with pytest.raises(ValueError, match=r"another problem: C=0.01 there, 0.02 here"):
-        LinearSVC(C=2 * C, **kw).fit(X, y, resume=True)
+        LinearSVC(C=2 * C, solver="cocoa", **kw).fit(X, y, resume=True)
     with pytest.raises(ValueError, match="loss='squared_hinge' there, 'hinge' here"):
-        LinearSVC(C=C, loss="hinge", **kw).fit(X, y, resume=True)
+        LinearSVC(C=C, solver="cocoa", loss="hinge", **kw).fit(X, y, resume=True)
     with pytest.raises(ValueError, match="solver='cocoa' there, 'sgd' here"):
         LinearSVC(C=C, solver="sgd", **kw).fit(X, y, resume=True)
     with pytest.raises(ValueError, match="other data"):

@@ -47,7 +47,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::dasksvm.ConvergenceWarning")
 _FAST = {"tol": 1e-2, "max_iter": 10}
 
 ESTIMATORS = [
-    LinearSVC(**_FAST),
+    # solver="auto" runs one of these two (test_linear.py checks which)
+    LinearSVC(solver="cocoa", **_FAST),
     # sgd's default steps (Pegasos' eta0 / t on the squared hinge) do not reach
     # check_class_weight_classifiers' accuracy in its 1000 full-batch steps (its data
     # are unscaled, its class weights 1000 and 1e-4: measured 56% of class 0, 87%

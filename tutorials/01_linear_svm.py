@@ -38,7 +38,8 @@ OUT.mkdir(parents=True, exist_ok=True)
 # ## A cluster
 #
 # Every dasksvm fit runs on a `dask.distributed` client. Without one, dasksvm
-# starts an embedded `LocalCluster` (one worker process per core). Here we start
+# starts an embedded `LocalCluster` (`dasksvm.local_cluster()`: one worker process
+# whose threads are the cores, the fastest shape on one machine). Here we start
 # our own: two single-threaded workers as threads of this process
 # (`processes=False`), so that the script needs no `if __name__ == "__main__"`
 # guard and also runs in a notebook. The numba kernels release the GIL, so the two
@@ -71,9 +72,12 @@ print(X)
 #
 # `LinearSVC` minimizes LIBLINEAR's objective
 # `P(w) = 1/2 ||w||^2 + C sum_i max(0, 1 - y_i w.x_i)^2` (the squared hinge, the
-# intercept as a regularized constant column). The default solver, CoCoA+, runs
-# dual coordinate ascent on each block and all-reduces the blocks' changes of w
-# once per round. Every round computes the primal `P(w_t)` and a dual value
+# intercept as a regularized constant column). The default, `solver="auto"`,
+# picks from the shape of X: a9a has 263 rows per column, so it runs the
+# trust-region Newton method (one all-reduce per function evaluation or CG step);
+# with fewer than 10 rows per column it would run CoCoA+ (dual coordinate ascent
+# on each block, the blocks' changes of w all-reduced once per round); `solver_`
+# says which ran. Every round computes the primal `P(w_t)` and a dual value
 # `D <= P*` (the optimum), so `P(w_t) - P* <= P - D`: the fit stops at the first
 # round whose relative gap `(P - D) / |P|` is at most `tol`. With C = 0.01 it
 # needs a few dozen rounds at most.
@@ -84,7 +88,7 @@ for rec in model.history_[:: max(1, len(model.history_) // 6)] + model.history_[
     print(f"round {rec['round']:3d}  P {rec['primal']:11.4f}  D {rec['dual']:11.4f}  "
           f"rel gap {rec['rel_gap']:.2e}  {rec['time']:5.2f} s  {rec['n_tasks']} tasks  "
           f"{rec['bytes']} bytes")
-print("converged:", model.converged_, " rounds:", model.n_iter_,
+print("solver:", model.solver_, " converged:", model.converged_, " rounds:", model.n_iter_,
       " certified relative gap:", f"{model.rel_gap_:.2e}")
 
 # %% [markdown]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..parallel import BlockSet, to_csr
 from ..parallel.client import fit_client
+from ..parallel.history import _caller_stacklevel
 from ..solvers import SOLVERS
 from ..solvers.registry import COMMON, Param, check_param, solve
 from ..utils.validation import check_labels, check_X, check_X_y
@@ -49,12 +51,19 @@ _SAMPLE_WEIGHT_CHECKS = (
 #: none: its full-batch steps add the same subgradient for a row of weight k as for k
 #: copies of it, so the two fits are the same iterates (mini-batches,
 #: ``batch_fraction < 1``, are not covered by the tests); nor has ``solver="newton"``,
-#: which passes the checks (its fits agree to rtol=1e-7).
+#: which passes the checks (its fits agree to rtol=1e-7). ``solver="auto"`` may run
+#: CoCoA+ (on the checks' data with fewer than 10 rows per column), so it has CoCoA+'s.
 EXPECTED_FAILED_CHECKS = {
     "LinearSVC(solver='cocoa')": dict.fromkeys(
         _SAMPLE_WEIGHT_CHECKS,
         _SAMPLE_WEIGHT_REASON.format(
             how="fits stop at a relative duality gap of tol", peer="LinearSVC (LIBLINEAR)"),
+    ),
+    "LinearSVC(solver='auto')": dict.fromkeys(
+        _SAMPLE_WEIGHT_CHECKS,
+        _SAMPLE_WEIGHT_REASON.format(
+            how="fits stop at a relative duality gap of tol (when it runs CoCoA+)",
+            peer="LinearSVC (LIBLINEAR)"),
     ),
     "MulticlassSVC": dict.fromkeys(
         _SAMPLE_WEIGHT_CHECKS,
@@ -301,6 +310,9 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
     #: the solver family (``SOLVERS[...].family``) and the parameter that picks the solver
     _family: ClassVar[str] = "binary"
     _solver_param: ClassVar[str] = "solver"
+    #: values of the solver parameter that leave the choice to :meth:`_pick_solver`,
+    #: each with the solvers it may choose (it takes the parameters they all take)
+    _auto: ClassVar[dict] = {}
     #: rules of the estimator's own parameters (the solvers' come from the registry)
     _own_params: ClassVar[dict] = {
         "intercept_scaling": Param(1.0, ("real", 0.0, None, True)),
@@ -313,10 +325,15 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
 
     def _check_params(self):
         """Every parameter against the one table (:mod:`dasksvm.solvers.registry`); a
-        parameter of another solver than the chosen one must keep its default."""
+        parameter of another solver than the chosen one must keep its default (with an
+        automatic choice, only what every solver it may choose takes may be set)."""
         solvers = self._solvers()
         name = getattr(self, self._solver_param)
-        check_param(self._solver_param, name, ("choice", tuple(solvers)))
+        check_param(self._solver_param, name, ("choice", tuple(solvers) + tuple(self._auto)))
+        if name in self._auto:
+            allowed = set.intersection(*(set(solvers[n].params) for n in self._auto[name]))
+        else:
+            allowed = set(solvers[name].params)
         table = {**COMMON, **self._own_params}
         for entry in solvers.values():
             table.update(entry.params)
@@ -325,18 +342,26 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
                 check_param(p, getattr(self, p), spec.rule)
         for entry in solvers.values():
             for p, spec in entry.params.items():
-                if (p in solvers[name].params or p not in self.get_params(deep=False)
+                if (p in allowed or p not in self.get_params(deep=False)
                         or _same(getattr(self, p), spec.default)):
                     continue
                 users = [n for n, e in solvers.items() if p in e.params]
+                why = (f" (it may choose any of {list(self._auto[name])}: name the solver to "
+                       "set its own parameters)" if name in self._auto else "")
                 raise ValueError(
                     f"{p} is only used with {self._solver_param} in {users}; got "
-                    f"{p}={getattr(self, p)!r} with {self._solver_param}={name!r}"
+                    f"{p}={getattr(self, p)!r} with {self._solver_param}={name!r}{why}"
                 )
 
-    def _solver_kwargs(self, seed):
-        """The arguments of :func:`~dasksvm.solvers.registry.solve` from the parameters."""
-        entry = self._solvers()[getattr(self, self._solver_param)]
+    def _pick_solver(self, X):
+        """The solver a fit of X runs: the solver parameter (subclasses with an
+        automatic choice resolve it here)."""
+        return getattr(self, self._solver_param)
+
+    def _solver_kwargs(self, seed, name):
+        """The arguments of :func:`~dasksvm.solvers.registry.solve` for solver ``name``
+        from the parameters."""
+        entry = self._solvers()[name]
         mine = self.get_params(deep=False)
         kw = {p: mine[p] for p in (*COMMON, *entry.params) if p in mine}
         kw["random_state"] = seed
@@ -352,16 +377,70 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
         raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
 
     def _fit_solver(self, X, y_encoded, weight, classes, n_outputs, *, resume, n_classes=None):
-        """Blocks from the input, the chosen solver on them, the fitted attributes."""
-        seed = self._seed()
-        kwargs = self._solver_kwargs(seed)
-        name = getattr(self, self._solver_param)
+        """Blocks from the input, the chosen solver on them, the fitted attributes; with
+        ``warm_start`` the fit starts from the previous fit's final state and keeps its
+        own (``_warm_state``: the seed and the solver's state, not a parameter)."""
+        previous = getattr(self, "_warm_state", None) if self.warm_start else None
+        name = self._pick_solver(X)
+        self._check_warm_start(name)
+        problem = self._warm_problem(name)
+        changed = [] if previous is None else [
+            k for k in sorted(set(problem) | set(previous["problem"]))
+            if not _same(problem.get(k), previous["problem"].get(k))]
+        if changed:
+            diff = ", ".join(f"{k}={problem.get(k)!r} now, {previous['problem'].get(k)!r} "
+                             "before" for k in changed)
+            warnings.warn(f"warm_start: the previous fit had other parameters ({diff}); this "
+                          "fit starts cold", UserWarning, stacklevel=_caller_stacklevel())
+            previous = None
+        seed = self._warm_seed(previous)
+        kwargs = self._solver_kwargs(seed, name)
+        warm = None if previous is None else previous["state"]
         result = self._solve(
             X, y_encoded, weight,
-            lambda blocks: solve(name, blocks, n_classes, resume=resume, **kwargs),
+            lambda blocks: solve(name, blocks, n_classes, resume=resume, warm=warm, **kwargs),
             name=f"{name}-data", random_state=seed,
         )
+        self.__dict__.pop("_warm_state", None)
+        if self.warm_start:
+            self._warm_state = {"seed": seed, "problem": problem,
+                                "state": result.state.pop("warm")}
         return self._set_fitted(result, classes, n_outputs, X.shape[1])
+
+    #: parameters a warm start may change (``warm_start``); a change of any other makes
+    #: the next fit start cold, with a UserWarning naming it
+    _warm_free: ClassVar[tuple] = ("C", "tol", "max_iter", "verbose", "callback", "client",
+                                   "warm_start", "checkpoint", "checkpoint_every")
+
+    def _warm_problem(self, name):
+        """What must not change between a fit and the next warm one: the solver run and
+        the other parameters but those of :attr:`_warm_free` (``random_state`` only when
+        it is an int: else the previous fit's seed is reused, see :meth:`_warm_seed`)."""
+        out = {p: v for p, v in self.get_params(deep=False).items()
+               if p not in self._warm_free and not (
+                   p == "random_state" and not isinstance(v, numbers.Integral))}
+        out[self._solver_param] = name
+        return out
+
+    def _check_warm_start(self, name):
+        """A ValueError when ``warm_start=True`` and solver ``name`` has no warm start."""
+        if self.warm_start and not self._solvers()[name].warm_start:
+            ok = sorted(n for n, e in self._solvers().items() if e.warm_start)
+            raise ValueError(
+                f"warm_start=True is not available with {self._solver_param}={name!r}, "
+                f"which has no warm start: use warm_start=False or one of {ok}")
+
+    def _warm_seed(self, previous):
+        """The fit's seed: :meth:`_seed`, except with ``warm_start``: a ``random_state``
+        that is not an int (None, a RandomState) takes the previous fit's seed, and None
+        gets a fresh int on the first fit, so that the next fit deals the rows over the
+        blocks the same way (a warm start needs the same blocks)."""
+        if previous is not None and not isinstance(self.random_state, numbers.Integral):
+            return previous["seed"]
+        seed = self._seed()
+        if seed is None and self.warm_start:
+            seed = int(np.random.SeedSequence().generate_state(1)[0] >> 1)
+        return seed
 
     def _check_fit_input(self, X, y, sample_weight):
         """The checked parameters and ``(X, y, sample_weight, classes)``, two classes or more."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import scipy.sparse as sp
+
 from ._base import (
     LinearSVMBase,
     class_counts,
@@ -12,7 +14,34 @@ from ._base import (
     set_init_params,
 )
 
-__all__ = ["LinearSVC"]
+__all__ = ["NEWTON_ROWS_PER_COLUMN", "LinearSVC", "auto_solver"]
+
+#: ``solver="auto"`` runs Newton for the squared hinge from this many rows per column on
+NEWTON_ROWS_PER_COLUMN = 10
+
+
+def auto_solver(loss, n_rows, n_columns, dense=False):
+    """The solver ``LinearSVC(solver="auto")`` runs on an ``n_rows x n_columns`` X.
+
+    ``"newton"`` when the loss is the squared hinge, X is sparse and
+    ``n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns``, else ``"cocoa"``; ``"sgd"``
+    is never chosen (its certificate closes slowly). The rule is LIBLINEAR's advice
+    (the primal for many rows and few columns, the dual otherwise) with the threshold
+    measured here (``benchmarks/results/auto.md``; squared hinge, C in {0.1, 1}, the
+    defaults, one worker process of two threads): Newton fitted a9a (d = 123) and w8a
+    (d = 300) in 1.1-3.8 s where CoCoA+ took 4.4-84.8 s (at C = 1: 430 rounds on w8a,
+    and on a9a 1,000 without reaching tol); on mr_tfidf (7,108 x 7,727) and news20 (comp.* against the
+    rest, 11,314 x 47,525) CoCoA+ took 0.25-4.8 s and Newton 0.29-10.2 s. The hinge
+    has no Newton method (not twice differentiable): CoCoA+. Dense X (``dense=True``),
+    such as random features, goes to CoCoA+, which has dense kernels while Newton reads
+    CSR: on skin_nonskin's 196,045 rows of 100 random Fourier features, at tol 0.5,
+    Newton took 23.7-31.9 s (199 rounds) where CoCoA+ took 2.1-3.5 s (3 rounds), in
+    exploratory fits on a loaded machine.
+    """
+    if (loss == "squared_hinge" and not dense
+            and n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns):
+        return "newton"
+    return "cocoa"
 
 
 class LinearSVC(LinearSVMBase):
@@ -32,20 +61,25 @@ class LinearSVC(LinearSVMBase):
     ----------
     C : float > 0
     loss : {"squared_hinge", "hinge"}
-    solver : {"cocoa", "sgd", "newton"}
+    solver : {"auto", "cocoa", "sgd", "newton"}
         ``"cocoa"``: CoCoA+ (local dual coordinate ascent per block, one
         all-reduce per round; see :class:`dasksvm.solvers.cocoa.CoCoA`).
         ``"sgd"``: the primal all-reduce subgradient method
         (:class:`dasksvm.solvers.sgd.SGD`). ``"newton"``: trust-region
         Newton, squared hinge only (:class:`dasksvm.solvers.newton.Newton`,
-        at its default ``cg_tol`` and preconditioner). A parameter of another
-        solver than the chosen one must keep its default (else a ValueError).
+        at its default ``cg_tol`` and preconditioner). ``"auto"`` (default):
+        :func:`auto_solver` picks, from the loss and the shape of X,
+        ``"newton"`` for the squared hinge on sparse data with at least
+        ``NEWTON_ROWS_PER_COLUMN`` = 10 rows per column, else ``"cocoa"``;
+        ``solver_`` says which ran. A parameter of another solver than the
+        one that runs must keep its default (else a ValueError; with
+        ``"auto"``, every solver's own parameters keep their defaults).
     fit_intercept : bool
     intercept_scaling : float > 0
     tol : float > 0
         Stop when the relative duality gap (P - D) / |P| <= tol.
     max_iter : int >= 1
-        Rounds (cocoa) or steps (sgd); a ConvergenceWarning is issued when
+        Rounds (cocoa, newton) or steps (sgd); a ConvergenceWarning is issued when
         they end before ``tol``.
     local_passes : float > 0
         cocoa: coordinate passes over its rows per block per round.
@@ -83,6 +117,18 @@ class LinearSVC(LinearSVMBase):
         the end (npz + JSON with SHA-256s, atomic, never pickle); see
         ``fit(..., resume=True)``.
     checkpoint_every : int >= 1
+    warm_start : bool
+        Start a fit from the previous fit's final model and dual variables when
+        only ``C``, ``tol``, ``max_iter``, ``verbose`` or ``callback`` changed
+        (same data, blocking, intercept, class and sample weights, loss and solver):
+        the duals are scaled by C / C_old, which keeps them feasible, and the
+        model is recomputed from them, so the certificate is exact; ``"newton"`` starts
+        from the previous w (TRON restarts there); ``"sgd"`` has no warm start
+        (``warm_start=True`` with it is a ValueError). Otherwise
+        the fit starts cold with a UserWarning naming what differs. The rows are
+        dealt over the blocks with the previous fit's seed unless
+        ``random_state`` is an int. The state is kept in memory only (not a
+        parameter, not in model files). See :func:`dasksvm.C_path`.
 
     Attributes
     ----------
@@ -90,6 +136,8 @@ class LinearSVC(LinearSVMBase):
     intercept_ : ndarray of shape (1,)
     classes_ : ndarray of shape (2,)
         The two labels; ``classes_[1]`` is the positive class.
+    solver_ : str
+        The solver that ran (``solver``, or what ``"auto"`` chose).
     n_iter_ : int
     history_ : list of dict
         One record per round: round, primal, dual, gap, rel_gap, time (s),
@@ -108,12 +156,14 @@ class LinearSVC(LinearSVMBase):
     input is cut into one block per worker thread.
     """
 
+    _auto = {"auto": ("cocoa", "newton")}
+
     def __init__(
         self,
         C=1.0,
         *,
         loss="squared_hinge",
-        solver="cocoa",
+        solver="auto",
         fit_intercept=True,
         intercept_scaling=1.0,
         tol=1e-3,
@@ -132,8 +182,17 @@ class LinearSVC(LinearSVMBase):
         callback=None,
         checkpoint=None,
         checkpoint_every=10,
+        warm_start=False,
     ):
         set_init_params(self, locals())
+
+    def _pick_solver(self, X):
+        name = self.solver
+        if name == "auto":
+            dense = not sp.issparse(getattr(X, "_meta", X))  # a dask array's block type
+            name = auto_solver(self.loss, X.shape[0], X.shape[1], dense=dense)
+        self.solver_ = name
+        return name
 
     def fit(self, X, y, sample_weight=None, resume=False):
         """Fit on X (n_samples, n_features) and y (n_samples,), two distinct labels.

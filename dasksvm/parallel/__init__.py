@@ -1,7 +1,7 @@
 """Dask plumbing with no SVM mathematics: clients, blocks, reductions, schedules."""
 
 from .blocks import Block, BlockSet, to_csr
-from .client import close_embedded_cluster, get_client, worker_addresses
+from .client import close_embedded_cluster, get_client, local_cluster, worker_addresses
 from .reduce import (
     SparseRows,
     SparseVector,
@@ -22,6 +22,7 @@ __all__ = [
     "add_partials",
     "close_embedded_cluster",
     "get_client",
+    "local_cluster",
     "sq_norm",
     "to_csr",
     "to_dense",
