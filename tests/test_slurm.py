@@ -35,7 +35,7 @@ ENDED = ("COMPLETED", "CANCELLED", "FAILED", "COMPLETING")
 # CoCoA+ on 5,000 rows of a9a: ~35 rounds to tol; Weston-Watkins on 600 rows of dna (3
 # classes): ~10 epochs. Both certified by their relative duality gap <= tol, so two fits of
 # one problem agree in P to within tol * P (P* <= P <= P* + tol * P for each).
-COCOA = {"C": 0.01, "tol": 1e-4}
+COCOA = {"C": 0.01, "tol": 1e-4, "solver": "cocoa"}
 WW = {"C": 0.003, "tol": 1e-3}
 
 
