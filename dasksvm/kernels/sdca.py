@@ -157,7 +157,9 @@ def _permutation(n):
 
 @njit(nogil=True, cache=True)
 def visiting_order(seed, n, n_steps):
-    """The row order :func:`cocoa_local` uses for (seed, n, n_steps), for tests."""
+    """The rows ``n_steps`` coordinate steps visit for ``seed``: whole random permutations
+    of the ``n`` rows, the last one cut short (the order of :func:`cocoa_local` and
+    :func:`dense_cocoa_local`)."""
     np.random.seed(seed)
     out = np.empty(n_steps, dtype=np.int64)
     done = 0
@@ -210,29 +212,21 @@ def cocoa_local(indptr, indices, shared, data, y, c, sqn, alpha, w, acc, n_local
     """
     n = indptr.shape[0] - 1
     v = np.zeros(n_local)
-    np.random.seed(seed)
-    done = 0
-    while done < n_steps:
-        order = _permutation(n)
-        for t in range(n):
-            if done >= n_steps:
-                break
-            done += 1
-            i = order[t]
-            if c[i] <= 0.0:
-                continue
-            s = 0.0
+    for i in visiting_order(seed, n, n_steps):
+        if c[i] <= 0.0:
+            continue
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            j = shared[p]
+            s += data[p] * (w[j] + sigma * acc[j])
+        a_new = _coordinate_step(y[i] * s - 1.0, alpha[i], c[i], sqn[i], sigma, l2)
+        delta = a_new - alpha[i]
+        if delta != 0.0:
+            alpha[i] = a_new
+            dy = delta * y[i]
             for p in range(indptr[i], indptr[i + 1]):
-                j = shared[p]
-                s += data[p] * (w[j] + sigma * acc[j])
-            a_new = _coordinate_step(y[i] * s - 1.0, alpha[i], c[i], sqn[i], sigma, l2)
-            delta = a_new - alpha[i]
-            if delta != 0.0:
-                alpha[i] = a_new
-                dy = delta * y[i]
-                for p in range(indptr[i], indptr[i + 1]):
-                    v[indices[p]] += dy * data[p]
-                    acc[shared[p]] += dy * data[p]
+                v[indices[p]] += dy * data[p]
+                acc[shared[p]] += dy * data[p]
     return v
 
 
@@ -278,27 +272,19 @@ def dense_cocoa_local(X, y, c, sqn, alpha, w, acc, sigma, l2, n_steps, seed):
     """
     n, d = X.shape
     v = np.zeros(d)
-    np.random.seed(seed)
-    done = 0
-    while done < n_steps:
-        order = _permutation(n)
-        for t in range(n):
-            if done >= n_steps:
-                break
-            done += 1
-            i = order[t]
-            if c[i] <= 0.0:
-                continue
-            x = X[i]
-            g = y[i] * _dense_dot(x, w, acc, sigma) - 1.0
-            a_new = _coordinate_step(g, alpha[i], c[i], sqn[i], sigma, l2)
-            delta = a_new - alpha[i]
-            if delta != 0.0:
-                alpha[i] = a_new
-                dy = delta * y[i]
-                for k in range(d):
-                    v[k] += dy * x[k]
-                    acc[k] += dy * x[k]
+    for i in visiting_order(seed, n, n_steps):
+        if c[i] <= 0.0:
+            continue
+        x = X[i]
+        g = y[i] * _dense_dot(x, w, acc, sigma) - 1.0
+        a_new = _coordinate_step(g, alpha[i], c[i], sqn[i], sigma, l2)
+        delta = a_new - alpha[i]
+        if delta != 0.0:
+            alpha[i] = a_new
+            dy = delta * y[i]
+            for k in range(d):
+                v[k] += dy * x[k]
+                acc[k] += dy * x[k]
     return v
 
 
