@@ -82,10 +82,17 @@ class LinearSVC(LinearSVMBase):
         Rounds (cocoa, newton) or steps (sgd); a ConvergenceWarning is issued when
         they end before ``tol``.
     local_passes : float > 0
-        cocoa: coordinate passes over its rows per block per round.
+        cocoa: coordinate passes per block per round over its rows (those
+        shrinking keeps).
     aggregation : {"add", "average"}
         cocoa: CoCoA+ adding (gamma = 1, sigma' = K) or CoCoA averaging
         (gamma = 1/K, sigma' = 1).
+    shrinking : bool
+        cocoa: leave out of a round's local passes the rows whose dual variable
+        sits at a bound that the gradient at the round's w pushes it against
+        by more than the largest violation of the last round (LIBLINEAR's rule,
+        decided afresh every round from the certificate's margins). The
+        certificate always sees every row, so the answer does not depend on it.
     learning_rate : {"pegasos", "invscaling", "constant"}
         sgd step rule (see :class:`dasksvm.solvers.sgd.SGD`).
     eta0 : float > 0
@@ -170,6 +177,7 @@ class LinearSVC(LinearSVMBase):
         max_iter=1000,
         local_passes=1.0,
         aggregation="add",
+        shrinking=True,
         learning_rate="pegasos",
         eta0=1.0,
         averaging=True,

@@ -16,6 +16,7 @@ __all__ = [
     "dense_cocoa_local",
     "dense_primal_dual_partials",
     "primal_dual_partials",
+    "row_combination",
     "row_sq_norms",
     "subgradient_partials",
     "visiting_order",
@@ -43,8 +44,19 @@ def _dot_row(indptr, indices, data, i, w):
 
 
 @njit(nogil=True, cache=True)
-def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
-    """This block's share of P(w) and of two dual values, without ||.||^2 terms.
+def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2, lo, hi, active):
+    """This block's share of P(w) and of two dual values, without ||.||^2 terms, and
+    the rows the next local pass visits (shrinking).
+
+    Parameters
+    ----------
+    lo, hi : float
+        Shrinking thresholds (LIBLINEAR's rule, Hsieh et al. 2008, section 3.2):
+        a row whose alpha_i is at 0 with gradient G_i > hi, or (hinge) at c_i
+        with G_i < lo, is left out of the next pass; G_i = y_i w.x_i - 1
+        (+ alpha_i / (2 c_i) for the squared hinge). -inf, inf keep every row.
+    active : ndarray of int64 (n_rows,)
+        Written: the kept rows in its first ``n_active`` entries.
 
     Returns
     -------
@@ -59,6 +71,10 @@ def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
         the squared hinge, so D(beta) certifies a good w even when alpha lags.
     b_sum, b_sq : float
         sum_i beta_i and sum_i beta_i^2 / (4 c_i).
+    n_active : int
+    pg_lo, pg_hi : float
+        The smallest and largest projected gradient over the rows: the
+        thresholds for the next round (an empty side gives -inf / inf).
     """
     n = indptr.shape[0] - 1
     loss = 0.0
@@ -66,9 +82,18 @@ def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
     u = np.zeros(w.shape[0])
     b_sum = 0.0
     b_sq = 0.0
+    n_active = 0
+    pg_lo = 0.0
+    pg_hi = 0.0
     for i in range(n):
         dual += _dual_term(alpha[i], c[i], l2)
         m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
+        keep, pg = _shrink_test(m, alpha[i], c[i], l2, lo, hi)
+        if keep:
+            active[n_active] = i
+            n_active += 1
+        pg_lo = min(pg_lo, pg)
+        pg_hi = max(pg_hi, pg)
         li, b, bq = _margin_terms(m, c[i], l2)
         if b == 0.0:
             continue
@@ -78,11 +103,11 @@ def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2):
         by = b * y[i]
         for p in range(indptr[i], indptr[i + 1]):
             u[indices[p]] += by * data[p]
-    return loss, dual, u, b_sum, b_sq
+    return loss, dual, u, b_sum, b_sq, n_active, *_thresholds(pg_lo, pg_hi)
 
 
 @njit(nogil=True, cache=True)
-def dense_primal_dual_partials(X, y, c, alpha, w, l2):
+def dense_primal_dual_partials(X, y, c, alpha, w, l2, lo, hi, active):
     """:func:`primal_dual_partials` of a dense block ``X`` (n_rows, n_columns), float64 or
     float32, C-contiguous; ``w`` and the returned ``u`` have n_columns entries."""
     n, d = X.shape
@@ -91,10 +116,19 @@ def dense_primal_dual_partials(X, y, c, alpha, w, l2):
     u = np.zeros(d)
     b_sum = 0.0
     b_sq = 0.0
+    n_active = 0
+    pg_lo = 0.0
+    pg_hi = 0.0
     for i in range(n):
         dual += _dual_term(alpha[i], c[i], l2)
         x = X[i]
-        m = 1.0 - y[i] * _dense_dot(x, w, w, 0.0)
+        m = 1.0 - y[i] * _dense_dot(x, w)
+        keep, pg = _shrink_test(m, alpha[i], c[i], l2, lo, hi)
+        if keep:
+            active[n_active] = i
+            n_active += 1
+        pg_lo = min(pg_lo, pg)
+        pg_hi = max(pg_hi, pg)
         li, b, bq = _margin_terms(m, c[i], l2)
         if b == 0.0:
             continue
@@ -104,7 +138,28 @@ def dense_primal_dual_partials(X, y, c, alpha, w, l2):
         by = b * y[i]
         for k in range(d):
             u[k] += by * x[k]
-    return loss, dual, u, b_sum, b_sq
+    return loss, dual, u, b_sum, b_sq, n_active, *_thresholds(pg_lo, pg_hi)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _shrink_test(m, a, ci, l2, lo, hi):
+    # (keep row i in the next pass, its projected gradient) at the margin m
+    if ci <= 0.0:
+        return False, 0.0
+    g = -m
+    if l2:
+        g += a / (2.0 * ci)
+    if a == 0.0:
+        return g <= hi, min(g, 0.0)
+    if not l2 and a >= ci:
+        return g >= lo, max(g, 0.0)
+    return True, g
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _thresholds(pg_lo, pg_hi):
+    # LIBLINEAR: a side with no violation shrinks nothing on the other next time
+    return (pg_lo if pg_lo < 0.0 else -np.inf), (pg_hi if pg_hi > 0.0 else np.inf)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -127,20 +182,20 @@ def _margin_terms(m, ci, l2):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _dense_dot(x, w, acc, sigma):
-    # x.(w + sigma acc) in four partial sums (the loop vectorizes; a single sum
-    # would be one serial chain of additions)
+def _dense_dot(x, w):
+    # x.w in four partial sums (the loop vectorizes; a single sum would be one serial
+    # chain of additions)
     d = x.shape[0]
     s0 = s1 = s2 = s3 = 0.0
     k = 0
     while k + 4 <= d:
-        s0 += x[k] * (w[k] + sigma * acc[k])
-        s1 += x[k + 1] * (w[k + 1] + sigma * acc[k + 1])
-        s2 += x[k + 2] * (w[k + 2] + sigma * acc[k + 2])
-        s3 += x[k + 3] * (w[k + 3] + sigma * acc[k + 3])
+        s0 += x[k] * w[k]
+        s1 += x[k + 1] * w[k + 1]
+        s2 += x[k + 2] * w[k + 2]
+        s3 += x[k + 3] * w[k + 3]
         k += 4
     while k < d:
-        s0 += x[k] * (w[k] + sigma * acc[k])
+        s0 += x[k] * w[k]
         k += 1
     return (s0 + s1) + (s2 + s3)
 
@@ -172,7 +227,7 @@ def visiting_order(seed, n, n_steps):
 
 
 @njit(nogil=True, cache=True)
-def cocoa_local(indptr, indices, shared, data, y, c, sqn, alpha, w, acc, n_local, sigma, l2,
+def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigma, l2, rows,
                 n_steps, seed):
     """Dual coordinate ascent on one block's CoCoA+ local subproblem, in a shared view.
 
@@ -182,52 +237,74 @@ def cocoa_local(indptr, indices, shared, data, y, c, sqn, alpha, w, acc, n_local
         - w.u - sigma / 2 ||u||^2,      u = acc + sum_i d_i y_i x_i,
 
     subject to 0 <= alpha_i + d_i <= c_i (hinge) or >= 0 (squared hinge),
-    by ``n_steps`` coordinate steps in random order (whole random
-    permutations, the last one cut short). ``acc`` is the change of w made
-    so far in this round by the blocks of the worker that share it (all of
-    them run in one view: one after another, or at once on the worker's
-    threads, adding to ``acc`` as they go, as in PASSCoDe): the worker's
-    blocks act as one part of CoCoA+. With sigma = 1 and one block this is
-    LIBLINEAR's dual coordinate descent.
+    by ``n_steps`` coordinate steps over ``rows`` in random order (whole
+    random permutations, the last one cut short). ``acc`` is the change of w
+    made so far in this round by the blocks of the worker that share the view
+    (at once on the worker's threads, as in PASSCoDe, or one after another):
+    the worker's blocks act as one part of CoCoA+. With sigma = 1 and one
+    block this is LIBLINEAR's dual coordinate descent.
+
+    The view holds w + sigma acc in two parts. Its first ``n_cold`` columns are
+    ``z`` itself, updated in place by every block (a lost update between
+    threads only makes a later step see a slightly stale w). The others, the
+    hot columns (the intercept, the most frequent features: what every row
+    writes), read ``z[j] + sigma sum_b hot[b, j - n_cold]``, where the block
+    adds only to its own row ``hot[me]``: nothing is lost where the threads
+    meet most. The block's exact change of w is :func:`row_combination` of
+    its change of alpha.
 
     Parameters
     ----------
     indptr, data : the block's CSR rows
-    indices : ndarray of int32
-        Column positions in the block's own columns (``0..n_local-1``).
     shared : ndarray of int32
-        The same columns' positions in ``w`` and ``acc``.
+        The rows' column positions in the view (``z``).
     alpha : ndarray (n_rows,)
         Updated in place to alpha + d.
-    w : ndarray
-        The round's model on the view's columns (read only).
-    acc : ndarray, like w
-        The view's change so far; this block's change is added to it.
-
-    Returns
-    -------
-    v : ndarray (n_local,)
-        This block's own change of w, sum_i d_i y_i x_i, exact whatever the
-        other threads did to ``acc``.
+    z : ndarray
+        The view (see above), written on its cold columns.
+    hot : ndarray (n_blocks, n_hot)
+        The blocks' own changes of the hot columns; this block writes ``hot[me]``.
+    rows : ndarray of int64
+        The rows to visit (all, or those shrinking kept).
     """
-    n = indptr.shape[0] - 1
-    v = np.zeros(n_local)
-    for i in visiting_order(seed, n, n_steps):
-        if c[i] <= 0.0:
-            continue
+    m = rows.shape[0]
+    K = hot.shape[0]
+    for r in visiting_order(seed, m, n_steps):
+        i = rows[r]
         s = 0.0
         for p in range(indptr[i], indptr[i + 1]):
             j = shared[p]
-            s += data[p] * (w[j] + sigma * acc[j])
+            if j < n_cold:
+                s += data[p] * z[j]
+            else:
+                t = 0.0
+                for b in range(K):
+                    t += hot[b, j - n_cold]
+                s += data[p] * (z[j] + sigma * t)
         a_new = _coordinate_step(y[i] * s - 1.0, alpha[i], c[i], sqn[i], sigma, l2)
         delta = a_new - alpha[i]
         if delta != 0.0:
             alpha[i] = a_new
             dy = delta * y[i]
             for p in range(indptr[i], indptr[i + 1]):
-                v[indices[p]] += dy * data[p]
-                acc[shared[p]] += dy * data[p]
-    return v
+                j = shared[p]
+                if j < n_cold:
+                    z[j] += sigma * dy * data[p]
+                else:
+                    hot[me, j - n_cold] += dy * data[p]
+
+
+@njit(nogil=True, cache=True)
+def row_combination(indptr, indices, data, coef, n_columns):
+    """sum_i coef_i x_i over the CSR rows (rows with coef_i = 0 skipped), a vector of
+    ``n_columns``: a block's exact change of w from its change of alpha (coef = d y)."""
+    out = np.zeros(n_columns)
+    for i in range(indptr.shape[0] - 1):
+        a = coef[i]
+        if a != 0.0:
+            for p in range(indptr[i], indptr[i + 1]):
+                out[indices[p]] += a * data[p]
+    return out
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -259,33 +336,52 @@ def _coordinate_step(g, a, ci, sqn_i, sigma, l2):
 
 
 @njit(nogil=True, cache=True)
-def dense_cocoa_local(X, y, c, sqn, alpha, w, acc, sigma, l2, n_steps, seed):
+def dense_cocoa_local(X, y, c, sqn, alpha, w, hot, me, sigma, l2, rows, n_steps, seed):
     """:func:`cocoa_local` on a dense block ``X`` (n_rows, n_columns), float64 or float32,
-    C-contiguous, in a view over all the columns (``w``, ``acc`` of n_columns; no
-    index arrays: 8 or 4 bytes read per value where CSR reads 12).
-
-    Returns
-    -------
-    v : ndarray (n_columns,)
-        This block's own change of w, sum_i d_i y_i x_i (the same row order and
-        steps as :func:`cocoa_local` for ``seed``).
-    """
-    n, d = X.shape
-    v = np.zeros(d)
-    for i in visiting_order(seed, n, n_steps):
-        if c[i] <= 0.0:
-            continue
+    C-contiguous, in a view over all the columns, all of them hot: the view reads
+    ``w + sigma sum_b hot[b]`` and the block adds its change to ``hot[me]`` only, which
+    is then its exact change of w (no index arrays: 8 or 4 bytes read per value where
+    CSR reads 12). ``w`` (n_columns,) is read only; ``hot`` is (n_blocks, n_columns)."""
+    d = X.shape[1]
+    own = hot[me]
+    for r in visiting_order(seed, rows.shape[0], n_steps):
+        i = rows[r]
         x = X[i]
-        g = y[i] * _dense_dot(x, w, acc, sigma) - 1.0
+        g = y[i] * _dense_dot_hot(x, w, hot, sigma) - 1.0
         a_new = _coordinate_step(g, alpha[i], c[i], sqn[i], sigma, l2)
         delta = a_new - alpha[i]
         if delta != 0.0:
             alpha[i] = a_new
             dy = delta * y[i]
             for k in range(d):
-                v[k] += dy * x[k]
-                acc[k] += dy * x[k]
-    return v
+                own[k] += dy * x[k]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dense_dot_hot(x, w, hot, sigma):
+    # x.(w + sigma sum_b hot[b]); one block: x.(w + sigma hot[0]) in four partial sums
+    d = x.shape[0]
+    if hot.shape[0] == 1:
+        h = hot[0]
+        s0 = s1 = s2 = s3 = 0.0
+        k = 0
+        while k + 4 <= d:
+            s0 += x[k] * (w[k] + sigma * h[k])
+            s1 += x[k + 1] * (w[k + 1] + sigma * h[k + 1])
+            s2 += x[k + 2] * (w[k + 2] + sigma * h[k + 2])
+            s3 += x[k + 3] * (w[k + 3] + sigma * h[k + 3])
+            k += 4
+        while k < d:
+            s0 += x[k] * (w[k] + sigma * h[k])
+            k += 1
+        return (s0 + s1) + (s2 + s3)
+    s = 0.0
+    for k in range(d):
+        t = 0.0
+        for b in range(hot.shape[0]):
+            t += hot[b, k]
+        s += x[k] * (w[k] + sigma * t)
+    return s
 
 
 @njit(nogil=True, cache=True)
