@@ -76,7 +76,7 @@ def make_data(args):
                                      chunks=-(-args.n // 4), random_state=args.seed)
         X, y = dask.compute(Xd, yd, scheduler="threads")
     X = sp.csr_matrix(X, dtype=np.float64)
-    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int64)
+    X.indices, X.indptr = X.indices.astype(np.int32), X.indptr.astype(np.int32)
     y = np.where(np.asarray(y) > 0, 1.0, -1.0)
     log(f"data {X.shape[0]} x {X.shape[1]}, nnz {X.nnz}, made in {t.elapsed:.1f}s")
     return X, y, {"n": X.shape[0], "d": X.shape[1], "nnz": int(X.nnz),

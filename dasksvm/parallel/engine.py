@@ -334,12 +334,16 @@ def _drop_store(token, dask_worker=None):
 
 
 def _threads():
+    """The calling worker's threads (1 outside a worker). distributed keeps the count on
+    the worker's state (``Worker.nthreads`` is gone since 2022.x)."""
     w = _worker()
-    n = getattr(w, "nthreads", 1) if w is not None else 1
+    if w is None:
+        return 1
+    n = getattr(getattr(w, "state", None), "nthreads", None) or getattr(w, "nthreads", 1)
     return max(1, int(n or 1))
 
 
-def _map_threads(func, items):
+def map_threads(func, items):
     """``[func(i) for i in items]``, on the worker's threads when it has several."""
     n = min(_threads(), len(items))
     if n <= 1:
@@ -366,7 +370,7 @@ def _worker_init(token, epoch, machine, indices, saved, rebuild, blocks):
         machine.settle(store[k], None)
         return machine.rebuild(blocks[j], store[k]) if rebuild else None
 
-    return _sum(_map_threads(one, range(len(indices))))
+    return _sum(map_threads(one, range(len(indices))))
 
 
 def _held(token, indices, machine, acceptance):
@@ -390,7 +394,7 @@ def _worker_round(token, epoch, machine, indices, seeds, message, acceptance, up
     def one(j):
         return machine.local(blocks[j], store[indices[j]], view, seeds[j], update)
 
-    return _sum(_map_threads(one, range(len(indices))))
+    return _sum(map_threads(one, range(len(indices))))
 
 
 def _worker_ring_visit(token, epoch, machine, indices, seeds, message, acceptance, update,

@@ -28,7 +28,6 @@ import contextlib
 import functools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -36,7 +35,7 @@ import scipy.sparse as sp
 from dask.sizeof import sizeof
 
 from ..kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scores
-from ..parallel.engine import Custom, Machine, StateLost, wire_nbytes
+from ..parallel.engine import Custom, Machine, StateLost, map_threads, wire_nbytes
 from ..parallel.schedule import one_factorization
 from ..parallel.shuffle import LAYOUTS, shuffle_by_class
 from .registry import Param, register
@@ -325,16 +324,6 @@ def _here(planned):
     return w.address
 
 
-def _map_threads(func, items):
-    """``[func(x) for x in items]``, on the worker's threads when it has several."""
-    w = _worker()
-    n = min(max(1, int(getattr(w, "nthreads", 1) or 1)), len(items))
-    if n <= 1:
-        return [func(x) for x in items]
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(func, items))
-
-
 def _lock(store):
     return store.setdefault("_lock", threading.Lock())
 
@@ -581,7 +570,7 @@ def _ww_certify(store, spec, sources):
     pids = [_pid(pid) for pid, _ in spec["pieces"]]
     sts = [_held(store, pid, spec["run"], k) for pid, k in spec["pieces"]]
     Ws, nbytes = _resolve(store, sources, me)
-    parts = _map_threads(lambda j: _certify_piece(sts[j], pids[j][1], Ws, spec),
+    parts = map_threads(lambda j: _certify_piece(sts[j], pids[j][1], Ws, spec),
                          range(len(sts)))
     out = {k: sum(pt[k] for pt in parts) for k in ("hinge", "alpha_sum", "alpha_nnz", "ws_nnz")}
     out["sqnorm"] = 0.0
