@@ -42,6 +42,12 @@ class _State:
         self.lo, self.hi = -np.inf, np.inf
 
 
+#: a round's coordinate steps per block are at least this share of its rows (times
+#: ``local_passes``): when shrinking keeps few rows, the local passes then still weigh about
+#: as much as the certificate's pass over all of them (a step at a random row costs ~6
+#: rows of that sequential pass), so more of the work goes to progress
+MIN_STEPS_SHARE = 0.25
+
 #: a column is hot in a worker's view when at least this share of the view's rows hold it
 #: (the intercept always is), the most frequent ``MAX_HOT`` at most
 HOT_SHARE, MAX_HOT = 1.0 / 16, 64
@@ -202,7 +208,7 @@ class CoCoA(Machine):
         cert = self._certificate(block, st, view.w, update)
         if not update:
             return cert
-        n_steps = round(self.local_passes * len(st.rows))
+        n_steps = round(self.local_passes * max(len(st.rows), MIN_STEPS_SHARE * block.n_rows))
         if n_steps == 0:
             return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w)), cert
         new = st.alpha.copy()
