@@ -83,7 +83,7 @@ class LinearSVC(LinearSVMBase):
         they end before ``tol``.
     local_passes : float > 0
         cocoa: coordinate passes per block per round over its rows (those
-        shrinking keeps).
+        shrinking keeps; at least a quarter of all its rows in steps).
     aggregation : {"add", "average"}
         cocoa: CoCoA+ adding (gamma = 1, sigma' = K) or CoCoA averaging
         (gamma = 1/K, sigma' = 1).

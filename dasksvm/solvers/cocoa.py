@@ -130,7 +130,8 @@ class CoCoA(Machine):
     loss : {"hinge", "squared_hinge"}
     local_passes : float > 0
         Coordinate passes per block per round (fractions allowed) over the
-        rows shrinking keeps.
+        rows shrinking keeps, at least ``MIN_STEPS_SHARE`` of all its rows in
+        steps.
     aggregation : {"add", "average"}
     shrinking : bool
         Leave out of the local passes the rows at a bound whose gradient at w_t
