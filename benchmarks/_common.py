@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "REPO",
     "RESULTS_DIR",
     "PeakRSS",
     "Timer",
@@ -27,6 +28,11 @@ __all__ = [
     "write_text",
 ]
 
+#: the repository root, put on sys.path (after the benchmarks' folder) so that the scripts
+#: import the package of this checkout without installing it
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(1, str(REPO))
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: the real datasets: $DASKSVM_DATA, else ../shared/data beside the repository
 DATA_DIR = Path(os.environ.get("DASKSVM_DATA",

@@ -80,8 +80,6 @@ import scipy.sparse as sp
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
 
 from _common import (
     DATA_DIR,

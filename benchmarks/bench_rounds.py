@@ -48,8 +48,6 @@ import scipy.sparse as sp
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(1, str(HERE.parent))
 
 from _common import RESULTS_DIR, Timer, env_info, fmt, loadavg, md_table, write_json, write_text
 

@@ -45,10 +45,7 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-if str(REPO) not in sys.path:
-    sys.path.insert(1, str(REPO))
 
 from _common import (
     RESULTS_DIR,

@@ -24,7 +24,7 @@ scikit-learn object.
 import numpy as np
 from numba import njit
 
-from .sdca import row_sq_norms
+from .sdca import clip_step, row_sq_norms
 
 __all__ = [
     "cs_local",
@@ -49,24 +49,6 @@ def _scores(indptr, indices, data, i, W, out):
         x = data[p]
         for k in range(K):
             out[k] += x * W[j, k]
-
-
-@njit(nogil=True, cache=True)
-def _clip_step(a, g, q, upper):
-    """Maximize g * d - q / 2 * d^2 over a + d in [0, upper]; returns a + d."""
-    if q > 0.0:
-        a_new = a + g / q
-    elif g > 0.0:
-        a_new = upper
-    elif g < 0.0:
-        a_new = 0.0
-    else:
-        a_new = a
-    if a_new < 0.0:
-        a_new = 0.0
-    elif a_new > upper:
-        a_new = upper
-    return a_new
 
 
 @njit(nogil=True, cache=True)
@@ -187,7 +169,7 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
                 if k == yi:
                     continue
                 a = alpha[i, k]
-                a_new = _clip_step(a, 1.0 + s[k], q, ci)
+                a_new = clip_step(a, 1.0 + s[k], q, ci)
                 if a_new != a:
                     dk = a_new - a
                     d[k] = dk
@@ -381,7 +363,7 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
                 k = classes[a]
                 sign = 1.0 if k == yi else -1.0
                 old = alpha[i, k]
-                new = _clip_step(old, 1.0 - sign * s[a], q, ci)
+                new = clip_step(old, 1.0 - sign * s[a], q, ci)
                 d[a] = 0.0
                 if new != old:
                     d[a] = (new - old) * sign

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "clip_step",
     "cocoa_local",
     "dense_cocoa_local",
     "dense_primal_dual_partials",
@@ -77,33 +78,16 @@ def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2, lo, hi, acti
         thresholds for the next round (an empty side gives -inf / inf).
     """
     n = indptr.shape[0] - 1
-    loss = 0.0
-    dual = 0.0
     u = np.zeros(w.shape[0])
-    b_sum = 0.0
-    b_sq = 0.0
+    acc = np.zeros(6)  # the running sums _LOSS ... _PG_HI
     n_active = 0
-    pg_lo = 0.0
-    pg_hi = 0.0
     for i in range(n):
-        dual += _dual_term(alpha[i], c[i], l2)
         m = 1.0 - y[i] * _dot_row(indptr, indices, data, i, w)
-        keep, pg = _shrink_test(m, alpha[i], c[i], l2, lo, hi)
-        if keep:
-            active[n_active] = i
-            n_active += 1
-        pg_lo = min(pg_lo, pg)
-        pg_hi = max(pg_hi, pg)
-        li, b, bq = _margin_terms(m, c[i], l2)
-        if b == 0.0:
-            continue
-        loss += li
-        b_sum += b
-        b_sq += bq
-        by = b * y[i]
-        for p in range(indptr[i], indptr[i + 1]):
-            u[indices[p]] += by * data[p]
-    return loss, dual, u, b_sum, b_sq, n_active, *_thresholds(pg_lo, pg_hi)
+        n_active, by = _account(i, m, y[i], alpha[i], c[i], l2, lo, hi, active, n_active, acc)
+        if by != 0.0:
+            for p in range(indptr[i], indptr[i + 1]):
+                u[indices[p]] += by * data[p]
+    return _finish(acc, u, n_active)
 
 
 @njit(nogil=True, cache=True)
@@ -111,34 +95,48 @@ def dense_primal_dual_partials(X, y, c, alpha, w, l2, lo, hi, active):
     """:func:`primal_dual_partials` of a dense block ``X`` (n_rows, n_columns), float64 or
     float32, C-contiguous; ``w`` and the returned ``u`` have n_columns entries."""
     n, d = X.shape
-    loss = 0.0
-    dual = 0.0
     u = np.zeros(d)
-    b_sum = 0.0
-    b_sq = 0.0
+    acc = np.zeros(6)  # the running sums _LOSS ... _PG_HI
     n_active = 0
-    pg_lo = 0.0
-    pg_hi = 0.0
     for i in range(n):
-        dual += _dual_term(alpha[i], c[i], l2)
         x = X[i]
         m = 1.0 - y[i] * _dense_dot(x, w)
-        keep, pg = _shrink_test(m, alpha[i], c[i], l2, lo, hi)
-        if keep:
-            active[n_active] = i
-            n_active += 1
-        pg_lo = min(pg_lo, pg)
-        pg_hi = max(pg_hi, pg)
-        li, b, bq = _margin_terms(m, c[i], l2)
-        if b == 0.0:
-            continue
-        loss += li
-        b_sum += b
-        b_sq += bq
-        by = b * y[i]
-        for k in range(d):
-            u[k] += by * x[k]
-    return loss, dual, u, b_sum, b_sq, n_active, *_thresholds(pg_lo, pg_hi)
+        n_active, by = _account(i, m, y[i], alpha[i], c[i], l2, lo, hi, active, n_active, acc)
+        if by != 0.0:
+            for k in range(d):
+                u[k] += by * x[k]
+    return _finish(acc, u, n_active)
+
+
+# the certificate's running sums: loss, dual, b_sum, b_sq, smallest and largest projected
+# gradient
+_LOSS, _DUAL, _B_SUM, _B_SQ, _PG_LO, _PG_HI = range(6)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _account(i, m, yi, a, ci, l2, lo, hi, active, n_active, acc):
+    # row i's shares at the margin m into ``acc``, kept in ``active`` or not (shrinking);
+    # returns (n_active, beta_i y_i: the row's weight in u)
+    acc[_DUAL] += _dual_term(a, ci, l2)
+    keep, pg = _shrink_test(m, a, ci, l2, lo, hi)
+    if keep:
+        active[n_active] = i
+        n_active += 1
+    acc[_PG_LO] = min(acc[_PG_LO], pg)
+    acc[_PG_HI] = max(acc[_PG_HI], pg)
+    li, b, bq = _margin_terms(m, ci, l2)
+    acc[_LOSS] += li
+    acc[_B_SUM] += b
+    acc[_B_SQ] += bq
+    return n_active, b * yi
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _finish(acc, u, n_active):
+    # LIBLINEAR: a side with no violation shrinks nothing on the other next time
+    lo = acc[_PG_LO] if acc[_PG_LO] < 0.0 else -np.inf
+    hi = acc[_PG_HI] if acc[_PG_HI] > 0.0 else np.inf
+    return acc[_LOSS], acc[_DUAL], u, acc[_B_SUM], acc[_B_SQ], n_active, lo, hi
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -154,12 +152,6 @@ def _shrink_test(m, a, ci, l2, lo, hi):
     if not l2 and a >= ci:
         return g >= lo, max(g, 0.0)
     return True, g
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _thresholds(pg_lo, pg_hi):
-    # LIBLINEAR: a side with no violation shrinks nothing on the other next time
-    return (pg_lo if pg_lo < 0.0 else -np.inf), (pg_hi if pg_hi > 0.0 else np.inf)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -339,12 +331,21 @@ def _coordinate_step(g, a, ci, sqn_i, sigma, l2):
         upper = np.inf
     else:
         upper = ci
+    return clip_step(a, -g, q, upper)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def clip_step(a, g, q, upper):
+    """Maximize g d - q / 2 d^2 over a + d in [0, upper]; returns a + d (the coordinate step
+    of every dual coordinate ascent kernel)."""
     if q > 0.0:
-        a_new = a - g / q
-    elif g < 0.0:
+        a_new = a + g / q
+    elif g > 0.0:
         a_new = upper
+    elif g < 0.0:
+        a_new = 0.0
     else:
-        a_new = a if g == 0.0 else 0.0
+        a_new = a
     if a_new < 0.0:
         a_new = 0.0
     elif a_new > upper:
