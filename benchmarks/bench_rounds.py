@@ -19,6 +19,9 @@ Methods:
 * ``cocoa WxT``: ``dasksvm.solvers.solve("cocoa", ...)`` on a real ``LocalCluster`` of W
   worker processes of T threads (``--shapes``; 1x2 is the documented one-machine shape),
   one block per thread, shrinking on; ``--ablation`` adds the 1x2 shape with shrinking off.
+  Shapes of several workers run once per ``--aggregations`` entry (how the workers'
+  changes combine: CoCoA+ ``add``, the ``exact`` step of formulations.md 1c,
+  ``momentum``; default: the library's default).
   A fit stops once its primal is within 1e-4 of P_LL and its certified relative gap is
   <= 1e-4 (or at ``--max-iter`` rounds).
 
@@ -32,7 +35,8 @@ Results: ``benchmarks/results/rounds.json`` and ``rounds.md``.
 Usage::
 
     python benchmarks/bench_rounds.py [--shapes 1x1 1x2 2x1 4x1] [--Cs 0.1 1]
-        [--losses squared_hinge hinge] [--ablation] [--n 400000 --d 200000 --nnz 50]
+        [--losses squared_hinge hinge] [--aggregations add exact momentum] [--ablation]
+        [--n 400000 --d 200000 --nnz 50]
 """
 
 from __future__ import annotations
@@ -117,7 +121,7 @@ def _tiny_fit(client, n_blocks):
     return times[0] - times[1]
 
 
-def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking):
+def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking, aggregation):
     from dasksvm.solvers import solve
 
     C, loss = case
@@ -129,7 +133,8 @@ def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = solve("cocoa", blocks, C=C, loss=loss, tol=REACH, max_iter=args.max_iter,
-                    shrinking=shrinking, random_state=0, callback=stop)
+                    shrinking=shrinking, aggregation=aggregation, random_state=0,
+                    callback=stop)
     h = res.history
     hit = next((r for r in h if r["primal"] <= target), None)
     cert = next((r for r in h if r["rel_gap"] <= REACH), None)
@@ -143,6 +148,8 @@ def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking):
 
 
 def run_shape(shape, X, y, cases, refs, args, results, shrinking=True):
+    """Every case on a fresh cluster of ``shape``, once per aggregation when it has
+    several workers."""
     from distributed import Client, LocalCluster
 
     from dasksvm.parallel import BlockSet
@@ -157,14 +164,18 @@ def run_shape(shape, X, y, cases, refs, args, results, shrinking=True):
         with Timer() as tb:
             blocks = BlockSet.from_arrays(client, X, y, n_blocks=nw * nt, intercept_scaling=1.0,
                                           name="rounds-data")
-        label = f"cocoa {shape}" + ("" if shrinking else " no shrinking")
-        log(f"{label}: cluster {ts.elapsed:.1f}s, JIT {jit:.1f}s, blocks {tb.elapsed:.1f}s")
-        for case in cases:
+        log(f"cocoa {shape}: cluster {ts.elapsed:.1f}s, JIT {jit:.1f}s, "
+            f"blocks {tb.elapsed:.1f}s")
+        aggregations = args.aggregations if nw > 1 else args.aggregations[:1]
+        for aggregation, case in ((a, c) for a in aggregations for c in cases):
+            label = (f"cocoa {shape}" + (f" {aggregation}" if nw > 1 else "")
+                     + ("" if shrinking else " no shrinking"))
             ref = refs[case]
-            r = run_cocoa(blocks, case, ref["primal"], ref["fit_s"], args, shrinking)
+            r = run_cocoa(blocks, case, ref["primal"], ref["fit_s"], args, shrinking,
+                          aggregation)
             r.update({"method": label, "C": case[0], "loss": case[1], "shape": shape,
-                      "shrinking": shrinking, "cluster_start_s": ts.elapsed, "jit_s": jit,
-                      "loadavg": loadavg()})
+                      "shrinking": shrinking, "aggregation": aggregation,
+                      "cluster_start_s": ts.elapsed, "jit_s": jit, "loadavg": loadavg()})
             results.append(r)
             log(f"{label} C={case[0]} {case[1]}: target at {fmt(r['time_to_target_s'])}s "
                 f"(round {r['rounds_to_target']}, {fmt(r['ratio'])}x LIBLINEAR), gap 1e-4 at "
@@ -223,6 +234,12 @@ def main(argv=None):
     ap.add_argument("--losses", nargs="+", default=["squared_hinge", "hinge"],
                     choices=["squared_hinge", "hinge"])
     ap.add_argument("--shapes", nargs="+", default=["1x1", "1x2", "2x1", "4x1"])
+    from dasksvm.solvers import cocoa  # noqa: F401  (registers "cocoa")
+    from dasksvm.solvers.cocoa import AGGREGATIONS
+    from dasksvm.solvers.registry import SOLVERS
+
+    ap.add_argument("--aggregations", nargs="+", choices=list(AGGREGATIONS),
+                    default=[SOLVERS["cocoa"].params["aggregation"].default])
     ap.add_argument("--ablation", action="store_true",
                     help="also the 1x2 shape with shrinking off")
     ap.add_argument("--max-iter", type=int, default=400)

@@ -137,6 +137,40 @@ def test_shrinking_leaves_rows_out_and_not_the_answer(thread_client, data_dir, l
     assert fits[True].primal_ == pytest.approx(fits[False].primal_, rel=2e-6)
 
 
+@pytest.mark.parametrize("aggregation", ["exact", "momentum"])
+@pytest.mark.parametrize("loss", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("n_blocks", [2, 8])
+def test_exact_steps_reach_liblinear_and_never_lower_the_dual(thread_client, data_dir,
+                                                              aggregation, loss, n_blocks):
+    """aggregation="exact" (formulations.md 1c) and "momentum" on 2 workers: LIBLINEAR's
+    answer, the dual at the iterates D(alpha_t) never goes down, and the steps are real
+    searches (exact: not always 1, never negative; momentum: the whole proposal, and
+    some of the last step taken)."""
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    X, y = _chunked(Xtr, ytr, n_blocks)
+    model = LinearSVC(solver="cocoa", C=C, loss=loss, aggregation=aggregation, tol=TOL,
+                      max_iter=5000, random_state=0, client=thread_client).fit(X, y)
+    _check_against_reference(model, data_dir, "mushrooms", loss)
+    duals = np.array([r["dual_alpha"] for r in model.history_])
+    assert np.all(np.diff(duals) >= -1e-12 * abs(model.primal_))
+    steps = np.array([r["step"] for r in model.history_[:-1]])
+    if aggregation == "momentum":
+        assert np.all(steps == 1.0)
+        assert min(r["momentum"] for r in model.history_[:-1]) >= 0.0
+        assert any(r["momentum"] > 0.0 for r in model.history_[:-1])
+    else:
+        assert steps.min() >= 0.0 and np.any(np.abs(steps - 1.0) > 1e-3)
+
+
+@pytest.mark.parametrize("aggregation", ["exact", "momentum"])
+def test_exact_steps_on_processes(process_client, data_dir, aggregation):
+    Xtr, ytr, _, _, C = _data(data_dir, "a9a")
+    X, y = _chunked(Xtr, ytr, 2)
+    model = LinearSVC(solver="cocoa", C=C, aggregation=aggregation, tol=TOL, max_iter=3000,
+                      random_state=0, client=process_client).fit(X, y)
+    _check_against_reference(model, data_dir, "a9a", "squared_hinge")
+
+
 def test_history_records_and_keys(client, data_dir):
     from dask.utils import key_split
     from distributed import get_task_stream

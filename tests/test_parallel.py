@@ -8,6 +8,7 @@ from dask.utils import key_split
 
 from dasksvm.parallel import (
     BlockSet,
+    Least,
     SparseRows,
     SparseVector,
     add_partials,
@@ -37,6 +38,18 @@ def test_add_partials_sparse_and_dense():
     nested = add_partials((a, 1.0, {"x": 2.0}), (b, 2.0, {"x": 3.0}))
     assert nested[1] == 3.0 and nested[2] == {"x": 5.0}
     assert wire_nbytes((a, 1.0)) == a.nbytes + 8 + 8  # the sparse size travels too
+
+
+def test_least_combines_by_the_minimum():
+    """A Least (a step bound) sums to the smallest, inside nested partials too, and
+    refuses to combine with a plain number (a silent sum would be a wrong bound)."""
+    nested = add_partials((1.0, Least(3.0)), (2.0, Least(np.inf)))
+    assert nested[0] == 3.0 and isinstance(nested[1], Least) and nested[1].values == 3.0
+    both = add_partials(Least([0.5, 2.0]), Least([1.0, 0.25]))
+    np.testing.assert_array_equal(both.values, [0.5, 0.25])
+    assert wire_nbytes(both) == 16
+    with pytest.raises(TypeError, match="Least"):
+        add_partials(Least(1.0), 2.0)
 
 
 def test_sparse_sum_becomes_dense_when_full():

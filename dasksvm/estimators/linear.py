@@ -84,9 +84,15 @@ class LinearSVC(LinearSVMBase):
     local_passes : float > 0
         cocoa: coordinate passes per block per round over its rows (those
         shrinking keeps; at least a quarter of all its rows in steps).
-    aggregation : {"add", "average"}
-        cocoa: CoCoA+ adding (gamma = 1, sigma' = K) or CoCoA averaging
-        (gamma = 1/K, sigma' = 1).
+    aggregation : {"add", "average", "exact", "momentum"}
+        cocoa, how the K workers' changes combine: CoCoA+ adding followed by
+        the exact step along the last step taken (``"momentum"``, the
+        default: on 2 and 4 worker processes it took 2-3x fewer rounds than
+        adding, ``benchmarks/results/rounds_between.md``), CoCoA+ adding
+        (gamma = 1, sigma' = K), CoCoA averaging (gamma = 1/K, sigma' = 1),
+        or the exact step (local passes at sigma' = 1, then the step along
+        the summed change that maximizes the dual; formulations.md 1c). One
+        worker: all the same.
     shrinking : bool
         cocoa: leave out of a round's local passes the rows whose dual variable
         sits at a bound that the gradient at the round's w pushes it against
@@ -176,7 +182,7 @@ class LinearSVC(LinearSVMBase):
         tol=1e-3,
         max_iter=1000,
         local_passes=1.0,
-        aggregation="add",
+        aggregation="momentum",
         shrinking=True,
         learning_rate="pegasos",
         eta0=1.0,

@@ -16,6 +16,7 @@ __all__ = [
     "cocoa_local",
     "dense_cocoa_local",
     "dense_primal_dual_partials",
+    "direction_partials",
     "primal_dual_partials",
     "row_combination",
     "row_sq_norms",
@@ -314,6 +315,32 @@ def row_combination(indptr, indices, data, coef, n_columns):
             for p in range(indptr[i], indptr[i + 1]):
                 out[indices[p]] += a * data[p]
     return out
+
+
+@njit(nogil=True, cache=True)
+def direction_partials(alpha, new, c, l2):
+    """A block's share of the dual along its proposal d = new - alpha (formulations.md 1c).
+
+    Returns ``(slope, curv, upper)``: slope = sum_i d_i - l2 sum_i alpha_i d_i / (2 c_i)
+    (the dual's slope along d, less the w.Delta w term), curv = l2 sum_i d_i^2 / (2 c_i)
+    (its curvature, less ||Delta w||^2) and upper, the largest step eta keeping
+    0 <= alpha + eta d <= c (no upper bound for the squared hinge; inf when nothing binds).
+    """
+    slope = curv = 0.0
+    upper = np.inf
+    for i in range(alpha.shape[0]):
+        d = new[i] - alpha[i]
+        if d == 0.0:
+            continue
+        slope += d
+        if l2:
+            slope -= alpha[i] * d / (2.0 * c[i])
+            curv += d * d / (2.0 * c[i])
+        if d < 0.0:
+            upper = min(upper, -alpha[i] / d)
+        elif not l2:
+            upper = min(upper, (c[i] - alpha[i]) / d)
+    return slope, curv, upper
 
 
 @njit(nogil=True, cache=True, inline="always")

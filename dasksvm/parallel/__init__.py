@@ -3,6 +3,7 @@
 from .blocks import Block, BlockSet, to_csr
 from .client import close_embedded_cluster, get_client, local_cluster, worker_addresses
 from .reduce import (
+    Least,
     SparseRows,
     SparseVector,
     add_into,
@@ -16,6 +17,7 @@ from .reduce import (
 __all__ = [
     "Block",
     "BlockSet",
+    "Least",
     "SparseRows",
     "SparseVector",
     "add_into",

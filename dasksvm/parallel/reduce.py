@@ -2,8 +2,9 @@
 
 A *partial* is what one block sends to a reduction: a float, a dense
 ``numpy`` array, a :class:`SparseVector` (indices and values of the touched
-coordinates), a :class:`SparseRows` (the touched rows of a matrix), or a
-tuple / dict nesting any of those. :func:`add_partials` adds two partials of
+coordinates), a :class:`SparseRows` (the touched rows of a matrix), a
+:class:`Least` (a float whose sum is the minimum: a bound every block must
+respect), or a tuple / dict nesting any of those. :func:`add_partials` adds two partials of
 the same structure; sparse + sparse vectors stay sparse until they fill a
 quarter of the vector, then become dense; sparse rows stay sparse rows.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from .keys import new_token, task_key
 
 __all__ = [
+    "Least",
     "SparseRows",
     "SparseVector",
     "add_into",
@@ -64,6 +66,19 @@ class SparseRows(_Sparse):
         if len(nz) == len(cols):
             return cls(cols, values, size)
         return cls(cols[nz], values[nz], size)
+
+
+class Least:
+    """A partial combined by the elementwise minimum: bounds each block sets on a step
+    (the smallest binds). ``values``: a float64 array (0-d for one bound)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def wire_nbytes(self):
+        return int(self.values.nbytes)
 
 
 def to_dense(v):
@@ -119,6 +134,10 @@ def _add_rows(a, b):
 
 def add_partials(a, b):
     """Sum of two partials with the same nesting (see the module docstring)."""
+    if isinstance(a, Least) or isinstance(b, Least):
+        if not (isinstance(a, Least) and isinstance(b, Least)):
+            raise TypeError("a Least combines only with a Least")
+        return Least(np.minimum(a.values, b.values))
     if isinstance(a, SparseVector) and isinstance(b, SparseVector):
         return _add_sparse(a, b)
     if isinstance(a, SparseRows) and isinstance(b, SparseRows):

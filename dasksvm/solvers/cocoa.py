@@ -8,21 +8,28 @@ from ..kernels.sdca import (
     cocoa_local,
     dense_cocoa_local,
     dense_primal_dual_partials,
+    direction_partials,
     primal_dual_partials,
     row_combination,
     row_sq_norms,
 )
-from ..parallel import SparseVector, add_into, to_dense
+from ..parallel import Least, SparseVector, add_into, to_dense
 from ..parallel.engine import AllBlocks, Machine
 from ._common import LOSSES, dual_bound, saved_array, scaled_duals
 from .registry import Param, register
+from .rowparallel import line_search
 
 __all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
 
-# aggregation -> (gamma, sigma as a function of the number of parts K: the workers)
+# aggregation -> (gamma, sigma, search) as a function of the number of parts K (the
+# workers); search "line": the exact step along the summed proposal (formulations.md 1c),
+# "momentum": the summed proposal, then the exact step along the last step. With one
+# worker every rule is LIBLINEAR's dual coordinate descent (gamma = sigma = 1).
 AGGREGATIONS = {
-    "add": lambda K: (1.0, float(K)),
-    "average": lambda K: (1.0 / K, 1.0),
+    "add": lambda K: (1.0, float(K), None),
+    "average": lambda K: (1.0 / K, 1.0, None),
+    "exact": lambda K: (1.0, 1.0, "line" if K > 1 else None),
+    "momentum": lambda K: (1.0, float(K), "momentum" if K > 1 else None),
 }
 
 
@@ -33,10 +40,14 @@ class _State:
     (the worker's blocks, the view's columns, this block's column positions in the view
     (None for a dense block), its row in the view's ``hot``), made when that set changes."""
 
-    __slots__ = ("active", "alpha", "c", "hi", "lo", "proposal", "rows", "sqn", "view")
+    __slots__ = ("active", "alpha", "c", "hi", "image", "lo", "moved", "proposal", "rows",
+                 "sqn", "step", "view")
 
     def __init__(self, alpha, sqn, c):
         self.alpha, self.sqn, self.c, self.proposal, self.view = alpha, sqn, c, None, None
+        # momentum: the last step taken (alpha_t - alpha_{t-1}, or None), its image
+        # X_b^T (step y) and the proposal's, on the block's columns (all for a dense one)
+        self.step = self.image = self.moved = None
         self.active = np.empty(len(alpha), dtype=np.int64)
         self.rows = np.arange(len(alpha), dtype=np.int64)
         self.lo, self.hi = -np.inf, np.inf
@@ -79,6 +90,15 @@ def _hot_columns(blocks, cols):
     return np.sort(hot[np.argsort(-counts[hot], kind="stable")[:MAX_HOT]])
 
 
+def _dot(a, b):
+    """a.b for dense vectors and :class:`SparseVector` (at most one of them sparse)."""
+    if isinstance(b, SparseVector):
+        a, b = b, a
+    if isinstance(a, SparseVector):
+        return float(a.values @ (b[a.indices] if b is not a else a.values))
+    return float(a @ b)
+
+
 class CoCoA(Machine):
     """Certified CoCoA+ for the binary linear SVM, as a round-engine machine.
 
@@ -115,8 +135,27 @@ class CoCoA(Machine):
        and sends that one partial up (touched coordinates only when that
        is smaller);
     4. the client records P(w_t), the better of D(alpha_t) and the best
-       multiple of D(beta(w_t)), the gap, and sets w_{t+1} = w_t + sum dw;
-       the blocks take their proposals at the start of the next round.
+       multiple of D(beta(w_t)), the gap, and sets w_{t+1} = w_t + eta sum dw;
+       the blocks set alpha <- alpha + eta (proposal - alpha) at the start of
+       the next round. eta = 1 (``"add"``, ``"average"``), or, for
+       ``"exact"``, the step maximizing the dual along the summed proposal
+       (formulations.md 1c: every block also sends its share of the dual's
+       slope and curvature along it and its largest feasible step, a
+       :class:`~dasksvm.parallel.Least`), with the blocks' local passes at
+       sigma' = 1 (each as if alone). ``"momentum"`` takes CoCoA+'s whole
+       summed proposal (sigma' = K) and then the exact step e2 >= 0 along p,
+       the last step taken, cut where a unit step from the proposal would
+       cross a bound (so rows the proposal put on a bound stay there, and
+       shrinking keeps working): alpha <- proposal + e2 p; each block also
+       sends the dual's slope and curvature along p, its largest feasible
+       step (a ``Least``) and X_b^T (p y), which it keeps up to date from its
+       own changes (so the direction is always that of the states the
+       workers hold, after a resume or a lost worker too). Both searches are
+       exact, so the dual never
+       decreases. Blocks that share nothing are block Jacobi, slowest along
+       directions a fixed step length does not reach; the last step points
+       along them (measured: 2.5-4x fewer rounds on 2 workers, see
+       ``benchmarks/results/rounds_between.md``).
 
     Stopping rule (the engine's): the first round with (P - D) / |P| <= tol
     returns w_t, the iterate the certificate is for.
@@ -132,7 +171,11 @@ class CoCoA(Machine):
         Coordinate passes per block per round (fractions allowed) over the
         rows shrinking keeps, at least ``MIN_STEPS_SHARE`` of all its rows in
         steps.
-    aggregation : {"add", "average"}
+    aggregation : {"add", "average", "exact", "momentum"}
+        How the K workers' changes combine (above). Measured on 2 and 4
+        processes in ``benchmarks/bench_rounds.py``; with one worker all of
+        them are LIBLINEAR's dual coordinate descent. A resumed or recovered
+        fit starts its momentum again (the blocks' states are made afresh).
     shrinking : bool
         Leave out of the local passes the rows at a bound whose gradient at w_t
         pushes them against it by more than the block's largest violation at
@@ -142,16 +185,17 @@ class CoCoA(Machine):
 
     name = "CoCoA+"
     prefix = "cocoa"
-    worker_fields = ("C", "l2", "gamma", "sigma", "local_passes", "shrinking")
+    worker_fields = ("C", "l2", "gamma", "sigma", "search", "local_passes", "shrinking")
 
     def __init__(self, n_columns, n_parts, *, C, loss, local_passes, aggregation,
                  shrinking=True):
         self.shrinking = bool(shrinking)
-        self.gamma, self.sigma = AGGREGATIONS[aggregation](n_parts)
+        self.gamma, self.sigma, self.search = AGGREGATIONS[aggregation](n_parts)
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
         self.w = np.zeros(n_columns)
-        self._dw = None
+        self._change = None  # the step of w the client takes in advance()
+        self._acceptance = (1.0, 0.0)  # the step (e1, e2) the blocks take in settle()
 
     def problem(self):
         return {"solver": "cocoa", "C": self.C, "loss": self.loss}
@@ -168,11 +212,29 @@ class CoCoA(Machine):
         st = _State(alpha, sqn, self.C * block.weight)
         if saved is not None and "shrink_bounds" in saved:  # a checkpoint, not a warm start
             st.lo, st.hi = saved_array(saved, "shrink_bounds", (2,))
+            if "step" in saved:
+                st.step = saved_array(saved, "step", (block.n_rows,)).copy()
+                st.image = self._local_image(block, st.step)
         return st
 
     def settle(self, st, acceptance):
+        """alpha <- alpha + e1 (proposal - alpha) + e2 p with ``acceptance`` = (e1, e2)
+        (1, 0 but for the exact steps; p the cut last step, momentum only, which then
+        becomes the step just taken); the proposal is dropped either way."""
         if st.proposal is not None and acceptance is not None:
-            st.alpha = st.proposal
+            e1, e2 = acceptance
+            old = st.alpha
+            if e1 == 1.0 and e2 == 0.0:
+                st.alpha = st.proposal
+            else:
+                st.alpha = old + e1 * (st.proposal - old)
+                if e2 != 0.0:
+                    st.alpha += e2 * st.step
+                # the searched steps are feasible up to rounding
+                np.clip(st.alpha, 0.0, None if self.l2 else st.c, out=st.alpha)
+            if self.search == "momentum":
+                st.step = st.alpha - old
+                st.image = st.moved + e2 * st.image if e2 != 0.0 else st.moved
         st.proposal = None
 
     def worker_view(self, w, blocks, states):
@@ -210,15 +272,47 @@ class CoCoA(Machine):
         if not update:
             return cert
         n_steps = round(self.local_passes * max(len(st.rows), MIN_STEPS_SHARE * block.n_rows))
-        if n_steps == 0:
-            return SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w)), cert
         new = st.alpha.copy()
-        v = self._ascent(block, st, view, new, n_steps, seed)
-        if self.gamma != 1.0:
-            new = st.alpha + self.gamma * (new - st.alpha)
-            v *= self.gamma
+        if n_steps == 0:
+            dw = SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w))
+        else:
+            v = self._ascent(block, st, view, new, n_steps, seed)
+            if self.gamma != 1.0:
+                new = st.alpha + self.gamma * (new - st.alpha)
+                v *= self.gamma
+            dw = v if block.dense is not None else block.spread(v, len(view.w))
         st.proposal = new
-        return (v if block.dense is not None else block.spread(v, len(view.w))), cert
+        if self.search == "line":
+            slope, curv, upper = direction_partials(st.alpha, new, st.c, self.l2)
+            return dw, cert, np.array([slope, curv]), Least(upper)
+        if self.search == "momentum":
+            st.moved = self._local_image(block, new - st.alpha) if n_steps == 0 else v
+            self._momentum(block, st, new)
+            slope, curv, upper = direction_partials(new, new + st.step, st.c, self.l2)
+            image = st.image if block.dense is not None else block.spread(st.image, len(view.w))
+            return dw, cert, np.array([slope, curv]), Least(upper), image
+        return dw, cert
+
+    def _momentum(self, block, st, new):
+        """Set the block's momentum direction p and its image X_b^T (p y): its last step,
+        cut where a unit step from the proposal ``new`` would cross a bound (so a row the
+        proposal put on a bound stays there, and shrinking keeps working)."""
+        if st.step is None:
+            st.step = np.zeros(block.n_rows)
+            st.image = np.zeros_like(st.moved)
+        p = np.maximum(st.step, -new)
+        if not self.l2:
+            np.minimum(p, st.c - new, out=p)
+        st.image = st.image + self._local_image(block, p - st.step)
+        st.step = p
+
+    @staticmethod
+    def _local_image(block, d):
+        """X_b^T (d y) on the block's columns (all columns for a dense block)."""
+        if block.dense is not None:
+            return np.asarray(block.dense.T @ (d * block.y), dtype=np.float64)
+        indptr, indices, data = block.local_csr()
+        return row_combination(indptr, indices, data, d * block.y, len(block.cols))
 
     def _certificate(self, block, st, w, update=True):
         """(u, loss, dual, b_sum, b_sq, n_active) of the block at w
@@ -260,7 +354,10 @@ class CoCoA(Machine):
         return block.spread(w_loc)
 
     def save(self, st):
-        return {"alpha": st.alpha, "shrink_bounds": np.array([st.lo, st.hi])}
+        out = {"alpha": st.alpha, "shrink_bounds": np.array([st.lo, st.hi])}
+        if st.step is not None:
+            out["step"] = st.step
+        return out
 
     def export(self, st):
         return st.alpha.copy()
@@ -274,21 +371,56 @@ class CoCoA(Machine):
         return self.w
 
     def step(self, total, round, update):
-        dw, cert = total if update else (None, total)
+        dw, cert, *search = total if update else (None, total)
         u, loss_sum, dual_sum, b_sum, b_sq, n_active = cert
         wsq = float(self.w @ self.w)
         # two dual-feasible points: the iterate alpha_t (w_t = w(alpha_t)) and the best
         # multiple of beta(w_t); the better one certifies w_t
         dual_alpha = dual_sum - 0.5 * wsq
         dual_beta = dual_bound(u, b_sum, b_sq, self.l2)
-        self._dw = dw
+        extra = {"dual_alpha": dual_alpha, "active_rows": int(n_active)}
+        if update:
+            e, self._change = self._take(dw, *search)
+            self._acceptance = e
+            if self.search is not None:
+                extra["step"] = e[0]
+            if self.search == "momentum":
+                extra["momentum"] = e[1]
         return {"primal": 0.5 * wsq + loss_sum, "dual": max(dual_alpha, dual_beta),
-                "extra": {"dual_alpha": dual_alpha, "active_rows": int(n_active)}}
+                "extra": extra}
+
+    def _take(self, dw, scalars=None, reach=None, image=None):
+        """The round's step ``(e1, e2)`` and the change of w it makes: (1, 0) and the
+        summed dw without a search; the exact step along dw (``"line"``, formulations.md
+        1c: the blocks' ``scalars`` are the dual's slope less w.dw and its curvature less
+        ||dw||^2, ``reach`` the largest feasible step); or, for ``"momentum"``, all of dw
+        and then the exact step along the blocks' cut last steps, whose summed ``image``
+        in w is P (the same scalars, from the proposal). Both searches are exact: the
+        dual never decreases."""
+        if self.search is None:
+            return (1.0, 0.0), dw
+        if self.search == "line":
+            slope, curv = scalars
+            eta = float(line_search(_dot(self.w, dw), _dot(dw, dw) + curv, slope,
+                                    upper=float(reach.values)))
+            scaled = dw._replace(values=eta * dw.values) if isinstance(dw, SparseVector) \
+                else eta * dw
+            return (eta, 0.0), scaled
+        slope, curv = scalars  # momentum: the whole proposal, then the best step along P
+        P = np.array(to_dense(image), dtype=np.float64)
+        w_prop = self.w.copy()
+        add_into(w_prop, dw)
+        dd = float(P @ P) + curv
+        e2 = float(line_search(float(w_prop @ P), dd, slope, upper=float(reach.values))) \
+            if dd > 0.0 else 0.0
+        change = e2 * P
+        add_into(change, dw)
+        return (1.0, e2), change
 
     def advance(self):
-        add_into(self.w, self._dw)  # w_{t+1} = w_t + sum of the blocks' changes
-        self._dw = None
-        return True
+        add_into(self.w, self._change)  # w_{t+1} = w_t + the step's change of w
+        self._change = None
+        return self._acceptance
 
     def restore(self, total):
         self.w = to_dense(total).astype(np.float64, copy=True)
@@ -307,7 +439,7 @@ class CoCoA(Machine):
 @register("cocoa", "binary", {
     "loss": Param("squared_hinge", ("choice", LOSSES)),
     "local_passes": Param(1.0, ("real", 0.0, None, True)),
-    "aggregation": Param("add", ("choice", tuple(AGGREGATIONS))),
+    "aggregation": Param("momentum", ("choice", tuple(AGGREGATIONS))),
     "shrinking": Param(True, ("bool",)),
 })
 def build_cocoa(blocks, n_classes, seeds, *, C, tol, loss, local_passes, aggregation,

@@ -129,14 +129,17 @@ def adapt_sigma(sigma, raw, n_blocks):
     return sigma
 
 
-def line_search(wd, dd, dlin, enabled=True):
-    """Step gamma in [0, 1] maximizing lin + gamma dlin - 1/2 ||W + gamma dW||^2.
+def line_search(wd, dd, dlin, enabled=True, upper=1.0):
+    """Step gamma in [0, upper] maximizing lin + gamma dlin - 1/2 ||W + gamma dW||^2.
 
     ``wd`` = <W, dW> and ``dd`` = ||dW||^2 (floats, or arrays for one step per
-    class). The combination alpha + gamma * (sum of the blocks' proposals) is
-    feasible for every gamma in [0, 1] (a convex combination of feasible
-    points), and the dual is a concave quadratic in gamma, so this is exact.
-    Without ``enabled`` the step is CoCoA+'s gamma = 1.
+    class; a dual with its own curvature along the step adds it to ``dd``, as
+    the binary squared hinge does). The combination alpha + gamma * (sum of the
+    blocks' proposals) is feasible for every gamma in [0, 1] (a convex
+    combination of feasible points), up to ``upper`` when the blocks report
+    the largest feasible step (formulations.md 1c), and the dual is a concave
+    quadratic in gamma, so this is exact. Without ``enabled`` the step is
+    CoCoA+'s gamma = 1.
     """
     wd = np.asarray(wd, dtype=float)
     dd = np.asarray(dd, dtype=float)
@@ -145,7 +148,7 @@ def line_search(wd, dd, dlin, enabled=True):
         return np.ones_like(dd)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = np.where(dd > 0.0, (dlin - wd) / np.where(dd > 0.0, dd, 1.0), 1.0)
-    return np.clip(g, 0.0, 1.0)
+    return np.clip(g, 0.0, upper)
 
 
 def step_certificate(wsq, wd, dd, loss, lin, dlin, *, enabled, updated):
