@@ -13,7 +13,7 @@ from ..kernels.sdca import (
     row_combination,
     row_sq_norms,
 )
-from ..parallel import Least, SparseVector, add_into, to_dense
+from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
 from ..parallel.engine import AllBlocks, Machine
 from ._common import LOSSES, dual_bound, saved_array, scaled_duals
 from .registry import Param, register
@@ -90,13 +90,11 @@ def _hot_columns(blocks, cols):
     return np.sort(hot[np.argsort(-counts[hot], kind="stable")[:MAX_HOT]])
 
 
-def _dot(a, b):
-    """a.b for dense vectors and :class:`SparseVector` (at most one of them sparse)."""
-    if isinstance(b, SparseVector):
-        a, b = b, a
-    if isinstance(a, SparseVector):
-        return float(a.values @ (b[a.indices] if b is not a else a.values))
-    return float(a @ b)
+def _dot(w, v):
+    """w.v for a dense w and a dense or :class:`SparseVector` v."""
+    if isinstance(v, SparseVector):
+        return float(w[v.indices] @ v.values)
+    return float(w @ v)
 
 
 class CoCoA(Machine):
@@ -154,8 +152,8 @@ class CoCoA(Machine):
        exact, so the dual never
        decreases. Blocks that share nothing are block Jacobi, slowest along
        directions a fixed step length does not reach; the last step points
-       along them (measured: 2.5-4x fewer rounds on 2 workers, see
-       ``benchmarks/results/rounds_between.md``).
+       along them (measured: 2.4-3.3x fewer rounds than adding on 2
+       workers, ``benchmarks/results/rounds_between.md``).
 
     Stopping rule (the engine's): the first round with (P - D) / |P| <= tol
     returns w_t, the iterate the certificate is for.
@@ -401,18 +399,16 @@ class CoCoA(Machine):
             return (1.0, 0.0), dw
         if self.search == "line":
             slope, curv = scalars
-            eta = float(line_search(_dot(self.w, dw), _dot(dw, dw) + curv, slope,
+            eta = float(line_search(_dot(self.w, dw), sq_norm(dw) + curv, slope,
                                     upper=float(reach.values)))
             scaled = dw._replace(values=eta * dw.values) if isinstance(dw, SparseVector) \
                 else eta * dw
             return (eta, 0.0), scaled
         slope, curv = scalars  # momentum: the whole proposal, then the best step along P
         P = np.array(to_dense(image), dtype=np.float64)
-        w_prop = self.w.copy()
-        add_into(w_prop, dw)
         dd = float(P @ P) + curv
-        e2 = float(line_search(float(w_prop @ P), dd, slope, upper=float(reach.values))) \
-            if dd > 0.0 else 0.0
+        wd = float(self.w @ P) + _dot(P, dw)  # (w + dw).P: P from the proposal
+        e2 = float(line_search(wd, dd, slope, upper=float(reach.values))) if dd > 0.0 else 0.0
         change = e2 * P
         add_into(change, dw)
         return (1.0, e2), change
