@@ -525,3 +525,35 @@ def test_solvers_reading_csr_take_dense_blocks(thread_client, data_dir, solver):
                                     da.from_array(y, chunks=500))
             assert m.primal_ == pytest.approx(ref.primal_, rel=1e-9)
             np.testing.assert_allclose(m.coef_, ref.coef_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("aggregation", ["add", "momentum"])
+def test_the_certificate_is_for_the_best_iterate(thread_client, data_dir, aggregation):
+    """CoCoA+'s iterates do not lower the primal every round (under momentum, on dense
+    random features, it jumps); the certificate takes the lowest primal so far, and the
+    model returned is that iterate: history's ``primal`` is the running minimum of
+    ``primal_iterate``, the gap is certified for the returned model, and LIBLINEAR's
+    optimum lies within it."""
+    from dasksvm import OrthogonalRandomFeatures
+
+    X, y = load_xz(data_dir / "skin_nonskin.xz")
+    rows = np.random.RandomState(0).permutation(X.shape[0])[:20000]
+    Z = OrthogonalRandomFeatures(gamma=10.0, n_components=50, random_state=0).fit_transform(
+        X[rows].toarray() / 255.0)
+    y = y[rows]
+    C = 1.0
+    model = LinearSVC(solver="cocoa", C=C, aggregation=aggregation, tol=1e-3, max_iter=1000,
+                      shuffle=False, random_state=0, client=thread_client).fit(
+        da.from_array(Z, chunks=(5000, -1)), da.from_array(y, chunks=5000))
+    assert model.converged_
+    primal = np.array([r["primal"] for r in model.history_])
+    iterate = np.array([r["primal_iterate"] for r in model.history_])
+    np.testing.assert_array_equal(primal, np.minimum.accumulate(iterate))
+    P = _primal_of(model, Z, y, C, "squared_hinge")
+    assert P == pytest.approx(model.primal_, rel=1e-9)
+    ref = SkLinearSVC(C=C, dual=True, tol=1e-8, max_iter=200_000).fit(Z, y)
+    P_ref = binary_primal(Z, np.where(y == ref.classes_[1], 1.0, -1.0), ref.coef_.ravel(),
+                          ref.intercept_[0], C, "squared_hinge")
+    assert P_ref - 1e-9 * P_ref <= P <= P_ref + (model.primal_ - model.dual_)
+    if aggregation == "momentum":  # here (57 rounds) the iterate is above the best in 38
+        assert np.any(iterate > primal)
