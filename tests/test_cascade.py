@@ -165,7 +165,8 @@ def test_root_pass_gets_the_maximal_violating_pair(thread_client):
     X = X - X.mean()
     ref = SVC(C=1.0, gamma="scale", tol=TOL).fit(X, y)
     Xd, yd = _dask(X, y, 2)
-    model = CascadeSVC(C=1.0, tol=TOL, max_passes=4, client=thread_client).fit(Xd, yd)
+    model = CascadeSVC(C=1.0, tol=TOL, max_passes=4, shuffle=False,
+                       client=thread_client).fit(Xd, yd)
     assert model.converged_ and model.n_iter_ <= 3
     assert model.history_[0]["pass_kind"] == ["tree"] * 3
     assert "root" in model.history_[1]["pass_kind"]
@@ -289,16 +290,27 @@ def test_bad_parameters_raise(thread_client):
         model.predict(X[:, :2])
 
 
-def test_leaf_blocks_holding_one_class(client, data_dir):
-    """Rows sorted by label: with 2 and 4 blocks some leaves hold a single class."""
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_leaf_blocks_holding_one_class(client, data_dir, shuffle):
+    """Rows sorted by label: with 2 and 4 blocks and the rows kept in order some leaves
+    hold a single class; dealt (the default) the leaves hold both, and ``support_``
+    still indexes the input's rows (dask input, and in-memory input)."""
     X, y = _load("a9a", data_dir, 1200)
     order = np.argsort(y, kind="stable")
     X, y = X[order], y[order]
     ref = SVC(C=1.0, gamma=0.05, tol=TOL).fit(X, y)
     for n_blocks in (2, 4):
         Xd, yd = _dask(X, y, n_blocks)
-        model = CascadeSVC(C=1.0, gamma=0.05, client=client).fit(Xd, yd)
+        model = CascadeSVC(C=1.0, gamma=0.05, shuffle=shuffle, random_state=n_blocks,
+                           client=client).fit(Xd, yd)
         _check_binary(model, ref, X, y)
+        leaves = model.history_[0]["sv_per_level"][0]  # a one-class leaf solves nothing
+        assert min(leaves) > 0 if shuffle else min(leaves) == 0
+    if shuffle:
+        model = CascadeSVC(C=1.0, gamma=0.05, random_state=0, client=client).fit(X, y)
+        _check_binary(model, ref, X, y)
+        np.testing.assert_array_equal(model.support_vectors_.toarray(),
+                                      X[model.support_].toarray())
 
 
 def test_duplicate_points(thread_client, data_dir):
@@ -309,7 +321,7 @@ def test_duplicate_points(thread_client, data_dir):
     y2 = np.concatenate([y, y, flip])
     ref = SVC(C=1.0, gamma=0.05, tol=TOL).fit(X2, y2)
     Xd, yd = _dask(X2, y2, 3)
-    model = CascadeSVC(C=1.0, gamma=0.05, client=thread_client).fit(Xd, yd)
+    model = CascadeSVC(C=1.0, gamma=0.05, shuffle=False, client=thread_client).fit(Xd, yd)
     assert model.converged_
     kern = _kern(model)
     d_ours, d_ref = _dual(model, X2, kern), _dual(ref, X2, kern)
@@ -339,7 +351,7 @@ def test_more_blocks_than_rows(thread_client):
     ref = SVC(C=1.0, gamma=0.5, tol=TOL).fit(X, y)
     Xd = da.from_array(X, chunks=(1, -1))
     yd = da.from_array(y, chunks=(1,))
-    model = CascadeSVC(C=1.0, gamma=0.5, client=thread_client).fit(Xd, yd)
+    model = CascadeSVC(C=1.0, gamma=0.5, shuffle=False, client=thread_client).fit(Xd, yd)
     _check_binary(model, ref, X, y)
     # a dask array with empty row chunks
     chunks = (0, 2, 0, 3, 2, 0)
@@ -359,7 +371,7 @@ def test_class_present_in_one_block_only(thread_client, data_dir):
     assert last.sum() < 300
     ref = SVC(C=1.0, gamma="scale", tol=TOL).fit(X, y)
     Xd, yd = _dask(X, y, 3)
-    model = CascadeSVC(C=1.0, client=thread_client).fit(Xd, yd)
+    model = CascadeSVC(C=1.0, shuffle=False, client=thread_client).fit(Xd, yd)
     assert model.converged_
     np.testing.assert_allclose(model.intercept_, ref.intercept_, atol=10 * TOL)
     assert np.mean(model.predict(X) == ref.predict(X)) >= 0.999

@@ -262,6 +262,16 @@ def row_weights(y, classes, class_w, sample_weight):
     return w
 
 
+def seed_of(random_state):
+    """``random_state`` as an int seed (or None); a RandomState draws one."""
+    rs = random_state
+    if rs is None or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)):
+        return rs
+    if isinstance(rs, np.random.RandomState):
+        return int(rs.randint(0, 2**31 - 1))
+    raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+
+
 def _same(a, b):
     try:
         return bool(a == b) if not (a is None or b is None) else a is b
@@ -368,13 +378,7 @@ class LinearSVMBase(SharedClientMixin, ClassifierMixin, BaseEstimator):
         return kw
 
     def _seed(self):
-        """``random_state`` as an int seed (or None); a RandomState draws one."""
-        rs = self.random_state
-        if rs is None or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool)):
-            return rs
-        if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(0, 2**31 - 1))
-        raise ValueError(f"random_state must be None, an int or a RandomState, got {rs!r}")
+        return seed_of(self.random_state)
 
     def _fit_solver(self, X, y_encoded, weight, classes, n_outputs, *, resume, n_classes=None):
         """Blocks from the input, the chosen solver on them, the fitted attributes; with

@@ -223,6 +223,11 @@ def _check_finite(X, dense, index):
         raise ValueError(f"X contains NaN or infinity (block {index}, row {row} of the block)")
 
 
+def _destinations(n, n_out, seed, index):
+    """The destination of each of a chunk's ``n`` rows in :func:`split_rows_evenly`."""
+    return np.random.RandomState(seed).permutation((np.arange(n) + index) % n_out)
+
+
 def split_rows_evenly(x, y, weight, n_out, seed, index):
     """Deal the rows of one chunk over ``n_out`` destinations at random.
 
@@ -233,7 +238,7 @@ def split_rows_evenly(x, y, weight, n_out, seed, index):
     """
     x = to_csr(x) if _is_sparse(x) else np.asarray(x)
     y = np.asarray(y)
-    dest = np.random.RandomState(seed).permutation((np.arange(x.shape[0]) + index) % n_out)
+    dest = _destinations(x.shape[0], n_out, seed, index)
     pieces = []
     for j in range(n_out):
         rows = np.flatnonzero(dest == j)
@@ -302,6 +307,8 @@ class BlockSet:
         self.name = name
         self.token = new_token()
         self._used = set()
+        # how the input's rows were dealt (None: kept in order), see input_rows()
+        self.layout = None
 
     def _call_token(self, key):
         """The key suffix for one map call: the set's token, or a fresh one when
@@ -314,6 +321,23 @@ class BlockSet:
 
     def __len__(self):
         return len(self.futures)
+
+    def input_rows(self):
+        """For each row of the blocks, in block order (block 0's rows, then block 1's,
+        ...), its index in the input (int64, n_samples): the identity unless
+        :meth:`from_arrays` dealt the rows (``shuffle=True``). Made from the seed and
+        the chunk sizes, without the data."""
+        if self.layout is None:
+            return np.arange(self.n_samples, dtype=np.int64)
+        kind, value = self.layout[0], self.layout[1:]
+        if kind == "permuted":
+            return np.asarray(value[0], dtype=np.int64)
+        chunks, seed = value
+        K = len(chunks)
+        starts = np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
+        dests = [_destinations(n, K, seed + k, k) for k, n in enumerate(chunks)]
+        return np.concatenate([starts[k] + np.flatnonzero(dests[k] == j)
+                               for j in range(K) for k in range(K)]).astype(np.int64)
 
     @property
     def n_samples(self):
@@ -367,7 +391,9 @@ class BlockSet:
         token = new_token()
         futures, sources = [], []
         seed = int(np.random.RandomState(random_state).randint(0, 2**31 - 1))
+        layout = None
         if isinstance(X, da.Array) and shuffle and X.numblocks[0] > 1:
+            layout = ("dealt", tuple(int(c) for c in X.chunks[0]), seed)
             xs = X.to_delayed().ravel()
             ys = y.to_delayed().ravel()
             ws = weight.to_delayed().ravel() if weight is not None else [None] * len(xs)
@@ -417,6 +443,7 @@ class BlockSet:
             rows = np.arange(X.shape[0])
             if shuffle:
                 rows = np.random.RandomState(seed).permutation(X.shape[0])
+                layout = ("permuted", rows)
             for k, (a, b) in enumerate(_split_rows(X.shape[0], n_blocks)):
                 target = workers[k % len(workers)]
                 r = rows[a:b] if shuffle else slice(a, b)
@@ -436,7 +463,7 @@ class BlockSet:
             holders = list(who.get(f.key, ()))
             placed.append(holders[0] if holders else workers[k % len(workers)])
         n_columns = n_cols + (1 if intercept_scaling is not None else 0)
-        return cls(
+        out = cls(
             client,
             futures,
             placed,
@@ -447,6 +474,8 @@ class BlockSet:
             name,
             sources or None,
         )
+        out.layout = layout
+        return out
 
     def refresh(self, timeout=120):
         """After a worker was lost: bring every block back and re-read where each one is.
