@@ -213,14 +213,16 @@ def accuracy(pred, y, sample_weight=None):
     return float(accuracy_score(np.asarray(y), np.asarray(pred), sample_weight=sample_weight))
 
 
-def class_weight_per_class(class_weight, classes, counts):
-    """Weight of each class: None -> 1, "balanced" -> n / (K * count), or a dict."""
+def class_weight_per_class(class_weight, classes, y):
+    """Weight of each class: None -> 1, "balanced" -> n / (K * count), or a dict (the
+    classes of y are counted, one pass over y, only for "balanced")."""
     K = len(classes)
     if class_weight is None:
         return np.ones(K)
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f'class_weight must be None, "balanced" or a dict, got {class_weight!r}')
+        counts = class_counts(y, classes)
         return counts.sum() / (K * np.maximum(counts, 1))
     if isinstance(class_weight, dict):
         unknown = set(class_weight) - set(classes.tolist())

@@ -22,7 +22,6 @@ from ..utils.validation import check_labels, check_X, check_X_y
 from ._base import (
     SharedClientMixin,
     accuracy,
-    class_counts,
     class_weight_per_class,
     encode_labels,
     is_dask,
@@ -260,8 +259,7 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
         K = len(classes)
         if sample_weight is not None:
             _check_weighted_classes(y, sample_weight, classes)
-        counts = class_counts(y, classes)
-        cw = class_weight_per_class(self.class_weight, classes, counts)
+        cw = class_weight_per_class(self.class_weight, classes, y)
         y_idx = encode_labels(y, classes, np.arange(K, dtype=np.float64))
         weight = row_weights(y, classes, cw, sample_weight)
         n_features = X.shape[1]

@@ -6,7 +6,6 @@ import scipy.sparse as sp
 
 from ._base import (
     LinearSVMBase,
-    class_counts,
     class_weight_per_class,
     encode_labels,
     is_dask,
@@ -228,8 +227,7 @@ class LinearSVC(LinearSVMBase):
                 f"Only binary classification is supported. y has {len(classes)} classes; "
                 "LinearSVC is binary: use dasksvm.MulticlassSVC for more than two classes"
             )
-        counts = class_counts(y, classes)
-        cw = class_weight_per_class(self.class_weight, classes, counts)
+        cw = class_weight_per_class(self.class_weight, classes, y)
         y_pm = encode_labels(y, classes, [-1.0, 1.0])
         weight = row_weights(y, classes, cw, sample_weight)
         return self._fit_solver(X, y_pm, weight, classes, 1, resume=resume)

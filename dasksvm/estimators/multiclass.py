@@ -6,7 +6,6 @@ import numpy as np
 
 from ._base import (
     LinearSVMBase,
-    class_counts,
     class_weight_per_class,
     encode_labels,
     is_dask,
@@ -190,9 +189,7 @@ class MulticlassSVC(LinearSVMBase):
                 f"n_bundles={self.n_bundles} is larger than the number of classes "
                 f"({n_classes}); use at most n_classes bundles"
             )
-        balanced = isinstance(self.class_weight, str) and self.class_weight == "balanced"
-        counts = class_counts(y, classes) if balanced else None
-        cw = class_weight_per_class(self.class_weight, classes, counts)
+        cw = class_weight_per_class(self.class_weight, classes, y)
         y_idx = encode_labels(y, classes, np.arange(n_classes, dtype=np.float64))
         weight = None
         if self.class_weight is not None or sample_weight is not None:
