@@ -181,8 +181,10 @@ class CoCoA(Machine):
     aggregation : {"add", "average", "exact", "momentum"}
         How the K workers' changes combine (above). Measured on 2 and 4
         processes in ``benchmarks/bench_rounds.py``; with one worker all of
-        them are LIBLINEAR's dual coordinate descent. A resumed or recovered
-        fit starts its momentum again (the blocks' states are made afresh).
+        them are LIBLINEAR's dual coordinate descent. A resumed fit continues
+        its momentum (a checkpoint keeps each block's last step); a block
+        restored after a lost worker takes its last step from the checkpoint
+        it is restored from, or starts it again.
     shrinking : bool
         Leave out of the local passes the rows at a bound whose gradient at w_t
         pushes them against it by more than the block's largest violation at
