@@ -176,9 +176,9 @@ class CascadeSVC(SharedClientMixin, ClassifierMixin, BaseEstimator):
         Deal the rows over the blocks at random (once) before the first pass.
         The model does not depend on it (it is the optimum on all rows), the
         time does: files sorted by label (skin_nonskin) give leaves of one
-        class, which pass all their rows up the tree (measured on skin_nonskin
-        in file order, 2 workers: 4.64 s and 13 passes in file order against
-        2.20 s and 3 passes dealt, ``benchmarks/results/cascade*.md``).
+        class, which pass all their rows up the tree (skin_nonskin in file
+        order, 2 workers: 4.64 s and 13 passes kept in order, 2.65 s and 3
+        passes dealt, ``benchmarks/results/cascade_file_order.md``).
         ``support_`` indexes the input's rows either way.
     random_state : None, int or RandomState
         Seed of the shuffle.

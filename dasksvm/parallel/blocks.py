@@ -293,7 +293,7 @@ class BlockSet:
     """
 
     def __init__(self, client, futures, workers, n_rows, nnz, n_cols_touched, n_columns, name,
-                 sources=None):
+                 sources=None, layout=None):
         self.client = client
         # sources[k]: a zero-argument function that rebuilds block k on the client (in-memory
         # input, scattered without lineage), or None where dask keeps the block's lineage
@@ -307,8 +307,9 @@ class BlockSet:
         self.name = name
         self.token = new_token()
         self._used = set()
-        # how the input's rows were dealt (None: kept in order), see input_rows()
-        self.layout = None
+        # how the input's rows were dealt, see input_rows(): None (kept in order),
+        # ("permuted", rows) or ("dealt", chunk sizes, seed)
+        self.layout = layout
 
     def _call_token(self, key):
         """The key suffix for one map call: the set's token, or a fresh one when
@@ -329,7 +330,7 @@ class BlockSet:
         the chunk sizes, without the data."""
         if self.layout is None:
             return np.arange(self.n_samples, dtype=np.int64)
-        kind, value = self.layout[0], self.layout[1:]
+        kind, *value = self.layout
         if kind == "permuted":
             return np.asarray(value[0], dtype=np.int64)
         chunks, seed = value
@@ -463,7 +464,7 @@ class BlockSet:
             holders = list(who.get(f.key, ()))
             placed.append(holders[0] if holders else workers[k % len(workers)])
         n_columns = n_cols + (1 if intercept_scaling is not None else 0)
-        out = cls(
+        return cls(
             client,
             futures,
             placed,
@@ -473,9 +474,8 @@ class BlockSet:
             n_columns,
             name,
             sources or None,
+            layout,
         )
-        out.layout = layout
-        return out
 
     def refresh(self, timeout=120):
         """After a worker was lost: bring every block back and re-read where each one is.

@@ -164,7 +164,7 @@ class CoCoA(Machine):
     CoCoA+ (under ``"momentum"`` it jumped 14x in one round on 196k x 101
     random features while the dual rose), and stopping on it alone took
     ``"momentum"`` past 300 rounds where the best iterate certified in 69
-    (4 blocks, the same data). ``history_`` records both: ``primal`` (the
+    (the same features of all 245,056 rows in 4 blocks). ``history_`` records both: ``primal`` (the
     best) and ``primal_iterate`` (P(w_t)).
 
     Parameters
