@@ -24,6 +24,7 @@ scikit-learn object.
 import numpy as np
 from numba import njit
 
+from .prefetch import AHEAD, prefetch, prefetch_csr_row
 from .sdca import clip_step, row_sq_norms
 
 __all__ = [
@@ -147,6 +148,10 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
     for _ in range(n_passes):
         order = np.random.permutation(n)
         for t in range(n):
+            if t + AHEAD < n:  # the row a few steps on, while this one is worked on
+                j = order[t + AHEAD]
+                prefetch_csr_row(indptr, indices, data, j)
+                prefetch(alpha[j], 0, alpha.shape[1])
             i = order[t]
             ci = c[i]
             if ci <= 0.0:
@@ -272,6 +277,10 @@ def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
     for _ in range(n_passes):
         order = np.random.permutation(n)
         for t in range(n):
+            if t + AHEAD < n:  # the row a few steps on, while this one is worked on
+                j = order[t + AHEAD]
+                prefetch_csr_row(indptr, indices, data, j)
+                prefetch(alpha[j], 0, alpha.shape[1])
             i = order[t]
             ci = c[i]
             if ci <= 0.0:
@@ -351,6 +360,10 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
     for _ in range(n_passes):
         order = np.random.permutation(n)
         for t in range(n):
+            if t + AHEAD < n:  # the row a few steps on, while this one is worked on
+                j = order[t + AHEAD]
+                prefetch_csr_row(indptr, indices, data, j)
+                prefetch(alpha[j], 0, alpha.shape[1])
             i = order[t]
             ci = c[i]
             if ci <= 0.0:

@@ -11,6 +11,8 @@ hinge. All kernels are serial, ``nogil`` and cached.
 import numpy as np
 from numba import njit
 
+from .prefetch import AHEAD, prefetch, prefetch_csr_row
+
 __all__ = [
     "clip_step",
     "cocoa_local",
@@ -219,6 +221,15 @@ def visiting_order(seed, n, n_steps):
     return out
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _prefetch_row_scalars(j, y, c, sqn, alpha):
+    # row j's label, bound, squared norm and dual variable, for a step AHEAD steps on
+    prefetch(y, j, j + 1)
+    prefetch(c, j, j + 1)
+    prefetch(sqn, j, j + 1)
+    prefetch(alpha, j, j + 1)
+
+
 #: rows a block steps through before it reads the other blocks' hot changes again (reading
 #: them at every step would move their cache lines between the cores at every step)
 REFRESH_ROWS = 32
@@ -279,10 +290,15 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
     """
     own = hot[me]
     others = np.zeros(hot.shape[1])
-    for step, r in enumerate(visiting_order(seed, rows.shape[0], n_steps)):
+    order = visiting_order(seed, rows.shape[0], n_steps)
+    for step in range(n_steps):
         if step % REFRESH_ROWS == 0 and hot.shape[0] > 1:
             _others(hot, me, others)
-        i = rows[r]
+        if step + AHEAD < n_steps:
+            j = rows[order[step + AHEAD]]
+            prefetch_csr_row(indptr, shared, data, j)
+            _prefetch_row_scalars(j, y, c, sqn, alpha)
+        i = rows[order[step]]
         s = 0.0
         for p in range(indptr[i], indptr[i + 1]):
             j = shared[p]
@@ -405,10 +421,15 @@ def dense_cocoa_local(X, y, c, sqn, alpha, w, hot, me, sigma, l2, rows, n_steps,
     d = X.shape[1]
     own = hot[me]
     others = np.zeros(d)
-    for step, r in enumerate(visiting_order(seed, rows.shape[0], n_steps)):
+    order = visiting_order(seed, rows.shape[0], n_steps)
+    for step in range(n_steps):
         if step % REFRESH_ROWS == 0 and hot.shape[0] > 1:
             _others(hot, me, others)
-        i = rows[r]
+        if step + AHEAD < n_steps:
+            j = rows[order[step + AHEAD]]
+            prefetch(X[j], 0, d)
+            _prefetch_row_scalars(j, y, c, sqn, alpha)
+        i = rows[order[step]]
         x = X[i]
         g = y[i] * _dense_dot_hot(x, w, own, others, sigma) - 1.0
         a_new = _coordinate_step(g, alpha[i], c[i], sqn[i], sigma, l2)
