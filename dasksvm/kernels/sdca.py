@@ -176,23 +176,19 @@ def _margin_terms(m, ci, l2):
     return ci * m, ci, 0.0
 
 
-@njit(nogil=True, cache=True, inline="always")
+#: the dot products of dense rows may add their terms in any order (LLVM then vectorizes
+#: them: 4.0 -> 1.4 ms for 98,022 float32 rows of 101 values); NaN and infinity keep
+#: their meaning
+SUM_ANY_ORDER = {"reassoc", "contract", "nsz"}
+
+
+@njit(nogil=True, cache=True, fastmath=SUM_ANY_ORDER)
 def _dense_dot(x, w):
-    # x.w in four partial sums (the loop vectorizes; a single sum would be one serial
-    # chain of additions)
-    d = x.shape[0]
-    s0 = s1 = s2 = s3 = 0.0
-    k = 0
-    while k + 4 <= d:
-        s0 += x[k] * w[k]
-        s1 += x[k + 1] * w[k + 1]
-        s2 += x[k + 2] * w[k + 2]
-        s3 += x[k + 3] * w[k + 3]
-        k += 4
-    while k < d:
-        s0 += x[k] * w[k]
-        k += 1
-    return (s0 + s1) + (s2 + s3)
+    # x.w (not inlined by numba, which would drop the flags; LLVM inlines it with them)
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += x[k] * w[k]
+    return s
 
 
 @njit(nogil=True, cache=True)
@@ -441,22 +437,13 @@ def dense_cocoa_local(X, y, c, sqn, alpha, w, hot, me, sigma, l2, rows, n_steps,
                 own[k] += dy * x[k]
 
 
-@njit(nogil=True, cache=True, inline="always")
+@njit(nogil=True, cache=True, fastmath=SUM_ANY_ORDER)
 def _dense_dot_hot(x, w, own, others, sigma):
-    # x.(w + sigma (own + others)) in four partial sums
-    d = x.shape[0]
-    s0 = s1 = s2 = s3 = 0.0
-    k = 0
-    while k + 4 <= d:
-        s0 += x[k] * (w[k] + sigma * (own[k] + others[k]))
-        s1 += x[k + 1] * (w[k + 1] + sigma * (own[k + 1] + others[k + 1]))
-        s2 += x[k + 2] * (w[k + 2] + sigma * (own[k + 2] + others[k + 2]))
-        s3 += x[k + 3] * (w[k + 3] + sigma * (own[k + 3] + others[k + 3]))
-        k += 4
-    while k < d:
-        s0 += x[k] * (w[k] + sigma * (own[k] + others[k]))
-        k += 1
-    return (s0 + s1) + (s2 + s3)
+    # x.(w + sigma (own + others)), as _dense_dot
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += x[k] * (w[k] + sigma * (own[k] + others[k]))
+    return s
 
 
 @njit(nogil=True, cache=True)
