@@ -45,7 +45,7 @@ def _check_prefetch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES[:2])
-def test_dense_scan_counts_columns_and_finds_the_first_bad_row(dtype):
+def test_dense_scan_counts_columns_norms_rows_and_finds_the_first_bad_row(dtype):
     _check_scan(dtype)
 
 
@@ -53,9 +53,10 @@ def _check_scan(dtype):
     rng = np.random.RandomState(0)
     X = np.where(rng.rand(300, 13) < 0.3, rng.randn(300, 13), 0.0).astype(dtype)
     X[:, 4] = 0.0
-    bad, counts = dense_scan(X)
+    bad, counts, sq_norms = dense_scan(X)
     assert bad == -1
     np.testing.assert_array_equal(counts, np.count_nonzero(X, axis=0))
+    np.testing.assert_allclose(sq_norms, (X.astype(np.float64) ** 2).sum(axis=1), rtol=1e-14)
     for value in (np.nan, np.inf, -np.inf):
         Y = X.copy()
         Y[250, 3], Y[123, 12] = value, value

@@ -6,14 +6,26 @@ from numba import njit
 __all__ = ["dense_scan"]
 
 
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _row_sq_norm(x):
+    # ||x||^2 in float64 (its terms added in any order: vectorized)
+    s = 0.0
+    for k in range(x.shape[0]):
+        v = np.float64(x[k])
+        s += v * v
+    return s
+
+
 @njit(nogil=True, cache=True)
 def dense_scan(X):
-    """The first row of ``X`` (n_rows, n_columns) holding a NaN or an infinity (-1 if
-    none) and the non-zeros of each column (int64, n_columns), in one sequential pass
-    (numpy needs three: ``isfinite``, ``!= 0`` and a count, each with a temporary the
-    size of ``X``)."""
+    """``(bad, counts, sq_norms)`` of a dense block ``X`` (n_rows, n_columns) in one
+    sequential pass: the first row holding a NaN or an infinity (-1 if none), the
+    non-zeros of each column (int64, n_columns) and each row's squared norm (float64,
+    n_rows; numpy needs four passes: ``isfinite``, ``!= 0``, a count and ``einsum``,
+    the first two with a temporary the size of ``X``)."""
     n, d = X.shape
     counts = np.zeros(d, dtype=np.int64)
+    sq_norms = np.empty(n)
     bad = -1
     for i in range(n):
         finite = True
@@ -23,4 +35,5 @@ def dense_scan(X):
             finite &= v - v == 0.0  # NaN for a NaN or an infinity
         if not finite and bad < 0:
             bad = i
-    return bad, counts
+        sq_norms[i] = _row_sq_norm(X[i])
+    return bad, counts, sq_norms

@@ -67,7 +67,7 @@ def prefetch(typingctx, a, start, stop):
 
 if config.DISABLE_JIT:  # the kernels as plain Python (NUMBA_DISABLE_JIT=1): no hint
 
-    def prefetch(a, start, stop):  # noqa: F811
+    def prefetch(a, start, stop):
         """No-op: plain Python has no cache hint."""
 
 

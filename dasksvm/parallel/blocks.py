@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..kernels.blocks import dense_scan
+from ..kernels.sdca import row_sq_norms
 from .client import worker_addresses
 from .keys import new_token
 
@@ -96,7 +97,8 @@ class Block:
         the model can touch).
     """
 
-    __slots__ = ("_X", "_local_indices", "_nnz", "cols", "dense", "index", "weight", "y")
+    __slots__ = ("_X", "_local_indices", "_nnz", "_sq_norms", "cols", "dense", "index",
+                 "weight", "y")
 
     def __init__(self, X, y, weight, index, dense=None):
         self._X = X
@@ -104,9 +106,9 @@ class Block:
         self.y = y
         self.weight = weight
         self.index = index
-        self._nnz = None
+        self._nnz = self._sq_norms = None
         if dense is not None:
-            bad, counts = dense_scan(dense)
+            bad, counts, self._sq_norms = dense_scan(dense)
             if bad >= 0:
                 raise ValueError(f"X contains NaN or infinity (block {index}, row {bad} of "
                                  "the block)")
@@ -133,6 +135,14 @@ class Block:
     @property
     def nnz(self):
         return self._nnz if self._nnz is not None else int(self._X.nnz)
+
+    def sq_norms(self):
+        """Each row's squared norm ||x_i||^2 (float64, n_rows; the intercept column
+        included): from the pass that built a dense block, made once on first use for
+        a CSR one."""
+        if self._sq_norms is None:
+            self._sq_norms = row_sq_norms(self.X.indptr, self.X.data)
+        return self._sq_norms
 
     def csr(self):
         """The CSR triple (indptr, indices, data) the numba kernels read."""
@@ -264,7 +274,11 @@ def _make_rows(X, y, weight, rows, index, intercept_scaling):
 
 
 def _block_info(block):
-    return block.n_rows, block.nnz, len(block.cols)
+    """(rows, non-zeros, columns touched, the worker holding the block): run where the
+    block is (the scheduler places a task with its data), so no who_has round trip."""
+    from distributed import get_worker
+
+    return block.n_rows, block.nnz, len(block.cols), get_worker().address
 
 
 def _split_rows(n, n_blocks):
@@ -457,11 +471,7 @@ class BlockSet:
                 for k, f in enumerate(futures)
             ]
         )
-        who = client.who_has(futures)
-        placed = []
-        for k, f in enumerate(futures):
-            holders = list(who.get(f.key, ()))
-            placed.append(holders[0] if holders else workers[k % len(workers)])
+        placed = [i[3] for i in infos]  # where each block's info ran: a holder of it
         n_columns = n_cols + (1 if intercept_scaling is not None else 0)
         return cls(
             client,

@@ -7,12 +7,11 @@ import numpy as np
 from ..kernels.sdca import (
     cocoa_local,
     dense_cocoa_local,
-    dense_row_combination,
     dense_primal_dual_partials,
+    dense_row_combination,
     direction_partials,
     primal_dual_partials,
     row_combination,
-    row_sq_norms,
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
 from ..parallel.engine import AllBlocks, Machine
@@ -212,11 +211,7 @@ class CoCoA(Machine):
 
     # --- on the workers ----------------------------------------------------------------
     def init(self, block, saved):
-        if block.dense is not None:
-            sqn = np.einsum("ij,ij->i", block.dense, block.dense, dtype=np.float64)
-        else:
-            indptr, _, data = block.csr()
-            sqn = row_sq_norms(indptr, data)
+        sqn = block.sq_norms()
         alpha = np.zeros(block.n_rows) if saved is None else saved_array(saved, "alpha",
                                                                          (block.n_rows,))
         st = _State(alpha, sqn, self.C * block.weight)

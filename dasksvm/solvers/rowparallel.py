@@ -34,7 +34,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..kernels.multiclass import row_sq_norms
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
 from ._common import saved_array, scaled_duals
@@ -248,7 +247,7 @@ class RowParallel(Machine):
         st.indptr, st.indices, st.data = block.local_csr()
         st.y = yi
         st.c = self.C * np.asarray(block.weight, dtype=np.float64)
-        st.sqn = row_sq_norms(X.indptr, X.data)
+        st.sqn = block.sq_norms()
         shape = (X.shape[0], K)
         st.alpha = np.zeros(shape) if saved is None else saved_array(saved, "alpha",
                                                                      shape).copy()

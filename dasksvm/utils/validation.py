@@ -176,6 +176,16 @@ def _check_weight_dask(w, X):
     return w.astype(np.float64)
 
 
+def _chunk_labels(y):
+    """(distinct labels, NaN labels, None labels) of one array of labels."""
+    y = np.asarray(y)
+    n_nan = int(np.isnan(y).sum()) if np.issubdtype(y.dtype, np.floating) else 0
+    n_none = sum(v is None for v in y) if y.dtype == object else 0
+    if n_nan or n_none:
+        return np.zeros(0, y.dtype), n_nan, n_none
+    return np.unique(y), 0, 0
+
+
 def check_labels(y):
     """The sorted distinct labels of y (computed for dask input), checked.
 
@@ -185,20 +195,18 @@ def check_labels(y):
     """
     if _is_dask(y):
         import dask
-        import dask.array as da
 
-        if np.issubdtype(y.dtype, np.floating):
-            classes, n_nan = dask.compute(da.unique(y), da.isnan(y).sum())
-            if n_nan:
-                raise ValueError(f"y contains {int(n_nan)} NaN label(s)")
-        else:
-            classes = da.unique(y).compute()
+        # one task per chunk (its labels and bad ones), one compute
+        parts = dask.compute(*[dask.delayed(_chunk_labels, pure=True)(b)
+                               for b in y.to_delayed().ravel()])
+        n_nan, n_none = sum(p[1] for p in parts), sum(p[2] for p in parts)
+        classes = np.unique(np.concatenate([p[0] for p in parts]))
     else:
-        if np.issubdtype(y.dtype, np.floating) and np.isnan(y).any():
-            raise ValueError(f"y contains {int(np.isnan(y).sum())} NaN label(s)")
-        if y.dtype == object and any(v is None for v in y):
-            raise ValueError("y contains None labels")
-        classes = np.unique(y)
+        classes, n_nan, n_none = _chunk_labels(y)
+    if n_nan:
+        raise ValueError(f"y contains {n_nan} NaN label(s)")
+    if n_none:
+        raise ValueError("y contains None labels")
     classes = np.asarray(classes)
     if np.iscomplexobj(classes):
         raise ValueError("Complex data not supported: y has complex labels")
