@@ -4,8 +4,9 @@ For each dataset and each D (``n_components``) the three maps of
 :mod:`dasksvm.estimators.features` (``RandomFourierFeatures``,
 ``OrthogonalRandomFeatures``, ``Nystroem``, all for the RBF kernel
 exp(-gamma ||x - x'||^2)) feed ``dasksvm.LinearSVC`` on a real
-``LocalCluster`` (``--workers`` single-threaded worker processes, one row
-block per worker), against scikit-learn's exact ``SVC(kernel="rbf")`` (LIBSVM,
+``LocalCluster`` (``--workers`` worker processes of ``--threads`` threads, one row
+block per thread: 2 x 1 by default; 1 x 2 is the shape ``docs/choosing.md`` documents
+for one machine, whose threads share one model), against scikit-learn's exact ``SVC(kernel="rbf")`` (LIBSVM,
 ``tol=1e-3``, ``cache_size=1000``, one core) with the same C and gamma on the
 same rows.
 
@@ -59,7 +60,8 @@ Usage::
 
     python benchmarks/bench_features.py [--quick] [--sizes 10000 | a9a=32561 ...]
         [--datasets a9a magic04 skin_nonskin] [--D 100 300 1000 3000 10000]
-        [--workers 2] [--tol 0.3 0.1 0.01] [--dtype float32] [--max-test 20000]
+        [--workers 2] [--threads 1] [--tol 0.3 0.1 0.01] [--dtype float32]
+        [--max-test 20000]
 
 ``--quick``: D in {100, 300, 1000}, at most 5,000 training rows per set.
 """
@@ -283,14 +285,15 @@ def run(args):
 
     results = {"exact": {}, "maps": [], "datasets": {}, "skipped": []}
     with Timer() as tc:
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=args.threads,
+                               processes=True,
                                host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                silence_logs=40)
         client = Client(cluster)  # the default client: Nystroem's fit gathers through it
     results["cluster_start_s"] = tc.elapsed
     try:
         with Timer() as tw:
-            warm_up(client, args.workers)
+            warm_up(client, args.workers * args.threads)
         results["warm_up_s"] = tw.elapsed
         for name in args.datasets:
             cap = args.caps.get(name)
@@ -301,8 +304,8 @@ def run(args):
             results["exact"][name] = exact
             log(f"  exact SVC: acc {exact['accuracy']:.4f}, fit {exact['fit_s']:.2f}s, "
                 f"{exact['n_support']} SV")
-            Xd = to_dask(Xtr, args.workers).persist()
-            Xtd = to_dask(Xte, args.workers).persist()
+            Xd = to_dask(Xtr, args.workers * args.threads).persist()
+            Xtd = to_dask(Xte, args.workers * args.threads).persist()
             yd = da.from_array(ytr, chunks=(Xd.chunks[0],)).persist()
             for kind in args.maps:
                 for D in args.D:
@@ -351,7 +354,8 @@ def markdown(payload):
     lines.append(
         f"Command: `{' '.join(env['argv'])}`; {env['date']}, {env['cpu_count']} CPUs, "
         f"load average at start {env['loadavg_start']}, at end {payload['loadavg_end']}; "
-        f"{cfg['workers']} single-threaded worker processes, one block per worker. "
+        f"{cfg['workers']} worker process(es) of {cfg.get('threads', 1)} thread(s), one "
+        "block per thread. "
         f"Features: {cfg['dtype']}. LinearSVC: solver='cocoa', shuffle={cfg['shuffle']}, "
         f"tol in {cfg['tol']} (relative duality gap), max_iter={cfg['max_iter']}. "
         f"Exact: scikit-learn SVC(kernel='rbf', tol=1e-3, cache_size=1000), one core. "
@@ -494,6 +498,7 @@ def parse_args(argv=None):
                    help="cap the training rows: N (all sets) or name=N")
     p.add_argument("--max-test", type=int, default=None, help="cap the test rows")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="threads per worker process")
     p.add_argument("--tol", nargs="+", type=float, default=[0.3, 0.1, 0.01],
                    help="LinearSVC tol (relative duality gap): one fit per value")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32",
