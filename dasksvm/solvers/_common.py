@@ -53,3 +53,41 @@ def scaled_duals(arrays, ratio, name="alpha"):
     if not out:
         raise ValueError(f"the warm state holds no per-block {name!r}: written by another solver")
     return out
+
+
+class BestIterate:
+    """The model of lowest primal value seen so far, and that value.
+
+    A dual method's primal P(w(alpha_t)) is not monotone in t (its dual is), and a
+    subgradient method's is not either, so a certificate P(w_s) - D_t with w_s the
+    best iterate so far is a valid bound at least as tight as the last iterate's; the
+    fit returns w_s. Checkpoints keep it as ``best_<name>`` with ``best_primal`` =
+    [P(w_s), C], loaded only at the same C (a warm start at another C starts its own
+    record).
+    """
+
+    def __init__(self, name):
+        self.name, self.value, self.model = name, None, None
+
+    def offer(self, primal, model):
+        """Keep ``model`` (copied) when ``primal`` is the lowest yet; the lowest value."""
+        if self.model is None or primal < self.value:
+            self.value, self.model = float(primal), np.array(model, copy=True)
+        return self.value
+
+    def get(self, current):
+        """The best model, or ``current`` before any was offered."""
+        return current if self.model is None else self.model
+
+    def arrays(self, C):
+        if self.model is None:
+            return {}
+        return {f"best_{self.name}": self.model, "best_primal": np.array([self.value, C])}
+
+    def load(self, arrays, C, shape):
+        self.value = self.model = None
+        if "best_primal" in arrays:
+            value, at = saved_array(arrays, "best_primal", (2,))
+            if at == C:
+                self.value = float(value)
+                self.model = saved_array(arrays, f"best_{self.name}", shape).copy()

@@ -15,7 +15,7 @@ from ..kernels.sdca import (
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
 from ..parallel.engine import AllBlocks, Machine
-from ._common import LOSSES, dual_bound, saved_array, scaled_duals
+from ._common import LOSSES, BestIterate, dual_bound, saved_array, scaled_duals
 from .registry import Param, register
 from .rowparallel import line_search
 
@@ -202,7 +202,7 @@ class CoCoA(Machine):
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
         self.w = np.zeros(n_columns)
-        self._best = None  # (P(w_s), w_s): the iterate of lowest primal so far
+        self._best = BestIterate("w")  # the iterate w_s of lowest primal so far
         self._change = None  # the step of w the client takes in advance()
         self._acceptance = (1.0, 0.0)  # the step (e1, e2) the blocks take in settle()
 
@@ -384,8 +384,7 @@ class CoCoA(Machine):
         dual_alpha = dual_sum - 0.5 * wsq
         dual_beta = dual_bound(u, b_sum, b_sq, self.l2)
         primal = 0.5 * wsq + loss_sum
-        if self._best is None or primal < self._best[0]:
-            self._best = (primal, self.w.copy())
+        best = self._best.offer(primal, self.w)
         extra = {"dual_alpha": dual_alpha, "active_rows": int(n_active),
                  "primal_iterate": primal}
         if update:
@@ -395,7 +394,7 @@ class CoCoA(Machine):
                 extra["step"] = e[0]
             if self.search == "momentum":
                 extra["momentum"] = e[1]
-        return {"primal": self._best[0], "dual": max(dual_alpha, dual_beta), "extra": extra}
+        return {"primal": best, "dual": max(dual_alpha, dual_beta), "extra": extra}
 
     def _take(self, dw, scalars=None, reach=None, image=None):
         """The round's step ``(e1, e2)`` and the change of w it makes: (1, 0) and the
@@ -432,24 +431,15 @@ class CoCoA(Machine):
         self.w = to_dense(total).astype(np.float64, copy=True)
 
     def model_arrays(self):
-        out = {"w": self.w}
-        if self._best is not None:  # with the C it was measured at
-            out["best_w"] = self._best[1]
-            out["best_primal"] = np.array([self._best[0], self.C])
-        return out
+        return {"w": self.w, **self._best.arrays(self.C)}
 
     def load_model_arrays(self, arrays):
         self.w = saved_array(arrays, "w", self.w.shape).copy()
-        self._best = None
-        if "best_primal" in arrays:
-            primal, C = saved_array(arrays, "best_primal", (2,))
-            if C == self.C:  # a warm start at another C starts its own record
-                self._best = (float(primal), saved_array(arrays, "best_w",
-                                                         self.w.shape).copy())
+        self._best.load(arrays, self.C, self.w.shape)
 
     def coef(self):
         """The iterate of lowest primal (the one the last certificate is for)."""
-        return self.w if self._best is None else self._best[1]
+        return self._best.get(self.w)
 
 
 @register("cocoa", "binary", {

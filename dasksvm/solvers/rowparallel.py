@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
-from ._common import saved_array, scaled_duals
+from ._common import BestIterate, saved_array, scaled_duals
 from .registry import Param
 
 __all__ = [
@@ -357,7 +357,9 @@ class JointMachine(RowParallel):
     Holds the model W (n_columns, K) that the blocks see. :meth:`step` reads the
     summed ``(SparseRows of the proposal, [loss, lin, dlin])``, certifies W_t
     and finds the step gamma with :func:`step_certificate`; :meth:`advance`
-    moves W by :meth:`take_step` and hands gamma down. A machine overrides
+    moves W by :meth:`take_step` and hands gamma down. The certificate's primal is
+    that of the best W so far (:class:`~._common.BestIterate`; ``history_`` also
+    records ``primal_iterate``, P(W_t)), and the fit returns that W. A machine overrides
     :meth:`direction` (the change of W per unit step, when the blocks send
     the change of another matrix), :meth:`take_step` and :meth:`restore`.
     """
@@ -365,6 +367,7 @@ class JointMachine(RowParallel):
     def __init__(self, cols, n_columns, n_classes, **kw):
         super().__init__(cols, n_columns, n_classes, **kw)
         self.W = np.zeros((self.n_columns, self.n_classes))
+        self._best = BestIterate("W")  # the W_s of lowest primal so far: the one certified
         self._pending = None
 
     def _width(self, active):
@@ -390,8 +393,9 @@ class JointMachine(RowParallel):
         )
         gamma, raw = float(gamma), float(raw)
         self._pending = (rows, gamma, raw)
-        return {"primal": float(primal), "dual": float(dual),
-                "extra": {"gamma": gamma, "sigma": self.sigma, "raw_step": raw}}
+        return {"primal": self._best.offer(float(primal), W), "dual": float(dual),
+                "extra": {"gamma": gamma, "sigma": self.sigma, "raw_step": raw,
+                          "primal_iterate": float(primal)}}
 
     def advance(self):
         rows, gamma, raw = self._pending
@@ -410,11 +414,13 @@ class JointMachine(RowParallel):
                                                                   self.n_classes)
 
     def model_arrays(self):
-        return {"W": self.W, **self._sigma_arrays()}
+        return {"W": self.W, **self._sigma_arrays(), **self._best.arrays(self.C)}
 
     def load_model_arrays(self, arrays):
         self.W = saved_array(arrays, "W", self.W.shape).copy()
         self._load_sigma(arrays)
+        self._best.load(arrays, self.C, self.W.shape)
 
     def coef(self):
-        return np.ascontiguousarray(self.W.T)
+        """The W of lowest primal (the one the last certificate is for), (K, n_columns)."""
+        return np.ascontiguousarray(self._best.get(self.W).T)

@@ -7,7 +7,7 @@ import numpy as np
 from ..kernels.sdca import subgradient_partials
 from ..parallel import to_dense
 from ..parallel.engine import AllBlocks, Machine
-from ._common import LOSSES, dual_bound, saved_array
+from ._common import LOSSES, BestIterate, dual_bound, saved_array
 from .registry import Param, register
 
 __all__ = ["LEARNING_RATES", "SGD", "build_sgd"]
@@ -48,9 +48,11 @@ class SGD(Machine):
     does not depend on the blocking) and is scaled by its inverse:
     mini-batch Pegasos.
 
-    Certificate: every round also reports P at the returned model and a dual
-    lower bound: the best multiple of the dual point alpha(w) read off the
-    loss's derivative. That bound closes for the squared hinge as w
+    Certificate: every round evaluates P at the round's model (w, or its
+    average; ``history_``'s ``primal_iterate``) and a dual lower bound: the best
+    multiple of the dual point alpha(w) read off the loss's derivative. The
+    gap is taken from the evaluated model of lowest P so far (the primal is not
+    monotone; :class:`~._common.BestIterate`), which is the model returned. That bound closes for the squared hinge as w
     converges; for the hinge the rounding of alpha to {0, C} leaves a gap,
     so "sgd" with the hinge rarely reaches a small ``tol``. The full-batch
     subgradient method needs many more rounds than CoCoA+; accuracy settles
@@ -78,7 +80,7 @@ class SGD(Machine):
         self.weight_sum = 0.0
         self.t = 1  # the next step
         self.radius = None
-        self.certified = self.w
+        self._best = BestIterate("w")  # the evaluated iterate of lowest primal so far
         self._u = None
 
     def problem(self):
@@ -127,11 +129,11 @@ class SGD(Machine):
         primal = 0.5 * float(w_eval @ w_eval) + loss_sum
         if self.radius is None:  # at w = 0 every row violates: P(0) = sum_i C_i
             self.radius = np.sqrt(2.0 * primal)
-        self.certified = w_eval
+        best = self._best.offer(primal, w_eval)
         self._u = to_dense(u_step)
         eta = LEARNING_RATES[self.learning_rate](self.t, self.eta0)
-        return {"primal": primal, "dual": dual_bound(to_dense(u_eval), a_sum, a_sq, self.l2),
-                "extra": {"step_size": float(eta)}}
+        return {"primal": best, "dual": dual_bound(to_dense(u_eval), a_sum, a_sq, self.l2),
+                "extra": {"step_size": float(eta), "primal_iterate": primal}}
 
     def advance(self):
         t = self.t
@@ -149,7 +151,8 @@ class SGD(Machine):
     def model_arrays(self):
         return {"w": self.w, "w_avg": self.w_avg,
                 "scalars": np.array([self.weight_sum, self.t,
-                                     np.nan if self.radius is None else self.radius])}
+                                     np.nan if self.radius is None else self.radius]),
+                **self._best.arrays(self.C)}
 
     def load_model_arrays(self, arrays):
         self.w = saved_array(arrays, "w", self.w.shape).copy()
@@ -157,10 +160,11 @@ class SGD(Machine):
         weight_sum, t, radius = saved_array(arrays, "scalars", (3,))
         self.weight_sum, self.t = float(weight_sum), int(t)
         self.radius = None if np.isnan(radius) else float(radius)
-        self.certified = self.w_avg if self._averaged() else self.w
+        self._best.load(arrays, self.C, self.w.shape)
 
     def coef(self):
-        return self.certified
+        """The evaluated iterate (w, or its average) of lowest primal so far."""
+        return self._best.get(self.w_avg if self._averaged() else self.w)
 
 
 @register("sgd", "binary", {
