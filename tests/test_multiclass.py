@@ -183,7 +183,9 @@ def test_cs_subproblem_is_exact():
 
 def test_local_kernels_are_consistent():
     """Each local kernel's returned model change is X^T(change of alpha) (signed as
-    its dual says), alpha stays feasible, and the losses match the numpy primals."""
+    its dual says), alpha stays feasible, the view moves by sigma times that change,
+    and a view shared with other blocks (the block's columns at other rows of a larger
+    view) gives the very same steps; the losses match the numpy primals."""
     from dasksvm.kernels import multiclass as km
 
     rng = np.random.RandomState(3)
@@ -197,27 +199,46 @@ def test_local_kernels_are_consistent():
     c = rng.uniform(0.1, 1.0, size=n)
     sqn = km.row_sq_norms(X.indptr, X.data)
     W = rng.normal(size=(d, K)) * 0.3
-    csr = (X.indptr, X.indices, X.data)
     Y = np.where(y[:, None] == np.arange(K), 1.0, -1.0)
+    rows = np.arange(d) * 2 + 1  # the block's columns as rows of a shared view of 2 d + 1
+
+    def run(kernel, W0, *before, after=()):
+        """(own view result, shared view result) of one kernel call from zero alpha."""
+        out = []
+        for shared, view in ((X.indices, W0.copy()),
+                             (rows[X.indices], np.zeros((2 * d + 1, W0.shape[1])))):
+            if view.shape[0] != W0.shape[0]:
+                view[rows] = W0
+            a = np.zeros((n, K))
+            extra = [np.zeros(view.shape[0])] if kernel is km.llw_local else []
+            dW = kernel(X.indptr, X.indices, shared, X.data, y, c, sqn, a, view, *extra,
+                        np.zeros_like(W0), *before, 2.0, *after, 3, 7)
+            moved = view if view.shape[0] == W0.shape[0] else view[rows]
+            out.append((a, dW, moved))
+        (a, dW, moved), (a2, dW2, moved2) = out
+        np.testing.assert_array_equal(a, a2)
+        np.testing.assert_array_equal(dW, dW2)
+        np.testing.assert_allclose(moved, moved2, atol=1e-14)
+        return a, dW, moved
+
     for track_v in (True, False):
-        a0 = np.zeros((n, K))
-        a = a0.copy()
-        dU = km.llw_local(*csr, y, c, sqn, a, W, 2.0, track_v, 3, 7)
-        np.testing.assert_allclose(dU, X.T @ (a - a0), atol=1e-12)
+        a, dU, moved = run(km.llw_local, W, after=(track_v,))
+        np.testing.assert_allclose(dU, X.T @ a, atol=1e-12)
+        np.testing.assert_allclose(moved, W - 2.0 * dU, atol=1e-12)
         assert np.all(a >= 0) and np.all(a <= c[:, None] + 1e-15)
         assert np.all(a[np.arange(n), y] == 0)
-    a0 = np.zeros((n, K))
-    a = a0.copy()
-    dW = km.cs_local(*csr, y, c, sqn, a, W, 2.0, 3, 7)
-    np.testing.assert_allclose(dW, X.T @ (a - a0), atol=1e-12)
+    a, dW, moved = run(km.cs_local, W)
+    np.testing.assert_allclose(dW, X.T @ a, atol=1e-12)
+    np.testing.assert_allclose(moved, W + 2.0 * dW, atol=1e-12)
     np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)
     ub = np.where(y[:, None] == np.arange(K), c[:, None], 0.0)
     assert np.all(a <= ub + 1e-12)
     classes = np.array([0, 2, 3])
-    a = np.zeros((n, K))
-    dW = km.ovr_local(*csr, y, c, sqn, a, W[:, classes], classes, 2.0, 3, 7)
+    a, dW, moved = run(km.ovr_local, W[:, classes], classes)
     np.testing.assert_allclose(dW, X.T @ (a * Y)[:, classes], atol=1e-12)
+    np.testing.assert_allclose(moved, W[:, classes] + 2.0 * dW, atol=1e-12)
     assert np.all(a[:, 1] == 0) and np.all((a >= 0) & (a <= c[:, None] + 1e-15))
+    csr = (X.indptr, X.indices, X.data)
     # losses: the primal minus the regularizer
     Wt = W.T
     reg = 0.5 * np.sum(W * W)

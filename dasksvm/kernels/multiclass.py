@@ -80,17 +80,20 @@ def _joint_loss(indptr, indices, data, y, c, W, crammer_singer):
 
 
 @njit(nogil=True, cache=True)
-def _add_row_step(indptr, indices, data, i, d, dW, view, sigma):
+def _add_row_step(indptr, indices, shared, data, i, d, dW, view, sigma):
     """Row i's step d (one entry per model column, 0 = unchanged) into the
-    block's change dW += d x_i^T and the local view view += sigma d x_i^T."""
+    block's change dW += d x_i^T (``indices``: the block's columns) and the
+    view view += sigma d x_i^T (``shared``: the rows of the view, which the
+    blocks of one worker may share)."""
     K = d.shape[0]
     for p in range(indptr[i], indptr[i + 1]):
         j = indices[p]
+        v = shared[p]
         x = data[p]
         for k in range(K):
             if d[k] != 0.0:
                 dW[j, k] += d[k] * x
-                view[j, k] += sigma * d[k] * x
+                view[v, k] += sigma * d[k] * x
 
 
 # ----------------------------------------------------------------- LLW (2b)
@@ -103,7 +106,8 @@ def llw_loss(indptr, indices, data, y, c, W):
 
 
 @njit(nogil=True, cache=True)
-def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_passes, seed):
+def llw_local(indptr, indices, shared, data, y, c, sqn, alpha, view, mv, dU, sigma, track_v,
+              n_passes, seed):
     """Dual coordinate ascent on one block's LLW local subproblem.
 
     The LLW dual is D(alpha, v) = sum alpha - 1/2 sum_k ||u_k + v||^2 with
@@ -125,22 +129,22 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
 
     Parameters
     ----------
+    indices, shared : the rows' columns as the block's own (for ``dU``) and as
+        rows of ``view`` / ``mv``
     alpha : ndarray (n_rows, K)
         Updated in place; alpha[i, y_i] stays 0.
-    W : ndarray (n_local_columns, K)
-        The round's model in local columns (read only).
-
-    Returns
-    -------
-    dU : ndarray (n_local_columns, K)
-        The block's change of U; W changes by -(dU - mean_k dU) after the
-        client's v step.
+    view : ndarray (n_view_columns, K)
+        The round's model W - sigma dU, moved in place by this block (and by
+        the other blocks sharing it).
+    mv : ndarray (n_view_columns,)
+        sigma * mean_k dU_k (v's local move) on the view's columns, moved in
+        place when ``track_v``.
+    dU : ndarray (n_local_columns, K), zeros
+        Written: the block's change of U; W changes by -(dU - mean_k dU)
+        after the client's v step.
     """
     n = indptr.shape[0] - 1
-    K = W.shape[1]
-    view = W.copy()  # W - sigma dU
-    mv = np.zeros(W.shape[0])  # sigma * mean_k dU_k (v's local move), used when track_v
-    dU = np.zeros_like(W)
+    K = view.shape[1]
     s = np.empty(K)
     d = np.empty(K)
     shrink = (1.0 - 1.0 / K) if track_v else 1.0
@@ -160,7 +164,7 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
             for k in range(K):
                 s[k] = 0.0
             for p in range(indptr[i], indptr[i + 1]):
-                j = indices[p]
+                j = shared[p]
                 x = data[p]
                 base = mv[j] if track_v else 0.0
                 for k in range(K):
@@ -189,11 +193,11 @@ def llw_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, track_v, n_pass
                             s[m] += inc
                         s[k] -= xx * dk
             if moved:
-                _add_row_step(indptr, indices, data, i, d, dU, view, -sigma)
+                _add_row_step(indptr, indices, shared, data, i, d, dU, view, -sigma)
                 if track_v:
                     dm = dsum / K
                     for p in range(indptr[i], indptr[i + 1]):
-                        mv[indices[p]] += sigma * dm * data[p]
+                        mv[shared[p]] += sigma * dm * data[p]
     return dU
 
 
@@ -249,7 +253,8 @@ def cs_subproblem(A, B, yi, cy, out, work):
 
 
 @njit(nogil=True, cache=True)
-def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
+def cs_local(indptr, indices, shared, data, y, c, sqn, alpha, view, dW, sigma, n_passes,
+             seed):
     """Block coordinate descent on one block's Crammer-Singer local subproblem.
 
     Dual (as a minimization), w_k = sum_i alpha_{i,k} x_i:
@@ -259,15 +264,18 @@ def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
     minimizer of the local model (gradient at W + sigma dW, curvature
     sigma ||x_i||^2), see :func:`cs_subproblem`.
 
-    Returns
-    -------
-    dW : ndarray (n_local_columns, K)
-        The block's change of W.
+    Parameters
+    ----------
+    indices, shared : the rows' columns as the block's own (for ``dW``) and as
+        rows of ``view``
+    view : ndarray (n_view_columns, K)
+        The round's model plus sigma dW, moved in place by this block (and by
+        the other blocks sharing it).
+    dW : ndarray (n_local_columns, K), zeros
+        Written and returned: the block's change of W.
     """
     n = indptr.shape[0] - 1
-    K = W.shape[1]
-    view = W.copy()
-    dW = np.zeros_like(W)
+    K = view.shape[1]
     s = np.empty(K)
     B = np.empty(K)
     a_new = np.empty(K)
@@ -286,7 +294,7 @@ def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
             if ci <= 0.0:
                 continue
             yi = y[i]
-            _scores(indptr, indices, data, i, view, s)
+            _scores(indptr, shared, data, i, view, s)
             A = sigma * sqn[i]
             for k in range(K):
                 B[k] = s[k] + (0.0 if k == yi else 1.0) - A * alpha[i, k]
@@ -298,7 +306,7 @@ def cs_local(indptr, indices, data, y, c, sqn, alpha, W, sigma, n_passes, seed):
                     alpha[i, k] = a_new[k]
                     moved = True
             if moved:
-                _add_row_step(indptr, indices, data, i, d, dW, view, sigma)
+                _add_row_step(indptr, indices, shared, data, i, d, dW, view, sigma)
     return dW
 
 
@@ -330,7 +338,8 @@ def ovr_loss(indptr, indices, data, y, c, W, classes):
 
 
 @njit(nogil=True, cache=True)
-def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_passes, seed):
+def ovr_local(indptr, indices, shared, data, y, c, sqn, alpha, view, dW, classes, sigma,
+              n_passes, seed):
     """Dual coordinate ascent on the local subproblems of m binary problems at once.
 
     Class k's problem is the binary hinge SVM (formulations.md section 1) of
@@ -341,19 +350,18 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
 
     Parameters
     ----------
+    indices, shared : the rows' columns as the block's own (for ``dW``) and as
+        rows of ``view``
     alpha : ndarray (n_rows, K)
         All classes' duals; only the columns in ``classes`` change.
-    W : ndarray (n_local_columns, m)
-        Models of the m classes in ``classes``.
-
-    Returns
-    -------
-    dW : ndarray (n_local_columns, m)
+    view : ndarray (n_view_columns, m)
+        Models of the m classes in ``classes`` plus sigma dW, moved in place by
+        this block (and by the other blocks sharing it).
+    dW : ndarray (n_local_columns, m), zeros
+        Written and returned: the block's change.
     """
     n = indptr.shape[0] - 1
-    m = W.shape[1]
-    view = W.copy()
-    dW = np.zeros_like(W)
+    m = view.shape[1]
     s = np.empty(m)
     d = np.empty(m)
     np.random.seed(seed)
@@ -369,7 +377,7 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
             if ci <= 0.0:
                 continue
             yi = y[i]
-            _scores(indptr, indices, data, i, view, s)
+            _scores(indptr, shared, data, i, view, s)
             q = sigma * sqn[i]
             moved = False
             for a in range(m):
@@ -383,5 +391,5 @@ def ovr_local(indptr, indices, data, y, c, sqn, alpha, W, classes, sigma, n_pass
                     alpha[i, k] = new
                     moved = True
             if moved:
-                _add_row_step(indptr, indices, data, i, d, dW, view, sigma)
+                _add_row_step(indptr, indices, shared, data, i, d, dW, view, sigma)
     return dW

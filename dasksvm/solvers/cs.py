@@ -6,7 +6,7 @@ import numpy as np
 
 from ..kernels.multiclass import cs_local, cs_loss
 from .registry import register
-from .rowparallel import PARAMS, JointMachine, round_plan
+from .rowparallel import PARAMS, JointMachine, n_parts, round_plan
 
 __all__ = ["CS", "build_cs"]
 
@@ -82,9 +82,10 @@ class CS(JointMachine):
         # every alpha_i sums to 0, so this is -sum_i sum_{k != y_i} alpha_{i,k}
         return np.array([alpha[np.arange(len(st.y)), st.y].sum()])
 
-    def _kernel(self, st, alpha, view, sigma, passes, seed, active):
-        return cs_local(st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view, sigma,
-                        passes, seed)
+    def _kernel(self, st, alpha, rv, shared, passes, seed, active):
+        dW = np.zeros((len(st.cols), self.n_classes))
+        return cs_local(st.indptr, st.indices, shared, st.data, st.y, st.c, st.sqn, alpha,
+                        rv.view, dW, rv.sigma, passes, seed)
 
     def _shift(self, view, pos, vals):
         view[pos] += vals
@@ -101,5 +102,5 @@ def build_cs(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_sear
     passes, sigma, adaptive, plan = round_plan(blocks, n_classes, local_passes=local_passes,
                                                sigma=sigma, schedule=schedule)
     machine = CS(blocks.columns(), blocks.n_columns, n_classes, C=C, passes=passes, sigma=sigma,
-                 adaptive=adaptive, line_search=line_search)
+                 adaptive=adaptive, line_search=line_search, n_parts=n_parts(blocks))
     return machine, plan

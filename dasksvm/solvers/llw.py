@@ -8,7 +8,7 @@ import numpy as np
 from ..kernels.multiclass import llw_local, llw_loss
 from ._common import saved_array
 from .registry import Param, register
-from .rowparallel import PARAMS, JointMachine, round_plan
+from .rowparallel import PARAMS, JointMachine, n_parts, round_plan
 
 __all__ = ["LLW", "LOCAL_V", "build_llw"]
 
@@ -102,9 +102,10 @@ class LLW(JointMachine):
     def _lin(self, st, alpha, active):
         return np.array([alpha.sum()])
 
-    def _kernel(self, st, alpha, view, sigma, passes, seed, active):
-        return llw_local(st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view,
-                         sigma, self.track_v, passes, seed)
+    def _kernel(self, st, alpha, rv, shared, passes, seed, active):
+        dU = np.zeros((len(st.cols), self.n_classes))
+        return llw_local(st.indptr, st.indices, shared, st.data, st.y, st.c, st.sqn, alpha,
+                         rv.view, rv.mv, dU, rv.sigma, self.track_v, passes, seed)
 
     def _shift(self, view, pos, vals):
         # W = -(U + v): with v tracked W moves by center(dU), with v fixed by -dU
@@ -150,10 +151,12 @@ def build_llw(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_sea
     sigma : None or float > 0
         sigma' of the local subproblems (curvature sigma' ||x_i||^2). None
         (default): adaptive for the parallel schedule (starts at the number
-        of blocks, the safe CoCoA+ value, and is halved / doubled within
-        [1, number of blocks] when the line search's unconstrained step is
-        above 1.5 / below 0.75), 1 for the ring. With the line search any
-        sigma' in [1, number of blocks] keeps every round a monotone ascent
+        of parts, the safe CoCoA+ value, and is halved / doubled within
+        [1, parts] when the line search's unconstrained step is above 1.5 /
+        below 0.75), 1 for the ring. A part is a worker: the blocks of one
+        worker move one shared view of the model (:class:`~.rowparallel.RowView`, one after
+        another or on its threads at once), as CoCoA+'s do. With the line
+        search any sigma' in [1, parts] keeps every round a monotone ascent
         at least as good as CoCoA averaging.
     line_search : bool
         Choose the step gamma in [0, 1] by exact line search on the dual
@@ -173,6 +176,6 @@ def build_llw(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_sea
     passes, sigma, adaptive, plan = round_plan(blocks, n_classes, local_passes=local_passes,
                                                sigma=sigma, schedule=schedule)
     machine = LLW(blocks.columns(), blocks.n_columns, n_classes, C=C, passes=passes,
-                  sigma=sigma, adaptive=adaptive, line_search=line_search,
+                  sigma=sigma, adaptive=adaptive, line_search=line_search, n_parts=n_parts(blocks),
                   track_v=LOCAL_V[local_v])
     return machine, plan

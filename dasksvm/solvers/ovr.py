@@ -8,7 +8,7 @@ import numpy as np
 from ..kernels.multiclass import ovr_local, ovr_loss
 from ._common import saved_array
 from .registry import register
-from .rowparallel import PARAMS, RowParallel, round_plan, step_certificate
+from .rowparallel import PARAMS, RowParallel, n_parts, round_plan, step_certificate
 
 __all__ = ["OVR", "build_ovr"]
 
@@ -107,9 +107,10 @@ class OVR(RowParallel):
     def _lin(self, st, alpha, active):
         return alpha[:, active].sum(axis=0)
 
-    def _kernel(self, st, alpha, view, sigma, passes, seed, active):
-        return ovr_local(st.indptr, st.indices, st.data, st.y, st.c, st.sqn, alpha, view,
-                         active, sigma, passes, seed)
+    def _kernel(self, st, alpha, rv, shared, passes, seed, active):
+        dW = np.zeros((len(st.cols), len(active)))
+        return ovr_local(st.indptr, st.indices, shared, st.data, st.y, st.c, st.sqn, alpha,
+                         rv.view, dW, active, rv.sigma, passes, seed)
 
     def _shift(self, view, pos, vals):
         view[pos] += vals
@@ -199,5 +200,5 @@ def build_ovr(blocks, n_classes, seeds, *, C, tol, local_passes, sigma, line_sea
     passes, sigma, adaptive, plan = round_plan(blocks, n_classes, local_passes=local_passes,
                                                sigma=sigma, schedule=schedule)
     machine = OVR(blocks.columns(), blocks.n_columns, n_classes, C=C, tol=tol, passes=passes,
-                  sigma=sigma, adaptive=adaptive, line_search=line_search)
+                  sigma=sigma, adaptive=adaptive, line_search=line_search, n_parts=n_parts(blocks))
     return machine, plan

@@ -91,11 +91,33 @@ def round_plan(blocks, n_classes, *, local_passes, sigma, schedule):
     if named and not parallel:
         raise ValueError('sigma="adaptive" is for schedule="parallel"')
     adaptive = (sigma is None or named) and parallel
-    if sigma is None or named:
-        sigma = float(len(blocks)) if parallel else 1.0
+    if sigma is None or named:  # a worker's blocks share one view: a worker is a part
+        sigma = float(n_parts(blocks)) if parallel else 1.0
     if parallel:
         return passes, float(sigma), adaptive, AllBlocks()
     return 1, float(sigma), False, Ring(laps=passes)
+
+
+def n_parts(blocks):
+    """The parts of a parallel round: the workers holding blocks (the blocks of one
+    worker move one shared view of the model, :class:`RowView`)."""
+    return len(set(blocks.workers))
+
+
+class RowView:
+    """The round's model as the blocks of one worker share it: ``cols``, the sorted
+    union of their columns; ``W``, the round's model on them (read only: every
+    block's loss is taken there); ``view``, W moved in place by every block's
+    steps (times sigma), so the worker's blocks, one after another or on its
+    threads at once, act as one part; ``mv``, LLW's move of v on those columns;
+    ``key``, the worker's blocks."""
+
+    __slots__ = ("W", "active", "cols", "key", "mv", "sigma", "view")
+
+    def __init__(self, cols, W, sigma, active, key):
+        self.cols, self.W, self.sigma, self.active, self.key = cols, W, sigma, active, key
+        self.view = np.array(W, dtype=np.float64, copy=True)
+        self.mv = np.zeros(len(cols))
 
 
 def restrict_rows(rows, cols):
@@ -183,7 +205,7 @@ class _State:
     the last round not yet accepted (or None)."""
 
     __slots__ = ("alpha", "c", "cols", "data", "indices", "indptr", "n_columns", "proposal",
-                 "sqn", "y")
+                 "shared", "sqn", "y")
 
     def local_X(self):
         """The block's rows over its touched columns, (n_rows, n_touched) CSR."""
@@ -198,9 +220,10 @@ class RowParallel(Machine):
     (columns of the model a round works on), ``_n_scalars(active)`` (entries
     of each scalar of the partial), ``_loss(st, W, active)`` and
     ``_lin(st, alpha, active)`` (arrays of its scalars: the loss share at the
-    local model W, the dual linear term), ``_kernel(st, alpha, view, sigma,
-    passes, seed, active)`` (the local passes: alpha in place, the change of
-    the model returned), ``_shift(view, pos, vals)`` (the local view moved by
+    local model W, the dual linear term), ``_kernel(st, alpha, rv, shared,
+    passes, seed, active)`` (the local passes in the :class:`RowView` ``rv``, the
+    block's non-zeros at its rows ``shared``: alpha in place, the block's change
+    of the model returned), ``_shift(view, pos, vals)`` (the local view moved by
     the changes of blocks before it in a ring round) and ``_model_rows(st)``
     (the block's share of the shared model from its accepted alpha), and the
     client side (``step``, ``advance``, ``restore``, ``model_arrays``, ...).
@@ -219,8 +242,9 @@ class RowParallel(Machine):
     worker_fields = ("C", "n_classes", "n_columns", "passes")
 
     def __init__(self, cols, n_columns, n_classes, *, C, passes, sigma, adaptive,
-                 line_search):
+                 line_search, n_parts=None):
         self.C = float(C)
+        self.n_parts = len(cols) if n_parts is None else int(n_parts)
         self.n_classes = int(n_classes)
         self.n_columns = int(n_columns)
         self.passes = int(passes)
@@ -251,8 +275,21 @@ class RowParallel(Machine):
         shape = (X.shape[0], K)
         st.alpha = np.zeros(shape) if saved is None else saved_array(saved, "alpha",
                                                                      shape).copy()
-        st.proposal = None
+        st.proposal = st.shared = None
         return st
+
+    def worker_view(self, message, blocks, states):
+        cols, W, sigma, active = message
+        return RowView(cols, W, sigma, active, tuple(b.index for b in blocks))
+
+    @staticmethod
+    def _positions(st, rv):
+        """The block's columns as rows of the worker's view (``pos``) and each non-zero's
+        (``shared``), made when the worker's set of blocks changes."""
+        if st.shared is None or st.shared[0] != rv.key:
+            pos = np.searchsorted(rv.cols, st.cols)
+            st.shared = (rv.key, pos, pos[st.indices].astype(np.int64))
+        return st.shared[1], st.shared[2]
 
     def settle(self, st, acceptance):
         """alpha <- alpha + gamma (proposal - alpha) with gamma = ``acceptance`` (a float,
@@ -271,8 +308,16 @@ class RowParallel(Machine):
         its proposal and returns zeros for those. ``carry`` (ring): the changes of
         the model made before this visit in the round, added to the local view.
         """
-        cols_u, W_u, sigma, active = message
-        W = W_u[np.searchsorted(cols_u, st.cols)]
+        if isinstance(message, RowView):  # the worker's shared view
+            rv = message
+            pos, shared = self._positions(st, rv)
+            W = rv.W[pos]
+        else:  # a ring visit (or a call outside the engine): the block's own view
+            cols_u, W_u, sigma, active = message
+            W = W_u[np.searchsorted(cols_u, st.cols)]  # a copy (fancy indexing)
+            rv = RowView(st.cols, W, sigma, active, None)
+            shared = st.indices
+        sigma, active = rv.sigma, rv.active
         later = st.proposal is not None
         start = st.proposal if later else st.alpha
         if later:
@@ -284,12 +329,11 @@ class RowParallel(Machine):
         if not update:
             empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, m)), st.n_columns)
             return empty, np.concatenate([loss, lin, np.zeros_like(lin)])
-        view = W
-        if carry is not None:
+        if carry is not None:  # the changes before this visit, into its own view
             pos, vals = restrict_rows(carry[0], st.cols)
-            self._shift(view, pos, vals)  # W is a fresh copy (fancy indexing)
+            self._shift(rv.view, pos, vals)
         alpha = start.copy()
-        dW = self._kernel(st, alpha, view, sigma, self.passes, seed, active)
+        dW = self._kernel(st, alpha, rv, shared, self.passes, seed, active)
         dlin = self._lin(st, alpha, active) - self._lin(st, start, active)
         st.proposal = alpha
         rows = SparseRows.from_local(st.cols, dW, st.n_columns)
@@ -338,7 +382,7 @@ class RowParallel(Machine):
 
     def _adapt(self, raw):
         if self.adaptive:
-            self.sigma = adapt_sigma(self.sigma, raw, len(self.cols))
+            self.sigma = adapt_sigma(self.sigma, raw, self.n_parts)
 
     def _sigma_arrays(self):
         return {"sigma": np.array([self.sigma])}
