@@ -9,8 +9,10 @@ block, on the block's worker, and a round is
    running) with those columns' indices and sigma';
 2. on every block: its share of the primal loss at the round's model (the
    certificate), then local passes of dual coordinate ascent on its local
-   subproblem (gradient at its local view of the model, curvature
-   sigma' ||x_i||^2); the new alpha stays on the worker as a *proposal*;
+   subproblem (gradient at the worker's view of the model, curvature
+   sigma' ||x_i||^2: the worker's blocks share one view, :class:`RowView`,
+   moved by all their steps, so a worker is one CoCoA+ part); the new alpha
+   stays on the worker as a *proposal*;
 3. up: per worker, the sum over its blocks of (the change of the model,
    :class:`~dasksvm.parallel.SparseRows` over the touched columns, and the
    scalars [loss, dual linear term, its change]);
