@@ -3,10 +3,12 @@
 import numpy as np
 from numba import njit
 
+from .sdca import SUM_ANY_ORDER
+
 __all__ = ["dense_scan"]
 
 
-@njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(nogil=True, cache=True, fastmath=SUM_ANY_ORDER)
 def _row_sq_norm(x):
     # ||x||^2 in float64 (its terms added in any order: vectorized)
     s = 0.0
