@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import scipy.sparse as sp
 
 from ._base import (
@@ -168,7 +170,7 @@ class LinearSVC(LinearSVMBase):
     input is cut into one block per worker thread.
     """
 
-    _auto = {"auto": ("cocoa", "newton")}
+    _auto: ClassVar[dict] = {"auto": ("cocoa", "newton")}
 
     def __init__(
         self,
