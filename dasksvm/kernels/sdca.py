@@ -70,7 +70,8 @@ def primal_dual_partials(indptr, indices, data, y, c, alpha, w, l2, lo, hi, acti
         Written: the kept rows in its first ``n_active`` entries.
     with_u : bool
         Sum ``u`` (below); False leaves it zero and skips its scatter over every
-        violating row's non-zeros (about a third of the pass).
+        violating row's non-zeros (about half of the pass: 58 -> 26 ms
+        over 10^7 non-zeros).
 
     Returns
     -------

@@ -173,8 +173,8 @@ class CoCoA(Machine):
 
     The dual is the better of two dual-feasible points: alpha_t itself and the best
     multiple of beta(w_t), read off w_t by the loss's derivative, whose value needs
-    u = X^T (beta y) summed over every violating row (a third of the certificate's
-    pass on CSR blocks, 58 -> 26 ms for 10^7 non-zeros). It is summed in the rounds
+    u = X^T (beta y) summed over every violating row (about half of the
+    certificate's pass on CSR blocks: 58 -> 26 ms for 10^7 non-zeros). It is summed in the rounds
     where beta can end the fit: once alpha's gap is within :data:`BETA_NEAR` tol, after
     a round where beta certified better, and every :data:`BETA_EVERY` rounds (the
     gap is never taken from a point not computed). Measured in-process: on generated

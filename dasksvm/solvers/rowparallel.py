@@ -116,9 +116,9 @@ class RowView:
 
     __slots__ = ("W", "active", "cols", "key", "mv", "sigma", "view")
 
-    def __init__(self, cols, W, sigma, active, key):
+    def __init__(self, cols, W, sigma, active, key, view=None):
         self.cols, self.W, self.sigma, self.active, self.key = cols, W, sigma, active, key
-        self.view = np.array(W, dtype=np.float64, copy=True)
+        self.view = np.array(W, dtype=np.float64, copy=True) if view is None else view
         self.mv = np.zeros(len(cols))
 
 
@@ -317,9 +317,10 @@ class RowParallel(Machine):
         else:  # a ring visit (or a call outside the engine): the block's own view
             cols_u, W_u, sigma, active = message
             W = W_u[np.searchsorted(cols_u, st.cols)]  # a copy (fancy indexing)
-            rv = RowView(st.cols, W, sigma, active, None)
+            # the visit moves that copy itself (its loss is taken before it moves)
+            rv = RowView(st.cols, W, sigma, active, None, view=W)
             shared = st.indices
-        sigma, active = rv.sigma, rv.active
+        active = rv.active
         later = st.proposal is not None
         start = st.proposal if later else st.alpha
         if later:
