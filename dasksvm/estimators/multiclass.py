@@ -64,8 +64,10 @@ class MulticlassSVC(LinearSVMBase):
         Rounds at most (``"ww"``: epochs of the pair schedule); a
         ConvergenceWarning is issued when they end before ``tol``.
     n_bundles : int, optional
-        ``"ww"`` only: number of class bundles (2 <= n_bundles <=
-        n_classes; default ``min(2 * threads of the cluster, n_classes)``).
+        ``"ww"`` only: number of class bundles (1 <= n_bundles <=
+        n_classes; default 1 for small problems, which then run many passes
+        a round, else ``min(2 * threads of the cluster, n_classes)``; see
+        :func:`dasksvm.solvers.ww.build_ww`).
         Passing it with another machine is an error (no parameter is
         accepted and ignored). WW runs fastest on one
         machine as one worker process with several threads (``docs/ww.md``).

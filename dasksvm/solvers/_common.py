@@ -8,6 +8,15 @@ from ..parallel import sq_norm
 LOSSES = ("hinge", "squared_hinge")
 
 
+def passes_per_round(work, budget, cap):
+    """Coordinate passes per round for a ``local_passes="auto"``: ``budget // work``
+    clipped to ``[1, cap]``, where ``work`` counts the multiply-adds of one pass
+    (non-zeros times classes) and ``budget`` those a round should do, so that its
+    compute is not dwarfed by its scheduling. Deterministic: the iterates never
+    depend on timing."""
+    return int(min(cap, max(1, budget // max(int(work), 1))))
+
+
 def saved_array(arrays, name, shape):
     """``arrays[name]`` from a checkpoint, checked to be a float array of ``shape``."""
     if name not in arrays:

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
-from ._common import BestIterate, saved_array, scaled_duals
+from ._common import BestIterate, passes_per_round, saved_array, scaled_duals
 from .registry import Param
 
 __all__ = [
@@ -76,7 +76,7 @@ def auto_passes(blocks, n_classes):
     """Passes per round for ``local_passes="auto"``: enough that a round's compute is
     not dwarfed by its ~50 ms of scheduling (at most 10, at least 1)."""
     work = max(max(blocks.nnz, default=0), max(blocks.n_rows, default=1)) * n_classes
-    return int(min(AUTO_MAX_PASSES, max(1, AUTO_WORK // max(work, 1))))
+    return passes_per_round(work, AUTO_WORK, AUTO_MAX_PASSES)
 
 
 def round_plan(blocks, n_classes, *, local_passes, sigma, schedule):

@@ -38,10 +38,17 @@ from ..kernels.ww import ww_cd_pass, ww_hinge_screen, ww_hinge_sums, ww_own_scor
 from ..parallel.engine import Custom, Machine, StateLost, map_threads, wire_nbytes
 from ..parallel.schedule import one_factorization
 from ..parallel.shuffle import LAYOUTS, shuffle_by_class
+from ._common import passes_per_round
 from .registry import Param, register
 
 __all__ = ["WestonWatkins", "build_ww"]
 
+#: A round of a small problem (one bundle, ``local_passes="auto"``) does about this many
+#: multiply-adds, counted as non-zeros of X times classes per pass (~0.1 s on one core;
+#: a round's tasks cost ~15 ms of dask overhead)...
+_AUTO_WORK = 10**8
+#: ...in at most this many passes.
+_AUTO_MAX_PASSES = 100
 #: ``pair_sweeps="auto"`` alternates this often when the pair's weights are small...
 _AUTO_SWEEPS = 2
 #: ...that is, when the two dense weight blocks together take at most this many bytes.
@@ -851,7 +858,7 @@ class WestonWatkins(Machine):
         self.ranges = [(int(offs[p]), int(offs[p + 1])) for p in range(self.B)]
         if self.sweeps_param == "auto":
             small = sum(sorted(ncls)[-2:]) * self.d * 8 <= _AUTO_SWEEPS_BYTES
-            self.sweeps = _AUTO_SWEEPS if small else 1
+            self.sweeps = _AUTO_SWEEPS if small and self.passes == 1 else 1
         else:
             self.sweeps = int(self.sweeps_param)
         where = list(self.blocks.workers)
@@ -1233,6 +1240,7 @@ class WestonWatkins(Machine):
             "layout": self.layout,
             "pieces": [[(pc.worker, pc.n_rows) for pc in ps] for ps in self.pieces],
             "n_bundles": self.B,
+            "local_passes": self.passes,
             "pair_sweeps": self.sweeps,
             "shuffle_bytes": int(self.shuffle_bytes),
             "sparse_coef": self.sparse,
@@ -1314,9 +1322,24 @@ def _local_columns(M, pos):
     return out
 
 
+def _bundles_and_passes(blocks, K, n_bundles, local_passes):
+    """``(B, passes)`` from ``n_bundles`` and ``local_passes`` (see :func:`build_ww`)."""
+    work = sum(blocks.nnz) * K  # multiply-adds of one pass over every variable
+    small = passes_per_round(work, _AUTO_WORK, _AUTO_MAX_PASSES) > 1
+    if n_bundles is not None:
+        B = int(n_bundles)
+    elif small:
+        B = 1
+    else:
+        B = max(1, min(2 * sum(blocks.client.nthreads().values()), K))
+    if local_passes != "auto":
+        return B, int(local_passes)
+    return B, passes_per_round(work, _AUTO_WORK, _AUTO_MAX_PASSES) if B == 1 else 1
+
+
 @register("ww", "multiclass", {
     "n_bundles": Param(None, ("none", ("int", 1, None, False))),
-    "local_passes": Param(1, ("int", 1, None, False)),
+    "local_passes": Param("auto", ("auto", ("int", 1, None, False))),
     "layout": Param("auto", ("choice", ("auto", *LAYOUTS))),
     "pair_sweeps": Param("auto", ("auto", ("int", 1, None, False))),
     "exact_rows": Param(True, ("bool",)),
@@ -1337,19 +1360,26 @@ def build_ww(blocks, n_classes, seeds, *, C, tol, n_bundles, local_passes, layou
     Parameters
     ----------
     n_bundles : int >= 1, optional
-        ``B``, at most ``n_classes``. Default ``min(2 * n_threads, n_classes)``
-        (``n_threads``: all worker threads); a factorization round runs
-        ``floor(B / 2)`` pair chains side by side (also on the threads of one
-        worker: the kernels release the GIL).
-    local_passes : int >= 1
-        Coordinate passes per link over its rows' variables. More than one helps
-        when a chain is a single link (``B = 1`` with ``"owner"``); in longer
-        chains the links are coupled and extra passes do little.
+        ``B``, at most ``n_classes``; a factorization round runs ``floor(B / 2)``
+        pair chains side by side (also on the threads of one worker: the kernels
+        release the GIL). Default: 1 for a *small* problem, one whose pass over
+        every variable (``nnz(X) * n_classes`` multiply-adds) fits at least twice
+        in a round's budget of 10^8; else ``min(2 * n_threads, n_classes)``
+        (``n_threads``: all worker threads). Pairs of bundles are coupled: with
+        ``B > 1`` an epoch gains about one pass whatever ``local_passes`` is,
+        while one bundle gains every pass (dna at C = 1: ``B = 3`` took 1,000
+        epochs to a gap of 4.9e-3; ``B = 1`` with 50 passes a round 21 rounds,
+        1.6 s, to 1e-3), so parallel pairs pay only where one pass is dearer
+        than a round's scheduling.
+    local_passes : int >= 1 or "auto"
+        Coordinate passes per link over its rows' variables. ``"auto"``: with
+        ``B = 1``, ``10^8 // (nnz(X) * n_classes)`` passes (1 to 100), else 1.
     layout : {"auto", "spread", "owner"}
         ``"auto"`` is ``"owner"`` for ``B = 1``, else ``"spread"``.
     pair_sweeps : int >= 1 or "auto"
-        ``S``. ``"auto"``: 2 when the two largest weight blocks take at most 16 MiB
-        dense, else 1.
+        ``S``. ``"auto"``: 2 when a link runs one pass and the two largest weight
+        blocks take at most 16 MiB dense, else 1 (several passes over each of
+        ``S`` parts in turn would repeat steps on rows whose neighbours wait).
     exact_rows : bool
         When a link visits a row, maximize the dual exactly over all the row's
         variables in the task at once (closed form up to a sort,
@@ -1380,7 +1410,7 @@ def build_ww(blocks, n_classes, seeds, *, C, tol, n_bundles, local_passes, layou
         ``n_moved`` (variables changed), ``nnz_alpha``, ``ws_nnz`` and
         ``bytes_w`` (weight bytes that crossed between workers, measured);
         ``state`` with ``classes`` (of each bundle), ``layout``, ``pieces``
-        (``(worker, rows)`` per bundle), ``n_bundles``, ``pair_sweeps``,
+        (``(worker, rows)`` per bundle), ``n_bundles``, ``local_passes``, ``pair_sweeps``,
         ``shuffle_bytes`` (example bytes the shuffles moved), ``sparse_coef``,
         ``recovered`` (per recovery: ``round``, ``rows``, the rows that ``kept``
         their duals, whether the pieces were ``reshuffled``) and, with
@@ -1391,13 +1421,12 @@ def build_ww(blocks, n_classes, seeds, *, C, tol, n_bundles, local_passes, layou
         raise ValueError(f"n_bundles={n_bundles} is larger than n_classes={K}: every bundle "
                          f"needs at least one class; pass n_bundles <= {K} (or None for "
                          "min(2 * n_threads, n_classes))")
-    n_threads = sum(blocks.client.nthreads().values())
-    B = int(n_bundles) if n_bundles is not None else max(1, min(2 * n_threads, K))
+    B, passes = _bundles_and_passes(blocks, K, n_bundles, local_passes)
     sparse = bool(sparse_coef) if sparse_coef is not None \
         else K * int(blocks.n_columns) * 8 > max_dense_bytes
     if layout == "auto":
         layout = "owner" if B == 1 else "spread"
-    machine = WestonWatkins(blocks, K, seeds, C=C, n_bundles=B, local_passes=local_passes,
+    machine = WestonWatkins(blocks, K, seeds, C=C, n_bundles=B, local_passes=passes,
                             layout=layout, pair_sweeps=pair_sweeps, exact_rows=exact_rows,
                             ws_margin=ws_margin, sparse_coef=sparse, return_dual=return_dual)
     return machine, Custom()
