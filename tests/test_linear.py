@@ -308,6 +308,18 @@ def test_max_iter_warns(thread_client, data_dir):
     assert m.history_[-1]["round"] == 2 and m.history_[-1]["primal"] == m.primal_
 
 
+def test_the_warning_suggests_scaling_only_for_large_rows(thread_client, data_dir):
+    Xtr, ytr, _, _, _ = _data(data_dir, "a9a")  # binary features: ||x||^2 <= 15 with the intercept
+    for scale, hinted in ((1.0, False), (30.0, True)):
+        with pytest.warns(ConvergenceWarning, match="did not converge") as caught:
+            LinearSVC(solver="cocoa", C=1.0, tol=1e-8, max_iter=2,
+                      client=thread_client).fit(Xtr * scale, ytr)
+        message = str(caught[0].message)
+        assert ("MaxAbsScaler" in message) is hinted, message
+        if hinted:  # 14 ones of value 30 and the intercept's 1
+            assert "squared norms reach 1.26e+04" in message
+
+
 def test_sgd_is_exact_across_blocks(thread_client, data_dir):
     Xtr, ytr, _, _, C = _data(data_dir, "a9a")
     coefs = []

@@ -9,6 +9,7 @@ few dozen small tasks.
 import lzma
 import os
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -168,6 +169,35 @@ def test_primal_matches_cvxpy(request, data_dir, name, n_rows, C, n_blocks, n_bu
     rec = r.history[-1]
     assert rec["round"] == r.n_iter and rec["rel_gap"] == pytest.approx(r.rel_gap)
     assert rec["n_tasks"] > 0
+
+
+@pytest.mark.parametrize("n_bundles", [None, 3])
+def test_the_default_sizing_follows_its_rule(process_client, data_dir, n_bundles):
+    """``n_bundles=None`` on a small problem: one bundle (owner layout, one part) running
+    ``10^8 // (nnz K)`` passes a round (1 to 100), at cvxpy's optimum; a given ``B > 1``
+    runs one pass a link (``local_passes="auto"``) and two parts."""
+    X, y, K = _load(data_dir, "dna.scale")
+    C = 0.05
+    p_star = reference(X, y, K, C, ("dna.scale", None, C))
+    blocks = BlockSet.from_arrays(process_client, X, y, n_blocks=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            r = solve_ww(blocks, K, C=C, tol=1e-4, max_iter=1000 if n_bundles is None else 2,
+                         n_bundles=n_bundles, random_state=0, return_dual=True)
+        passes = min(100, 10**8 // (sum(blocks.nnz) * K))
+    finally:
+        blocks.release()
+    assert 1 < passes
+    if n_bundles is None:
+        assert r.state["n_bundles"] == 1 and r.state["layout"] == "owner"
+        assert r.state["local_passes"] == passes and r.state["pair_sweeps"] == 1
+        assert r.converged and r.n_iter < 10  # dna needs ~100s of passes at this C
+        P = _check_certificate(r, X, y, K, C, 1e-4)
+        assert abs(P - p_star) / p_star <= 1e-4 + 1e-7
+    else:
+        assert r.state["n_bundles"] == 3 and r.state["layout"] == "spread"
+        assert r.state["local_passes"] == 1 and r.state["pair_sweeps"] == 2
 
 
 @pytest.mark.parametrize("ws_margin", [None, 0.0, 0.5])

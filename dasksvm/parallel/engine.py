@@ -482,6 +482,11 @@ def _recoverable(exc):
     return isinstance(exc, (StateLost, KilledWorker, OSError)) or type(exc).__name__ in names
 
 
+def _max_sq_norm(block):
+    norms = block.sq_norms()
+    return float(norms.max()) if len(norms) else 0.0
+
+
 class Engine:
     """Runs a :class:`Machine` on a :class:`~dasksvm.parallel.BlockSet` until certified.
 
@@ -696,8 +701,18 @@ class Engine:
             raise ValueError(f"checkpoint {self.checkpoint!r} is at round {start}, past "
                              f"max_iter={self.max_iter}: raise max_iter to continue")
         if not converged and not stopped:
-            warn_not_converged(self.machine.name, self.max_iter, stop, self.tol)
+            warn_not_converged(self.machine.name, self.max_iter, stop, self.tol,
+                               *self._scale_facts())
         return t, rec, converged, stopped
+
+    def _scale_facts(self):
+        """``(C, largest squared row norm)`` for the warning's scaling hint; ``(None,
+        None)`` for kernel machines (their scale is gamma's). One small task per block."""
+        problem = self.machine.problem()
+        if "C" not in problem or "kernel" in problem:
+            return None, None
+        norms = self.blocks.gather_map(_max_sq_norm, key=f"{self.machine.prefix}-max-norm")
+        return float(problem["C"]), float(max(norms, default=0.0))
 
     def close(self):
         """Drop this fit's states from the workers' memory; let the machine release its own;

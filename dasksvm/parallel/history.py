@@ -69,12 +69,26 @@ def _caller_stacklevel():
     return level
 
 
-def warn_not_converged(name, max_iter, rel_gap, tol):
+#: the ConvergenceWarning suggests scaling the features when C * max_i ||x_i||^2 exceeds this
+SCALE_HINT = 100.0
+
+
+def warn_not_converged(name, max_iter, rel_gap, tol, C=None, max_sq_norm=None):
     """The ConvergenceWarning every solver gives when max_iter stops it short,
-    attributed to the first line outside dasksvm (the user's ``fit``)."""
+    attributed to the first line outside dasksvm (the user's ``fit``). With ``C`` and
+    the rows' largest squared norm (intercept column included), it also suggests
+    scaling the features when ``C * max_sq_norm > SCALE_HINT``: coordinate ascent
+    steps of size ~ 1 / (C ||x_i||^2) on raw pixel or sensor values (optdigits,
+    shuttle) need tens of thousands of passes."""
+    hint = ""
+    if C is not None and max_sq_norm is not None and C * max_sq_norm > SCALE_HINT:
+        hint = (f"; the rows' squared norms reach {max_sq_norm:.3g} (C * max ||x||^2 = "
+                f"{C * max_sq_norm:.3g} > {SCALE_HINT:g}): the solvers converge slowly on "
+                "unscaled features, scale the columns (e.g. sklearn.preprocessing."
+                "MaxAbsScaler or StandardScaler) or lower C")
     warnings.warn(
         f"{name} did not converge: max_iter={max_iter} rounds ended with relative "
-        f"duality gap {rel_gap:.3e} > tol={tol:g}; increase max_iter",
+        f"duality gap {rel_gap:.3e} > tol={tol:g}; increase max_iter{hint}",
         ConvergenceWarning,
         stacklevel=_caller_stacklevel(),
     )
