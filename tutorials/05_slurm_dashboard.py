@@ -59,8 +59,10 @@ print("workers:", sorted(client.run(lambda: os.environ.get("SLURM_JOB_ID")).valu
 # killed once the checkpoint holds a few rounds.
 
 # %%
+# two bundles: the pair schedule, one pass an epoch (by default these 600 rows would be one
+# bundle with many passes a round, certified in a few rounds: no time to kill the client)
 FIT = {"multi_class": "ww", "C": 0.003, "tol": 1e-3, "max_iter": 500, "random_state": 0,
-       "checkpoint": str(CHECKPOINT), "checkpoint_every": 1}
+       "n_bundles": 2, "checkpoint": str(CHECKPOINT), "checkpoint_every": 1}
 child = textwrap.dedent(f"""
     import lzma
     import time

@@ -274,11 +274,13 @@ def _make_rows(X, y, weight, rows, index, intercept_scaling):
 
 
 def _block_info(block):
-    """(rows, non-zeros, columns touched, the worker holding the block): run where the
-    block is (the scheduler places a task with its data), so no who_has round trip."""
+    """(rows, non-zeros, columns touched, the worker holding the block, the largest squared
+    row norm): run where the block is (the scheduler places a task with its data), so no
+    who_has round trip."""
     from distributed import get_worker
 
-    return block.n_rows, block.nnz, len(block.cols), get_worker().address
+    top = float(block.sq_norms().max()) if block.n_rows else 0.0
+    return block.n_rows, block.nnz, len(block.cols), get_worker().address, top
 
 
 def _split_rows(n, n_blocks):
@@ -301,13 +303,17 @@ class BlockSet:
     nnz : list of int
     n_columns : int
         Columns of the blocks (features, plus one with an intercept).
+    max_sq_norm : float
+        The largest squared row norm ``max_i ||x_i||^2`` over all blocks (intercept
+        column included).
     token : str
         Suffix of every task key made for this set.
     """
 
     def __init__(self, client, futures, workers, n_rows, nnz, n_cols_touched, n_columns, name,
-                 sources=None, layout=None):
+                 sources=None, layout=None, *, max_sq_norm):
         self.client = client
+        self.max_sq_norm = float(max_sq_norm)
         # sources[k]: a zero-argument function that rebuilds block k on the client (in-memory
         # input, scattered without lineage), or None where dask keeps the block's lineage
         self.sources = list(sources) if sources is not None else [None] * len(futures)
@@ -484,6 +490,7 @@ class BlockSet:
             name,
             sources or None,
             layout,
+            max_sq_norm=max((i[4] for i in infos), default=0.0),
         )
 
     def refresh(self, timeout=120):

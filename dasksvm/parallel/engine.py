@@ -482,11 +482,6 @@ def _recoverable(exc):
     return isinstance(exc, (StateLost, KilledWorker, OSError)) or type(exc).__name__ in names
 
 
-def _max_sq_norm(block):
-    norms = block.sq_norms()
-    return float(norms.max()) if len(norms) else 0.0
-
-
 class Engine:
     """Runs a :class:`Machine` on a :class:`~dasksvm.parallel.BlockSet` until certified.
 
@@ -707,12 +702,11 @@ class Engine:
 
     def _scale_facts(self):
         """``(C, largest squared row norm)`` for the warning's scaling hint; ``(None,
-        None)`` for kernel machines (their scale is gamma's). One small task per block."""
+        None)`` for kernel machines (their scale is gamma's)."""
         problem = self.machine.problem()
         if "C" not in problem or "kernel" in problem:
             return None, None
-        norms = self.blocks.gather_map(_max_sq_norm, key=f"{self.machine.prefix}-max-norm")
-        return float(problem["C"]), float(max(norms, default=0.0))
+        return float(problem["C"]), self.blocks.max_sq_norm
 
     def close(self):
         """Drop this fit's states from the workers' memory; let the machine release its own;
