@@ -308,6 +308,22 @@ def test_max_iter_warns(thread_client, data_dir):
     assert m.history_[-1]["round"] == 2 and m.history_[-1]["primal"] == m.primal_
 
 
+@pytest.mark.parametrize("dense", [True, False])
+def test_a_block_of_zero_weight_rows_takes_no_steps(thread_client, data_dir, dense):
+    """A block whose rows all have weight 0 shrinks to no active row; it then takes no
+    coordinate step (it used to ask the visiting order for one step over no rows: a hang)
+    and the fit is the one of the weighted rows alone."""
+    Xtr, ytr, _, _, C = _data(data_dir, "a9a")
+    X, y = Xtr[:600], ytr[:600]
+    X = X.toarray() if dense else X
+    weight = np.r_[np.ones(300), np.zeros(300)]
+    m = LinearSVC(solver="cocoa", C=C, tol=1e-6, shuffle=False, client=thread_client)
+    m.fit(*_chunked(X, y, 2), sample_weight=da.from_array(weight, chunks=300))
+    ref = LinearSVC(solver="cocoa", C=C, tol=1e-6, client=thread_client).fit(X[:300], y[:300])
+    assert m.converged_
+    assert m.primal_ == pytest.approx(ref.primal_, rel=2e-6)
+
+
 def test_the_warning_suggests_scaling_only_for_large_rows(thread_client, data_dir):
     Xtr, ytr, _, _, _ = _data(data_dir, "a9a")  # binary features: ||x||^2 <= 15 with the intercept
     for scale, hinted in ((1.0, False), (30.0, True)):

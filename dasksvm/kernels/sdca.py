@@ -213,6 +213,8 @@ def visiting_order(seed, n, n_steps):
     """The rows ``n_steps`` coordinate steps visit for ``seed``: whole random permutations
     of the ``n`` rows, the last one cut short (the order of :func:`cocoa_local` and
     :func:`dense_cocoa_local`)."""
+    if n == 0 and n_steps > 0:
+        raise ValueError("visiting_order: steps asked over no rows")
     np.random.seed(seed)
     out = np.empty(n_steps, dtype=np.int64)
     done = 0

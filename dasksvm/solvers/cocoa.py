@@ -296,7 +296,9 @@ class CoCoA(Machine):
         cert = self._certificate(block, st, view.w, update)
         if not update:
             return cert
-        n_steps = round(self.local_passes * max(len(st.rows), MIN_STEPS_SHARE * block.n_rows))
+        # no active row (e.g. a block of zero-weight rows, all shrunk at alpha = 0): no steps
+        n_steps = round(self.local_passes * max(len(st.rows), MIN_STEPS_SHARE * block.n_rows)) \
+            if len(st.rows) else 0
         new = st.alpha.copy()
         if n_steps == 0:
             dw = SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w))
