@@ -1420,7 +1420,7 @@ def build_ww(blocks, n_classes, seeds, *, C, tol, n_bundles, local_passes, layou
     if n_bundles is not None and n_bundles > K:
         raise ValueError(f"n_bundles={n_bundles} is larger than n_classes={K}: every bundle "
                          f"needs at least one class; pass n_bundles <= {K} (or None for "
-                         "min(2 * n_threads, n_classes))")
+                         "the default of build_ww's docstring)")
     B, passes = _bundles_and_passes(blocks, K, n_bundles, local_passes)
     sparse = bool(sparse_coef) if sparse_coef is not None \
         else K * int(blocks.n_columns) * 8 > max_dense_bytes
