@@ -82,9 +82,15 @@ class LinearSVC(LinearSVMBase):
     max_iter : int >= 1
         Rounds (cocoa, newton) or steps (sgd); a ConvergenceWarning is issued when
         they end before ``tol``.
-    local_passes : float > 0
+    local_passes : "auto" or float > 0
         cocoa: coordinate passes per block per round over its rows (those
         shrinking keeps; at least a quarter of all its rows in steps).
+        ``"auto"`` (the default): with one worker, whose threads share one w,
+        about 4 x 10^6 non-zeros of steps per block a round (4 x 10^6 // the
+        largest block's non-zeros, 1 to 32 passes: a round's dask overhead is
+        ~10-15 ms, and more passes a round mean fewer rounds there); with
+        several workers 1 pass (their blocks combine as CoCoA+ parts, where
+        more local passes took as many rounds or more).
     aggregation : {"add", "average", "exact", "momentum"}
         cocoa, how the K workers' changes combine: CoCoA+ adding followed by
         the exact step along the last step taken (``"momentum"``, the
@@ -182,7 +188,7 @@ class LinearSVC(LinearSVMBase):
         intercept_scaling=1.0,
         tol=1e-3,
         max_iter=1000,
-        local_passes=1.0,
+        local_passes="auto",
         aggregation="momentum",
         shrinking=True,
         learning_rate="pegasos",
