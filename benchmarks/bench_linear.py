@@ -432,7 +432,7 @@ def shape_methods(shape, last, args):
     procs, _ = shape
     out = []
     for m in args.solvers:
-        if (m == "exact" and procs == 1) or (m == "sgd" and not last):
+        if (m == "exact" and procs == 1) or (m == "sgd" and (not last or args.no_sgd)):
             continue
         out.append(m)
     return out

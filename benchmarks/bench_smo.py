@@ -204,8 +204,8 @@ def run_one(name, args):
     d_ref = dual_objective(X, ypm, a_ref, gamma=gamma)
     sv = r.alpha > 0
     if args.predict_rows:  # the evaluation rows repeated up to that many (same cost a row)
+        held += f": {Xh.shape[0]:,} of them repeated"
         Xh, yh = tile_rows(Xh, args.predict_rows), np.resize(yh, args.predict_rows)
-        held += f", repeated to {args.predict_rows:,}"
     with Timer() as tp:
         f = decision_function(Xh, X[sv], (r.alpha * ypm)[sv], r.b, gamma=gamma)
     with Timer() as tq:
