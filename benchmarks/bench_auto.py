@@ -10,7 +10,7 @@ per thread). For each data set and C it times, in one run:
   the habit the user comes with, and its final primal P_LL;
 * ``cocoa`` and ``newton``: the whole ``fit`` (the blocks are built inside it), rounds,
   whether the gap reached tol, the certified relative gap, and (P - P_LL) / P_LL;
-* ``auto``: the solver ``auto_solver`` picks for the data's shape.
+* ``auto``: the solver ``auto_solver`` picks for the data's shape on this cluster.
 
 The numba JIT of both solvers is paid by a small fit before the clock starts and is
 reported apart, as is the cluster start.
@@ -94,6 +94,7 @@ def run(args):
         cluster = local_cluster(silence_logs=50)
         client = Client(cluster)
     try:
+        n_workers = len(client.nthreads())
         X, y = sets[args.datasets[0]]
         every = max(1, X.shape[0] // 2000)  # rows of both classes (some files are sorted)
         with Timer() as jit:
@@ -108,7 +109,8 @@ def run(args):
                 p_ll = primal(X, y, ll.coef_, ll.intercept_, C)
                 row = {"dataset": name, "n": X.shape[0], "d": X.shape[1], "nnz": int(X.nnz),
                        "C": C, "liblinear_s": t.elapsed, "P_ll": p_ll,
-                       "auto": auto_solver("squared_hinge", X.shape[0], X.shape[1])}
+                       "auto": auto_solver("squared_hinge", X.shape[0], X.shape[1],
+                                           n_workers=n_workers)}
                 for s in SOLVERS:
                     m = LinearSVC(C=C, solver=s, client=client)
                     with warnings.catch_warnings(record=True), Timer() as t:
@@ -153,7 +155,7 @@ def render(out):
         "Squared hinge, `dasksvm.LinearSVC(C, solver=...)` at its defaults (tol 1e-3 "
         "relative duality gap, max_iter 1000), the whole fit; LIBLINEAR = "
         "`sklearn.svm.LinearSVC(dual=True)` at its default tol, one thread. 'auto picks' "
-        "is `auto_solver` on the data's shape.\n\n"
+        "is `auto_solver` on the data's shape and this cluster.\n\n"
         + md_table(head, body, "lrrrrrrrrlr")
         + "\n(P - P_LL) / P_LL of every fit is in the JSON.\n"
     )

@@ -477,8 +477,24 @@ def test_auto_solver_follows_its_rule(loss, shape, expected):
     from dasksvm.estimators.linear import NEWTON_ROWS_PER_COLUMN, auto_solver
 
     assert NEWTON_ROWS_PER_COLUMN == 10
-    assert auto_solver(loss, *shape) == expected
-    assert auto_solver(loss, *shape, dense=True) == "cocoa"  # dense rows: CoCoA+'s kernels
+    assert auto_solver(loss, *shape, n_workers=2) == expected
+    assert auto_solver(loss, *shape, n_workers=2, dense=True) == "cocoa"  # CoCoA+'s kernels
+    assert auto_solver(loss, *shape, n_workers=1) == "cocoa"  # threads sharing one w
+
+
+def test_auto_on_one_worker_is_cocoa(data_dir):
+    """One worker of two threads (the one-machine shape): LinearSVC() runs CoCoA+ on a9a
+    (where several workers would run Newton) and certifies LIBLINEAR's optimum."""
+    from distributed import Client, LocalCluster
+
+    Xtr, ytr, _, _, C = _data(data_dir, "a9a")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        model = LinearSVC(C=C, tol=TOL, max_iter=5000, random_state=0,
+                          client=client).fit(*_chunked(Xtr, ytr, 2))
+    assert model.solver_ == "cocoa"
+    _check_against_reference(model, data_dir, "a9a", "squared_hinge")
 
 
 @pytest.mark.parametrize("name,loss,expected", [("a9a", "squared_hinge", "newton"),

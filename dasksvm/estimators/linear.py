@@ -6,6 +6,7 @@ from typing import ClassVar
 
 import scipy.sparse as sp
 
+from ..parallel.client import fit_client, worker_addresses
 from ._base import (
     LinearSVMBase,
     class_weight_per_class,
@@ -18,28 +19,35 @@ from ._base import (
 __all__ = ["NEWTON_ROWS_PER_COLUMN", "LinearSVC", "auto_solver"]
 
 #: ``solver="auto"`` runs Newton for the squared hinge from this many rows per column on
+#: (sparse X, several workers)
 NEWTON_ROWS_PER_COLUMN = 10
 
 
-def auto_solver(loss, n_rows, n_columns, dense=False):
-    """The solver ``LinearSVC(solver="auto")`` runs on an ``n_rows x n_columns`` X.
+def auto_solver(loss, n_rows, n_columns, *, n_workers, dense=False):
+    """The solver ``LinearSVC(solver="auto")`` runs on an ``n_rows x n_columns`` X
+    over ``n_workers`` dask workers.
 
-    ``"newton"`` when the loss is the squared hinge, X is sparse and
-    ``n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns``, else ``"cocoa"``; ``"sgd"``
-    is never chosen (its certificate closes slowly). The rule is LIBLINEAR's advice
-    (the primal for many rows and few columns, the dual otherwise) with the threshold
-    measured here (``benchmarks/results/auto.md``; squared hinge, C in {0.1, 1}, the
-    defaults, one worker process of two threads): Newton fitted a9a (d = 123) and w8a
-    (d = 300) in 1.1-3.8 s where CoCoA+ took 4.4-84.8 s (at C = 1: 430 rounds on w8a,
-    and on a9a 1,000 without reaching tol); on mr_tfidf (7,108 x 7,727) and news20 (comp.* against the
-    rest, 11,314 x 47,525) CoCoA+ took 0.25-4.8 s and Newton 0.29-10.2 s. The hinge
-    has no Newton method (not twice differentiable): CoCoA+. Dense X (``dense=True``),
-    such as random features, goes to CoCoA+, which has dense kernels while Newton reads
+    ``"newton"`` when the loss is the squared hinge, X is sparse,
+    ``n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns`` and the blocks lie on several
+    workers; else ``"cocoa"``; ``"sgd"`` is never chosen (its certificate closes
+    slowly). Several workers: LIBLINEAR's advice (the primal for many rows and few
+    columns, the dual otherwise) with the threshold measured here. CoCoA+'s workers
+    share nothing during a round (Jacobi), Newton's rounds do not grow with the
+    workers: on 2 processes (``benchmarks/results/linear.md``, tol 1e-4, C = 1)
+    Newton fitted a9a (d = 123) and w8a (d = 300) in 1.4-1.6 s where CoCoA+ took
+    7.6-13.6 s (547 rounds, and 1,000 without reaching tol). One worker, whose
+    threads share one w and run many passes a round (``local_passes="auto"``):
+    CoCoA+, which fitted a9a and w8a at the defaults (tol 1e-3, C in {0.1, 1}) in
+    0.20-0.55 s where Newton took 0.61-1.10 s (``benchmarks/results/auto.md``, one
+    process of two threads), and mr_tfidf (7,108 x 7,727) and news20 (comp.* against
+    the rest, 11,314 x 47,525) in 0.13-0.42 s against 0.14-0.62 s. The hinge has no
+    Newton method (not twice differentiable): CoCoA+. Dense X (``dense=True``), such
+    as random features, goes to CoCoA+, which has dense kernels while Newton reads
     CSR: on skin_nonskin's 196,045 rows of 100 random Fourier features, at tol 0.5,
     Newton took 23.7-31.9 s (199 rounds) where CoCoA+ took 2.1-3.5 s (3 rounds), in
     exploratory fits on a loaded machine.
     """
-    if (loss == "squared_hinge" and not dense
+    if (loss == "squared_hinge" and not dense and n_workers > 1
             and n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns):
         return "newton"
     return "cocoa"
@@ -69,9 +77,10 @@ class LinearSVC(LinearSVMBase):
         (:class:`dasksvm.solvers.sgd.SGD`). ``"newton"``: trust-region
         Newton, squared hinge only (:class:`dasksvm.solvers.newton.Newton`,
         at its default ``cg_tol`` and preconditioner). ``"auto"`` (default):
-        :func:`auto_solver` picks, from the loss and the shape of X,
-        ``"newton"`` for the squared hinge on sparse data with at least
-        ``NEWTON_ROWS_PER_COLUMN`` = 10 rows per column, else ``"cocoa"``;
+        :func:`auto_solver` picks, from the loss, the shape of X and the
+        cluster, ``"newton"`` for the squared hinge on sparse data with at
+        least ``NEWTON_ROWS_PER_COLUMN`` = 10 rows per column on several
+        workers, else ``"cocoa"``;
         ``solver_`` says which ran. A parameter of another solver than the
         one that runs must keep its default (else a ValueError; with
         ``"auto"``, every solver's own parameters keep their defaults).
@@ -211,7 +220,10 @@ class LinearSVC(LinearSVMBase):
         name = self.solver
         if name == "auto":
             dense = not sp.issparse(getattr(X, "_meta", X))  # a dask array's block type
-            name = auto_solver(self.loss, X.shape[0], X.shape[1], dense=dense)
+            with fit_client(self.client) as client:
+                n_workers = len(worker_addresses(client))
+            name = auto_solver(self.loss, X.shape[0], X.shape[1], n_workers=n_workers,
+                               dense=dense)
         self.solver_ = name
         return name
 
