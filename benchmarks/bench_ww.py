@@ -202,14 +202,16 @@ def run_ww(client, X, y, K, *, C, tol, max_iter, n_bundles, sparse_coef=None, qu
 def _epoch_stats(r):
     import numpy as np
 
-    times = [h["epoch_time"] for h in r.history]
-    later = times[1:] if len(times) > 1 else times
+    epochs = [h for h in r.history if h["n_tasks"]]  # not the evaluation after max_iter
+    times = [h["epoch_time"] for h in epochs]
+    later = epochs[1:] if len(epochs) > 1 else epochs
     return {
         "epoch_times": times,
-        "epoch_time_median": float(np.median(later)),
+        "epoch_time_median": float(np.median([h["epoch_time"] for h in later])),
         "first_epoch_time": times[0],
-        "bytes_per_epoch": [h["bytes"] for h in r.history],
-        "tasks_per_epoch": [h["n_tasks"] for h in r.history],
+        "bytes_per_epoch": [h["bytes"] for h in epochs],
+        "bytes_per_epoch_median": float(np.median([h["bytes"] for h in later])),
+        "tasks_per_epoch": [h["n_tasks"] for h in epochs],
         "rel_gaps": [h["rel_gap"] for h in r.history],
         "shuffle_time": r.history[0]["time"] - r.history[0]["epoch_time"],
     }
@@ -387,7 +389,7 @@ def _markdown(out, args):
         rows.append([CONFIG_NAMES[label], r["n_bundles"], r["pair_sweeps"],
                      fmt(r["jit_s"], ".1f"), fmt(r["shuffle_time"], ".1f"),
                      fmt(r["first_epoch_time"], ".1f"), fmt(r["epoch_time_median"], ".2f"),
-                     fmt(r["bytes_per_epoch"][-1] / 2**20, ".0f"),
+                     fmt(r["bytes_per_epoch_median"] / 2**20, ".0f"),
                      fmt(r["peak_rss"]["peak_mib"], ".0f")])
     lines.append(md_table(["cluster", "bundles", "pair sweeps", "JIT (s)", "shuffle (s)",
                            "first epoch (s)", "epoch (s)", "MiB moved / epoch",

@@ -212,3 +212,49 @@ def test_dense_input_keeps_dense_blocks(client, dtype):
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity.*row 3"):
         BlockSet.from_arrays(client, bad, y, n_blocks=1, name="dn-bad")
+
+
+def _wait_for(name):
+    from distributed import Event
+
+    Event(name).wait()
+    return name
+
+
+def _stealable_keys(dask_scheduler):
+    steal = dask_scheduler.extensions["stealing"]
+    return sorted(str(ts.key) for ts in steal.key_stealable)
+
+
+def test_pinned_tasks_are_never_offered_to_work_stealing(thread_client):
+    """The engine places tasks loosely on the worker holding their state; work stealing
+    may move a loose task that waits behind another to an idle worker, which holds no
+    state for it. ``pin_tasks`` makes the scheduler pass over tasks annotated PINNED:
+    with worker A busy, an unpinned task queued on A is offered to stealing, a pinned
+    one is not (the scheduler's own bookkeeping, no timing)."""
+    import time
+
+    import dask
+    from distributed import Event
+
+    from dasksvm.parallel.client import PINNED, pin_tasks
+
+    client = thread_client
+    a = sorted(client.nthreads())[0]
+    assert pin_tasks(client) and pin_tasks(client)  # idempotent
+    go = Event("pin-test-go", client=client)
+    kw = {"workers": [a], "allow_other_workers": True, "pure": False}
+    busy = client.submit(_wait_for, "pin-test-go", key="pin-test-busy", **kw)
+    free = client.submit(_wait_for, "pin-test-go", key="pin-test-free", **kw)
+    with dask.annotate(**{PINNED: True}):
+        pinned = client.submit(_wait_for, "pin-test-go", key="pin-test-pinned", **kw)
+    try:
+        for _ in range(200):
+            keys = client.run_on_scheduler(_stealable_keys)
+            if "pin-test-free" in keys:
+                break
+            time.sleep(0.02)
+        assert "pin-test-free" in keys and "pin-test-pinned" not in keys
+    finally:
+        go.set()
+    assert client.gather([busy, free, pinned]) == ["pin-test-go"] * 3

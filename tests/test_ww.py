@@ -362,6 +362,12 @@ def test_task_keys_schedule_and_only_weights_move(thread_client, data_dir, layou
         assert not [k for k in moved if "shuffle" in k]
 
 
+def _pooled():
+    from dasksvm.solvers.ww import _POOL
+
+    return len(_POOL._free)
+
+
 def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
     """``bytes_w`` of every round is what dask moved between the worker processes:
     the weight hands in its transfer logs (satimage's weights are dense, so a hand's
@@ -389,6 +395,8 @@ def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
         assert hands and h["bytes_w"] == sum(n - 64 for n in hands)  # 64: sizeof's overhead
         assert h["bytes"] == h["bytes_up"] > h["bytes_w"] and h["bytes_down"] == 0
     assert r.history[4]["bytes"] == 0
+    # the fit's end empties every worker's pool of reusable arrays
+    assert set(client.run(_pooled).values()) == {0}
 
 
 def test_wire_nbytes_is_what_a_hand_pickles_to():
@@ -410,6 +418,43 @@ def test_wire_nbytes_is_what_a_hand_pickles_to():
         for a, b in zip(blocks, back.blocks, strict=True):
             np.testing.assert_array_equal(a.toarray() if sp.issparse(a) else a.a,
                                           b.toarray() if sp.issparse(b) else b.a)
+
+
+def test_the_pool_reuses_only_arrays_nothing_else_refers_to():
+    """A dense block from the pool gives its buffer back when it dies, unless a view of
+    it is still alive (its values must not change under the view); the next array
+    that fits reuses it (the smallest free one that does); ``_ww_free`` empties the
+    pool, and an array taken before it is not kept when its block dies later."""
+    import weakref
+
+    from dasksvm.solvers.ww import _POOL, _DenseBlock, _w_store, _ww_free
+
+    _POOL.clear()
+    shape = (7, 3)
+    old = _DenseBlock(np.zeros(shape))
+    b = _w_store(old, None, np.ones(shape))
+    ref = weakref.ref(b.a.base)
+    del b
+    assert ref() is not None  # dead block, its buffer kept by the pool
+    c = _w_store(old, None, np.full(shape, 2.0))
+    assert c.a.base is ref()
+    np.testing.assert_array_equal(c.a, 2.0)
+    view = c.a[1:]
+    del c
+    d = _w_store(old, None, np.full(shape, 3.0))
+    assert d.a is not view.base
+    np.testing.assert_array_equal(view, 2.0)  # not recycled under the live view
+    assert _POOL.take((5, 5)).shape == (5, 5)  # an empty pool allocates
+    small = _w_store(old, None, np.ones((2, 3)))
+    assert small.a.base is not d.a.base
+    del small
+    assert _w_store(old, None, np.ones((1, 3))).a.base.size == 6  # the smallest that fits
+    del d
+    assert _POOL._free
+    e = _w_store(old, None, np.ones(shape))
+    assert _ww_free({}, {}) == 0 and not _POOL._free
+    del e  # taken before the fit's end: not kept
+    assert not _POOL._free
 
 
 # ---------------------------------------------------------------------------------------

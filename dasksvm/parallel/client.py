@@ -6,8 +6,8 @@ import contextlib
 import os
 import threading
 
-__all__ = ["close_embedded_cluster", "fit_client", "get_client", "local_cluster", "prompt_sends",
-           "worker_addresses"]
+__all__ = ["PINNED", "close_embedded_cluster", "fit_client", "get_client", "local_cluster",
+           "pin_tasks", "prompt_sends", "worker_addresses"]
 
 _EMBEDDED = {}
 _LOCK = threading.Lock()
@@ -16,6 +16,10 @@ _LOCK = threading.Lock()
 #: (distributed's client waits 10 ms; see :func:`prompt_sends`)
 FIT_SEND_INTERVAL = 0.001
 _HELD = {}  # id(batched stream) -> [stream, its own interval, fits running]
+
+#: The task annotation (``dask.annotate(**{PINNED: True})``) that keeps distributed's work
+#: stealing off a task (:func:`pin_tasks`).
+PINNED = "dasksvm_pinned"
 
 
 def get_client(client=None, address=None, *, security=None, scheduler_file=None, timeout=None):
@@ -192,3 +196,46 @@ def prompt_sends(client):
             if held[2] == 0:
                 stream.interval = held[1]
                 del _HELD[id(stream)]
+
+
+def _skip_pinned_in_stealing(dask_scheduler):
+    """On the scheduler: work stealing passes over tasks annotated :data:`PINNED`.
+
+    The stealing extension offers a task to idle workers when it starts processing
+    (``put_key_in_stealable``); this wraps that method of the scheduler's extension
+    once. Returns whether the scheduler has work stealing.
+    """
+    steal = dask_scheduler.extensions.get("stealing")
+    if steal is None:
+        return False
+    if not getattr(steal, "_dasksvm_pinned", False):
+        offer = steal.put_key_in_stealable
+
+        def offer_unless_pinned(ts):
+            if not (ts.annotations or {}).get(PINNED):
+                offer(ts)
+
+        steal.put_key_in_stealable = offer_unless_pinned
+        steal._dasksvm_pinned = True
+    return True
+
+
+def pin_tasks(client):
+    """Make tasks annotated :data:`PINNED` run where they were placed.
+
+    The round engine places each task on the worker that holds its state, loosely
+    (``allow_other_workers=True``), so that a task planned on a worker that left runs
+    elsewhere, finds no state and says so (``StateLost``, a recovery) instead of waiting
+    for that worker forever. Loose placement also lets distributed's work stealing move
+    a task that waits behind another to an idle worker, which holds no state for it: a
+    needless recovery, and a fit that gave up after 9 of them (Weston-Watkins on 2
+    processes, where one worker's links queued while the other's ran). distributed has
+    no per-task switch for stealing, so this asks the scheduler to pass over
+    :data:`PINNED` tasks (:func:`_skip_pinned_in_stealing`, idempotent). Returns False
+    when the scheduler could not be asked (it cannot import dasksvm, say): tasks may
+    then still be stolen, and each theft costs a recovery, not a wrong answer.
+    """
+    try:
+        return bool(client.run_on_scheduler(_skip_pinned_in_stealing))
+    except Exception:  # noqa: BLE001 - the scheduler's environment is not ours to fix
+        return False

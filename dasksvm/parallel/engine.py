@@ -48,10 +48,11 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import dask
 import numpy as np
 
 from .checkpoint import read_checkpoint, write_checkpoint
-from .client import prompt_sends, worker_addresses
+from .client import PINNED, pin_tasks, prompt_sends, worker_addresses
 from .delta import encode, receive
 from .history import History, _caller_stacklevel, warn_not_converged
 from .keys import new_token, task_key
@@ -556,6 +557,7 @@ class Engine:
         self._version = 0  # of the round messages (parallel/delta.py)
         self._sent = {}  # worker -> (version, copy) of the last message it holds
         self._sending = {}  # the same for this round's messages, until the round succeeds
+        self._pinned = False  # whether the scheduler was asked to leave our tasks in place
 
     # --- keys and submission -------------------------------------------------------
     def key(self, step, *, round=None, where=None, attempt=0):
@@ -572,9 +574,15 @@ class Engine:
         return sorted(groups.items())
 
     def _submit(self, func, *args, key, worker):
+        """Submit to ``worker``, loosely (a task whose worker left runs elsewhere and
+        raises StateLost) and pinned (work stealing leaves it alone: :func:`pin_tasks`)."""
         self.n_tasks += 1
-        return self.client.submit(func, *args, key=key, workers=[worker],
-                                  allow_other_workers=True, pure=False)
+        if not self._pinned:
+            self._pinned = True
+            pin_tasks(self.client)
+        with dask.annotate(**{PINNED: True}):
+            return self.client.submit(func, *args, key=key, workers=[worker],
+                                      allow_other_workers=True, pure=False)
 
     def _pass(self, obj, workers):
         """``(obj or its future, bytes sent)``: ``obj`` rides in the task, or is scattered

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 import time
 from typing import NamedTuple
@@ -54,11 +55,71 @@ _AUTO_MAX_PASSES = 100
 _AUTO_SWEEPS = 2
 #: ...that is, when the two dense weight blocks together take at most this many bytes.
 _AUTO_SWEEPS_BYTES = 16 * 2**20
+#: Free buffers the pool of dense weight arrays keeps for reuse (per worker process).
+_POOL_BUFFERS = 4
 
 
 # ---------------------------------------------------------------------------------------
 # weight blocks
 # ---------------------------------------------------------------------------------------
+
+
+class _Pool:
+    """Buffers of float64 a worker process reuses for dense weight arrays.
+
+    A link's slab and the weight blocks it returns are large (``d x n_classes`` floats:
+    200 MB at 10^5 columns and 250 classes) and live for one link or a few; a fresh
+    array's pages cost their first touch, which on these machines is 2-3 s for 200 MB
+    once freed memory has gone back to the host (a plain copy into a touched array:
+    0.04 s). :meth:`take` returns a C-ordered array of the asked shape laid over the
+    smallest free buffer that holds it (else over a new one); a block made that way
+    gives it back when it dies, if nothing else refers to the array or its buffer (no
+    view of it survives). The pool keeps at most ``_POOL_BUFFERS`` free buffers (the
+    smallest goes when one more comes back): a link takes about three arrays and frees
+    about three, so a few are enough, and the memory held stays within a few slabs.
+    ``_ww_free`` (the end of a fit) empties it and starts a new ``generation``: an array
+    taken before is not kept when it comes back (blocks of the fit that die later,
+    with their futures, free their memory). Only the dense layout uses it.
+    """
+
+    def __init__(self):
+        self._free, self._lock, self.generation = [], threading.Lock(), 0
+
+    def take(self, shape):
+        """An array of ``shape`` (its values are garbage) over a pool buffer."""
+        shape = tuple(int(n) for n in shape)
+        n = int(np.prod(shape))
+        with self._lock:
+            fits = [i for i, buf in enumerate(self._free) if buf.size >= n]
+            buf = self._free.pop(min(fits, key=lambda i: self._free[i].size)) if fits \
+                else None
+        if buf is None:
+            buf = np.empty(max(n, 1))
+        return buf[:n].reshape(shape)
+
+    def give(self, a, generation):
+        """Keep the buffer under ``a`` (taken in ``generation``) when only the caller's
+        one name and this call refer to ``a``, and only ``a`` to its buffer
+        (``sys.getrefcount`` counts those and its own argument: 3 each)."""
+        if sys.getrefcount(a) > 3 or not isinstance(a.base, np.ndarray):
+            return
+        buf = a.base
+        if sys.getrefcount(buf) > 3 or buf.base is not None:  # a, buf, the argument
+            return
+        with self._lock:
+            if generation != self.generation:
+                return
+            self._free.append(buf)
+            if len(self._free) > _POOL_BUFFERS:
+                del self._free[min(range(len(self._free)), key=lambda i: self._free[i].size)]
+
+    def clear(self):
+        with self._lock:
+            self._free.clear()
+            self.generation += 1
+
+
+_POOL = _Pool()
 
 
 class _DenseBlock:
@@ -68,12 +129,18 @@ class _DenseBlock:
     when it moves between worker processes) it travels as its non-zeros
     when that is less than half the bytes: weight vectors of sparse data
     touch few columns, and moving them is the only communication of a round.
+    A block whose array came from the :class:`_Pool` (``pooled``: the pool's generation
+    then, else None) gives it back when it dies.
     """
 
-    __slots__ = ("a",)
+    __slots__ = ("a", "pooled")
 
-    def __init__(self, a):
-        self.a = a
+    def __init__(self, a, pooled=None):
+        self.a, self.pooled = a, pooled
+
+    def __del__(self):
+        if self.pooled is not None:
+            _POOL.give(self.a, self.pooled)
 
     def _sparse_wire(self):
         """``(nonzero positions, their index dtype)`` when the block travels as its
@@ -100,9 +167,11 @@ class _DenseBlock:
 
 
 def _dense_from_nonzeros(shape, idx, vals):
-    a = np.zeros(shape)
+    gen = _POOL.generation
+    a = _POOL.take(shape)
+    a.fill(0.0)
     a.reshape(-1)[idx] = vals
-    return _DenseBlock(a)
+    return _DenseBlock(a, pooled=gen)
 
 
 def _w_nbytes(W):
@@ -160,7 +229,10 @@ def _w_load(W, cols, out):
 def _w_store(W, cols, new):
     """The block ``W`` with its values on ``cols`` replaced by ``new`` (``(m, n_classes)``)."""
     if not sp.issparse(W):
-        return _DenseBlock(np.ascontiguousarray(new))
+        gen = _POOL.generation
+        a = _POOL.take(new.shape)
+        a[:] = new
+        return _DenseBlock(a, pooled=gen)
     if len(cols) == 0:
         return W
     n, d = W.shape
@@ -445,7 +517,9 @@ def _link_steps(sts, Ws, spec):
     nws = [_n_cls(W, sparse) for W in Ws]
     woff = np.concatenate([[0], np.cumsum(nws)]).astype(np.int64)
     indptr, indices, data, cols, sqnorm, weight = _stack_pieces(pieces, sparse)
-    Wt = np.empty((len(cols) if sparse else _w_rows(Ws[0]), int(woff[-1])))
+    shape = (len(cols) if sparse else _w_rows(Ws[0]), int(woff[-1]))
+    gen = _POOL.generation
+    Wt = np.empty(shape) if sparse else _POOL.take(shape)
     for j, W in enumerate(Ws):
         _w_load(W, cols, Wt[:, woff[j]:woff[j + 1]])
     sizes = [pc.n_rows for pc in pieces]
@@ -473,6 +547,8 @@ def _link_steps(sts, Ws, spec):
         new_alpha.append(_alpha_put(st.alpha, ranges, r_indptr[starts[j]:starts[j + 1] + 1] - lo,
                                     r_indices[lo:hi], r_data[lo:hi]))
     new_ws = [_w_store(W, cols, Wt[:, woff[j]:woff[j + 1]]) for j, W in enumerate(Ws)]
+    if not sparse:
+        _POOL.give(Wt, gen)
     return new_ws, new_alpha, int(moved)
 
 
@@ -705,6 +781,7 @@ def _ww_free(store, spec):
     """Drop everything this fit keeps on this worker (its rows, duals, weight blocks)."""
     n = len(store)
     store.clear()
+    _POOL.clear()
     return n
 
 
