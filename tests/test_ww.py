@@ -294,8 +294,8 @@ def _incoming(dask_worker):
 
 
 #: the dashboard groups (key_split) of every task a WW fit submits
-_GROUPS = {"ww-init", "ww-load", "ww-link", "ww-certify", "ww-coef", "ww-dual", "ww-save",
-           "ww-resume", "ww-rebuild", "ww-restore", "ww-fingerprint", "ww-free"} | {
+_GROUPS = {"ww-init", "ww-load", "ww-link", "ww-diff", "ww-certify", "ww-coef", "ww-dual",
+           "ww-save", "ww-resume", "ww-rebuild", "ww-restore", "ww-fingerprint", "ww-free"} | {
     f"ww-shuffle-{s}" for s in ("count", "split", "piece", "sizes", "bundle", "info")}
 
 
@@ -354,7 +354,7 @@ def test_task_keys_schedule_and_only_weights_move(thread_client, data_dir, layou
     moved = [k for recs in client.run(_incoming).values() for k, _ in recs if k in fit_keys]
     assert moved, "a 4-bundle fit on 2 workers moves weight blocks"
     for k in moved:
-        assert key_split(k) in {"ww-link", "ww-load", "ww-shuffle-piece"}, k
+        assert key_split(k) in {"ww-link", "ww-load", "ww-diff", "ww-shuffle-piece"}, k
     if len(held) > 1:
         assert sum(h["bytes"] for h in r.history) > 0
     if layout == "spread":  # no example ever left its worker
@@ -368,7 +368,8 @@ def _pooled():
     return len(_POOL._free)
 
 
-def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
+@pytest.mark.parametrize("ship_changes", [False, True])
+def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir, ship_changes):
     """``bytes_w`` of every round is what dask moved between the worker processes:
     the weight hands in its transfer logs (satimage's weights are dense, so a hand's
     bytes in memory, what dask logs, are its bytes on the wire)."""
@@ -381,7 +382,8 @@ def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
             get_task_stream(client=client) as ts,
             pytest.warns(ConvergenceWarning, match="Weston-Watkins did not converge"),
         ):
-            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=4, n_bundles=4, random_state=0)
+            r = solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=4, n_bundles=4, random_state=0,
+                         ship_changes=ship_changes)
     finally:
         blocks.release()
         client.amm.start()
@@ -389,7 +391,15 @@ def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
     assert np.count_nonzero(r.coef) == r.coef.size
     fit_keys = {str(t["key"]) for t in ts.data}
     log = [(k, n) for recs in client.run(_incoming).values() for k, n in recs if k in fit_keys]
-    assert {key_split(k) for k, _ in log} <= {"ww-link", "ww-load"}
+    assert {key_split(k) for k, _ in log} <= {"ww-link", "ww-load", "ww-diff"}
+    # ship_changes: after round 0 a block moves as its changes from a version the reader
+    # holds (ww-diff), never whole through a load: every worker cached every block's
+    # final version in the last certificate
+    later = {key_split(k) for k, _ in log if _round_of(k) >= 1}
+    if ship_changes:
+        assert "ww-diff" in later and "ww-load" not in later
+    else:
+        assert "ww-diff" not in later and "ww-load" in later
     for h in r.history[1:4]:  # round 0 starts from zero blocks (they travel as nothing)
         hands = [n for k, n in log if _round_of(k) == h["round"]]
         assert hands and h["bytes_w"] == sum(n - 64 for n in hands)  # 64: sizeof's overhead
@@ -397,6 +407,29 @@ def test_bytes_are_the_weight_blocks_that_crossed(process_client, data_dir):
     assert r.history[4]["bytes"] == 0
     # the fit's end empties every worker's pool of reusable arrays
     assert set(client.run(_pooled).values()) == {0}
+
+
+def test_shipping_changes_gives_the_same_iterates_bit_for_bit(process_client, data_dir):
+    """A block that moves as its changes from a version the reader holds (``ww-diff``)
+    or not at all (the reader's cached copy) is rebuilt bit for bit: the fit is the same
+    as when every read moves the whole hand (``ship_changes=False``, the default), and
+    moves fewer bytes."""
+    X, y, K = _load(data_dir, "satimage.scale", 300)
+    runs = []
+    for ship_changes in (True, False):
+        blocks = BlockSet.from_arrays(process_client, X, y, n_blocks=2)
+        try:
+            with pytest.warns(ConvergenceWarning):
+                runs.append(solve_ww(blocks, K, C=0.1, tol=1e-12, max_iter=4, n_bundles=4,
+                                     random_state=0, ship_changes=ship_changes))
+        finally:
+            blocks.release()
+    fast, full = runs
+    assert len({w for ps in fast.state["pieces"] for w, _ in ps}) == 2
+    np.testing.assert_array_equal(fast.coef, full.coef)
+    assert [h["primal"] for h in fast.history] == [h["primal"] for h in full.history]
+    assert [h["dual"] for h in fast.history] == [h["dual"] for h in full.history]
+    assert sum(h["bytes_w"] for h in fast.history) < sum(h["bytes_w"] for h in full.history)
 
 
 def test_wire_nbytes_is_what_a_hand_pickles_to():
