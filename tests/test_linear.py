@@ -480,11 +480,15 @@ def test_auto_solver_follows_its_rule(loss, shape, expected):
     assert auto_solver(loss, *shape, n_workers=2) == expected
     assert auto_solver(loss, *shape, n_workers=2, dense=True) == "cocoa"  # CoCoA+'s kernels
     assert auto_solver(loss, *shape, n_workers=1) == "cocoa"  # threads sharing one w
+    assert auto_solver(loss, *shape, n_workers=1, scale=1e3) == "cocoa"
+    # badly scaled rows (raw magic04: C max ||x||^2 = 5.1e5) on one worker: Newton
+    assert auto_solver(loss, *shape, n_workers=1, scale=2e4) == expected
 
 
 def test_auto_on_one_worker_is_cocoa(data_dir):
     """One worker of two threads (the one-machine shape): LinearSVC() runs CoCoA+ on a9a
-    (where several workers would run Newton) and certifies LIBLINEAR's optimum."""
+    (where several workers would run Newton) and certifies LIBLINEAR's optimum; on
+    badly scaled rows (raw magic04) it runs Newton, which converges at the defaults."""
     from distributed import Client, LocalCluster
 
     Xtr, ytr, _, _, C = _data(data_dir, "a9a")
@@ -493,8 +497,14 @@ def test_auto_on_one_worker_is_cocoa(data_dir):
             Client(cluster, set_as_default=False) as client:
         model = LinearSVC(C=C, tol=TOL, max_iter=5000, random_state=0,
                           client=client).fit(*_chunked(Xtr, ytr, 2))
+        # raw magic04 (C max ||x||^2 = 5.1e5): Newton, converged at the defaults
+        Xm, ym = load_xz(data_dir / "magic04.xz")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            raw = LinearSVC(client=client).fit(Xm, ym)
     assert model.solver_ == "cocoa"
     _check_against_reference(model, data_dir, "a9a", "squared_hinge")
+    assert raw.solver_ == "newton" and raw.history_[-1]["rel_gap"] <= 1e-3
 
 
 @pytest.mark.parametrize("name,loss,expected", [("a9a", "squared_hinge", "newton"),

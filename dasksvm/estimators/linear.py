@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import scipy.sparse as sp
 
 from ..parallel.client import fit_client, worker_addresses
@@ -16,20 +17,25 @@ from ._base import (
     set_init_params,
 )
 
-__all__ = ["NEWTON_ROWS_PER_COLUMN", "LinearSVC", "auto_solver"]
+__all__ = ["NEWTON_ROWS_PER_COLUMN", "NEWTON_SCALE", "LinearSVC", "auto_solver"]
 
 #: ``solver="auto"`` runs Newton for the squared hinge from this many rows per column on
-#: (sparse X, several workers)
+#: (sparse X, several workers, or badly scaled rows)
 NEWTON_ROWS_PER_COLUMN = 10
+#: ...and on one worker when ``C * max ||x_i||^2`` exceeds this (dual coordinate ascent
+#: crawls on such rows)
+NEWTON_SCALE = 1e4
 
 
-def auto_solver(loss, n_rows, n_columns, *, n_workers, dense=False):
+def auto_solver(loss, n_rows, n_columns, *, n_workers, dense=False, scale=None):
     """The solver ``LinearSVC(solver="auto")`` runs on an ``n_rows x n_columns`` X
-    over ``n_workers`` dask workers.
+    over ``n_workers`` dask workers; ``scale`` is ``C * max_i ||x_i||^2`` (None when
+    not needed: several workers).
 
     ``"newton"`` when the loss is the squared hinge, X is sparse,
-    ``n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns`` and the blocks lie on several
-    workers; else ``"cocoa"``; ``"sgd"`` is never chosen (its certificate closes
+    ``n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns`` and either the blocks lie on
+    several workers or ``scale`` is above ``NEWTON_SCALE``; else
+    ``"cocoa"``; ``"sgd"`` is never chosen (its certificate closes
     slowly). Several workers: LIBLINEAR's advice (the primal for many rows and few
     columns, the dual otherwise) with the threshold measured here. CoCoA+'s workers
     share nothing during a round (Jacobi), Newton's rounds do not grow with the
@@ -45,12 +51,38 @@ def auto_solver(loss, n_rows, n_columns, *, n_workers, dense=False):
     as random features, goes to CoCoA+, which has dense kernels while Newton reads
     CSR: on skin_nonskin's 196,045 rows of 100 random Fourier features, at tol 0.5,
     Newton took 23.7-31.9 s (199 rounds) where CoCoA+ took 2.1-3.5 s (3 rounds), in
-    exploratory fits on a loaded machine.
+    exploratory fits on a loaded machine. Badly scaled rows on one worker: at the
+    defaults CoCoA+ converged on w8a (``C * max ||x||^2`` = 114, 14 rounds) and
+    higgs7k (330, 12 rounds) but not on raw magic04 (5.1e5: 1,000 rounds, gap 0.43,
+    50 s), which Newton fits in 73 rounds, 0.67 s (``bench_defaults.py``, 1 process
+    x 2 threads). On one worker the fit computes ``scale`` first (for dask input one
+    small task per row chunk).
     """
-    if (loss == "squared_hinge" and not dense and n_workers > 1
-            and n_rows >= NEWTON_ROWS_PER_COLUMN * n_columns):
+    if loss != "squared_hinge" or dense or n_rows < NEWTON_ROWS_PER_COLUMN * n_columns:
+        return "cocoa"
+    if n_workers > 1 or (scale is not None and scale > NEWTON_SCALE):
         return "newton"
     return "cocoa"
+
+
+def _max_sq_norm(b):
+    """``[max_i ||x_i||^2]`` of one block of rows (scipy sparse or numpy)."""
+    if sp.issparse(b):
+        sq = np.asarray(sp.csr_matrix(b).power(2).sum(axis=1)).ravel()
+    else:
+        a = np.asarray(b, dtype=np.float64)
+        sq = np.einsum("ij,ij->i", a, a)
+    return np.array([float(sq.max()) if sq.size else 0.0])
+
+
+def _scale(X, C, client):
+    """``C * max_i ||x_i||^2`` of X (for a dask array one small task per row chunk)."""
+    if not hasattr(X, "dask"):
+        return float(C) * float(_max_sq_norm(X)[0])
+    X = X.rechunk({1: -1})
+    per_chunk = X.map_blocks(_max_sq_norm, dtype=np.float64, drop_axis=1,
+                             chunks=((1,) * X.numblocks[0],))
+    return float(C) * float(client.compute(per_chunk.max()).result())
 
 
 class LinearSVC(LinearSVMBase):
@@ -222,8 +254,9 @@ class LinearSVC(LinearSVMBase):
             dense = not sp.issparse(getattr(X, "_meta", X))  # a dask array's block type
             with fit_client(self.client) as client:
                 n_workers = len(worker_addresses(client))
+                scale = None if n_workers > 1 else _scale(X, self.C, client)
             name = auto_solver(self.loss, X.shape[0], X.shape[1], n_workers=n_workers,
-                               dense=dense)
+                               dense=dense, scale=scale)
         self.solver_ = name
         return name
 
