@@ -254,7 +254,11 @@ class LinearSVC(LinearSVMBase):
             dense = not sp.issparse(getattr(X, "_meta", X))  # a dask array's block type
             with fit_client(self.client) as client:
                 n_workers = len(worker_addresses(client))
-                scale = None if n_workers > 1 else _scale(X, self.C, client)
+                # the rows' scale decides only between the two on one worker
+                tall = X.shape[0] >= NEWTON_ROWS_PER_COLUMN * X.shape[1]
+                scale = _scale(X, self.C, client) if (
+                    n_workers == 1 and self.loss == "squared_hinge" and not dense and tall
+                ) else None
             name = auto_solver(self.loss, X.shape[0], X.shape[1], n_workers=n_workers,
                                dense=dense, scale=scale)
         self.solver_ = name
