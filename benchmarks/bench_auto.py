@@ -85,7 +85,7 @@ def run(args):
     from sklearn.svm import LinearSVC as LibLinear
 
     from dasksvm import LinearSVC, local_cluster
-    from dasksvm.estimators.linear import auto_solver
+    from dasksvm.estimators.linear import _scale, auto_solver
 
     env = env_info()
     sets = {name: load(name) for name in args.datasets}
@@ -110,7 +110,8 @@ def run(args):
                 row = {"dataset": name, "n": X.shape[0], "d": X.shape[1], "nnz": int(X.nnz),
                        "C": C, "liblinear_s": t.elapsed, "P_ll": p_ll,
                        "auto": auto_solver("squared_hinge", X.shape[0], X.shape[1],
-                                           n_workers=n_workers)}
+                                           n_workers=n_workers,
+                                           scale=_scale(X, C, client))}
                 for s in SOLVERS:
                     m = LinearSVC(C=C, solver=s, client=client)
                     with warnings.catch_warnings(record=True), Timer() as t:

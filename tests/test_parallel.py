@@ -240,7 +240,7 @@ def test_pinned_tasks_are_never_offered_to_work_stealing(thread_client):
     from dasksvm.parallel.client import PINNED, pin_tasks
 
     client = thread_client
-    a = sorted(client.nthreads())[0]
+    a = min(client.nthreads())
     assert pin_tasks(client) and pin_tasks(client)  # idempotent
     go = Event("pin-test-go", client=client)
     kw = {"workers": [a], "allow_other_workers": True, "pure": False}
