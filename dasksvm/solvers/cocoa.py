@@ -54,10 +54,19 @@ class _State:
 
 
 #: a round's coordinate steps per block are at least this share of its rows (times
-#: ``local_passes``): when shrinking keeps few rows, the local passes then still weigh about
-#: as much as the certificate's pass over all of them (a step at a random row costs ~6
-#: rows of that sequential pass), so more of the work goes to progress
-MIN_STEPS_SHARE = 0.25
+#: ``local_passes``), so that when shrinking keeps few rows the round's progress still
+#: weighs about as much as the certificate's pass over all of them (a step at a random
+#: row costs ~6 rows of that sequential pass). One worker: the whole share; its blocks
+#: share w (Gauss-Seidel), and the certificate is then most of a round's cost (py-spy of a
+#: 1 process x 2 threads worker, 400k x 200k text-like rows, hinge, C = 1: 54% of its
+#: threads' time in the certificate at a share of 0.25); in ``bench_rounds.py`` (1x2, one
+#: run per share) a share of 1 took 4 / 5 / 12 / 12 rounds to LIBLINEAR's objective
+#: (squared hinge / hinge at C = 0.1, then at C = 1) at 0.49 / 0.70 / 0.47 / 0.55 times
+#: LIBLINEAR's fit, 0.25 took 5 / 7 / 17 / 25 rounds at 0.58 / 0.93 / 0.51 / 0.74 times,
+#: 2 took 3 / 3 / 7 / 8 at 0.62 / 0.90 / 0.44 / 0.66. Several workers (Jacobi between
+#: them): a quarter; a share of 1 on 2 processes took 26 / 33 / 80 / 207 rounds there,
+#: each round longer, where a quarter took 12 / 33 / 74 / 238 (``results/rounds.md``).
+STEPS_SHARE = {"one worker": 1.0, "several workers": 0.25}
 
 #: ``local_passes="auto"`` with one worker: a round's passes over a block take about this
 #: many non-zeros in coordinate steps (a round costs ~10-15 ms of dask overhead; 16 passes
@@ -202,8 +211,8 @@ class CoCoA(Machine):
     loss : {"hinge", "squared_hinge"}
     local_passes : float > 0
         Coordinate passes per block per round (fractions allowed) over the
-        rows shrinking keeps, at least ``MIN_STEPS_SHARE`` of all its rows in
-        steps.
+        rows shrinking keeps, at least ``steps_share`` of all its rows in
+        steps (:data:`STEPS_SHARE`, by ``n_parts``).
     aggregation : {"add", "average", "exact", "momentum"}
         How the K workers' changes combine (above). Measured on 2 and 4
         processes in ``benchmarks/bench_rounds.py``; with one worker all of
@@ -220,8 +229,8 @@ class CoCoA(Machine):
 
     name = "CoCoA+"
     prefix = "cocoa"
-    worker_fields = ("C", "l2", "gamma", "sigma", "search", "local_passes", "shrinking",
-                     "with_u")
+    worker_fields = ("C", "l2", "gamma", "sigma", "search", "local_passes", "steps_share",
+                     "shrinking", "with_u")
 
     def __init__(self, n_columns, n_parts, *, C, loss, local_passes, aggregation,
                  shrinking=True, tol=None):
@@ -230,6 +239,7 @@ class CoCoA(Machine):
         self.gamma, self.sigma, self.search = AGGREGATIONS[aggregation](n_parts)
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
+        self.steps_share = STEPS_SHARE["one worker" if n_parts == 1 else "several workers"]
         self.w = np.zeros(n_columns)
         self._best = BestIterate("w")  # the iterate w_s of lowest primal so far
         self.with_u, self._beta_round = True, 0  # sum u (D(beta)) this round; when last
@@ -293,7 +303,7 @@ class CoCoA(Machine):
             cold = np.setdiff1d(np.arange(len(cols)), hot, assume_unique=True)
             cols, n_hot = cols[np.concatenate([cold, hot])], len(hot)
         where = np.argsort(cols)  # position in the view of each sorted column
-        for me, (b, st) in enumerate(zip(blocks, states)):
+        for me, (b, st) in enumerate(zip(blocks, states, strict=True)):
             pos = None
             if b.dense is None:
                 _, local, _ = b.local_csr()
@@ -307,7 +317,7 @@ class CoCoA(Machine):
         if not update:
             return cert
         # no active row (e.g. a block of zero-weight rows, all shrunk at alpha = 0): no steps
-        n_steps = round(self.local_passes * max(len(st.rows), MIN_STEPS_SHARE * block.n_rows)) \
+        n_steps = round(self.local_passes * max(len(st.rows), self.steps_share * block.n_rows)) \
             if len(st.rows) else 0
         new = st.alpha.copy()
         if n_steps == 0:
