@@ -140,6 +140,14 @@ class Machine:
         """
         raise NotImplementedError
 
+    def worker_local(self, blocks, states, view, seeds, update, run):
+        """The round's partials of one worker's blocks (AllBlocks schedule): ``run(f,
+        js)`` is ``[f(j) for j in js]`` on the worker's threads, reused within the round.
+        The default runs :meth:`local` once per block; a machine whose blocks share a
+        view may split their work into steps that all blocks take in turn."""
+        return run(lambda j: self.local(blocks[j], states[j], view, seeds[j], update),
+                   range(len(blocks)))
+
     def worker_view(self, message, blocks, states):
         """What the blocks of one worker receive as their round message (called once per
         round task on the worker, before their :meth:`local` steps; not by the ring
@@ -344,13 +352,35 @@ def _threads():
     return max(1, int(n or 1))
 
 
+@contextlib.contextmanager
+def thread_runner(n_items):
+    """``run(func, items) = [func(i) for i in items]`` on up to ``n_items`` of the worker's
+    threads (in this thread when it has one; ``run.width`` of them), one pool for every
+    call in the block."""
+    n = min(_threads(), n_items)
+    if n <= 1:
+        yield _Runner(lambda func, items: [func(i) for i in items], 1)
+        return
+    with ThreadPoolExecutor(n) as pool:
+        yield _Runner(lambda func, items: list(pool.map(func, items)), n)
+
+
+class _Runner:
+    """``run(func, items)`` of :func:`thread_runner`; ``width``: its threads."""
+
+    __slots__ = ("_map", "width")
+
+    def __init__(self, map_, width):
+        self._map, self.width = map_, width
+
+    def __call__(self, func, items):
+        return self._map(func, items)
+
+
 def map_threads(func, items):
     """``[func(i) for i in items]``, on the worker's threads when it has several."""
-    n = min(_threads(), len(items))
-    if n <= 1:
-        return [func(i) for i in items]
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(func, items))
+    with thread_runner(len(items)) as run:
+        return run(func, items)
 
 
 def _sum(parts):
@@ -390,12 +420,10 @@ def _worker_round(token, epoch, machine, indices, seeds, message, acceptance, up
     slot = _enter(token, epoch)
     store = _held(token, indices, machine, acceptance)
     message = receive(message, slot, StateLost)
-    view = machine.worker_view(message, blocks, [store[k] for k in indices])
-
-    def one(j):
-        return machine.local(blocks[j], store[indices[j]], view, seeds[j], update)
-
-    return _sum(map_threads(one, range(len(indices))))
+    states = [store[k] for k in indices]
+    view = machine.worker_view(message, blocks, states)
+    with thread_runner(len(indices)) as run:
+        return _sum(machine.worker_local(blocks, states, view, seeds, update, run))
 
 
 def _worker_ring_visit(token, epoch, machine, indices, seeds, message, acceptance, update,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from ..kernels.sdca import (
@@ -12,6 +14,7 @@ from ..kernels.sdca import (
     direction_partials,
     primal_dual_partials,
     row_combination,
+    visiting_order,
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
 from ..parallel.engine import AllBlocks, Machine
@@ -67,6 +70,21 @@ class _State:
 #: them): a quarter; a share of 1 on 2 processes took 26 / 33 / 80 / 207 rounds there,
 #: each round longer, where a quarter took 12 / 33 / 74 / 238 (``results/rounds.md``).
 STEPS_SHARE = {"one worker": 1.0, "several workers": 0.25}
+
+#: a round's steps of the blocks of one worker are cut into this many slices, every block
+#: taking its slice s before any takes slice s + 1 (each thread takes its blocks' slices in
+#: turn, then waits for the others). A pass over a fixed split of the rows (each part in
+#: random order, the parts one after the other) converges far slower than one permutation
+#: of them all: a9a shuffled, hinge, C = 1, 160 passes of the project's kernel in one
+#: process, relative gap 7.6e-4 for one permutation, 3.2e-3 for two parts in turn. Rounds
+#: to a certified 1e-4 (a9a as is, hinge, C = 1, one pass a round, an in-process
+#: LocalCluster of one worker; one block of all rows: 59), for 2 blocks on 1 thread / 2 on
+#: 2 threads / 8 on 2 threads: 1 slice 300 (not certified) / 66 / 300 (not certified),
+#: 16 slices 170 / 63 / 300, 64 slices 67 / 61 / 166, 256 slices 58 / 63 / 56. Threads
+#: that start apart drift into the fixed split too: news20 (comp.*), hinge, 1 process x
+#: 2 threads took 41 rounds, 2.87 s unsliced, 19 rounds, 1.49 s in 256 slices (one
+#: block of all rows on one thread: 14 rounds, 0.42 s)
+ROUND_SLICES = 256
 
 #: ``local_passes="auto"`` with one worker: a round's passes over a block take about this
 #: many non-zeros in coordinate steps (a round costs ~10-15 ms of dask overhead; 16 passes
@@ -146,11 +164,10 @@ class CoCoA(Machine):
        features) are summed from per-block changes, so the threads lose no
        update where they meet most (without that, on 400k x 200k text-like
        rows at C = 1, the primal at w(alpha) stayed 1e2-1e3 times further
-       from the optimum than one block's for 20 rounds). Blocks beyond the
-       worker's threads run after the others, which converges like a pass
-       over a fixed split of the rows, slower than one permutation of them
-       all (there: 1.1e-3 from the optimum after 24 rounds against 5e-6),
-       so use one block per thread (the default for in-memory input). Each
+       from the optimum than one block's for 20 rounds). The blocks' steps
+       are cut into :data:`ROUND_SLICES` slices taken in turn, so blocks
+       beyond the worker's threads, and threads that would drift apart,
+       still visit the rows in about one permutation of them all. Each
        block returns its own exact change, X_b^T (d_b y_b), so w_{t+1} =
        w(alpha_{t+1}) whatever the threads' interleaving;
     3. the worker sums its blocks' (change of w, loss share, dual shares)
@@ -313,17 +330,64 @@ class CoCoA(Machine):
     def local(self, block, st, view, seed, update, carry=None):
         if not isinstance(view, _View):  # run outside the engine's worker task
             view = self.worker_view(view, [block], [st])
-        cert = self._certificate(block, st, view.w, update)
+        cert, new, n_steps = self._begin(block, st, view, update)
         if not update:
             return cert
-        # no active row (e.g. a block of zero-weight rows, all shrunk at alpha = 0): no steps
-        n_steps = round(self.local_passes * max(len(st.rows), self.steps_share * block.n_rows)) \
-            if len(st.rows) else 0
-        new = st.alpha.copy()
+        if n_steps:
+            self._ascent(block, st, view, new, st.rows, n_steps, seed)
+        return self._finish(block, st, view, cert, new, n_steps)
+
+    def worker_local(self, blocks, states, view, seeds, update, run):
+        """With several blocks on the worker, the steps of each are cut into (up to)
+        :data:`ROUND_SLICES` slices of one visiting order, and every block takes its
+        slice s before any takes slice s + 1: the worker's threads, each with its share
+        of the blocks in turn, meet at a barrier after every slice."""
+        if len(blocks) == 1 or not update:
+            return super().worker_local(blocks, states, view, seeds, update, run)
+        js = range(len(blocks))
+        begun = run(lambda j: self._begin(blocks[j], states[j], view, update), js)
+        orders = [states[j].rows[visiting_order(seeds[j], len(states[j].rows), begun[j][2])]
+                  for j in js]
+        n_slices = max(1, min(ROUND_SLICES, max(len(o) for o in orders)))
+        barrier = threading.Barrier(run.width)
+
+        def lane(t):
+            try:
+                for s in range(n_slices):
+                    for j in js[t::run.width]:
+                        n = len(orders[j])
+                        part = orders[j][s * n // n_slices:(s + 1) * n // n_slices]
+                        if len(part):
+                            self._ascent(blocks[j], states[j], view, begun[j][1], part,
+                                         len(part), (int(seeds[j]) + s + 1) % 2**32)
+                    barrier.wait()
+            except threading.BrokenBarrierError:  # another lane failed: its error is raised
+                return
+            except BaseException:
+                barrier.abort()
+                raise
+
+        run(lane, range(run.width))
+        return run(lambda j: self._finish(blocks[j], states[j], view, *begun[j]), js)
+
+    def _begin(self, block, st, view, update):
+        """The block's certificate at w_t, the copy of alpha its steps change, and how many
+        steps it takes (0 without ``update``, or with no active row: e.g. a block of
+        zero-weight rows, all shrunk at alpha = 0)."""
+        cert = self._certificate(block, st, view.w, update)
+        if not (update and len(st.rows)):
+            return cert, None, 0
+        n_steps = round(self.local_passes * max(len(st.rows), self.steps_share * block.n_rows))
+        return cert, st.alpha.copy(), n_steps
+
+    def _finish(self, block, st, view, cert, new, n_steps):
+        """The block's partial once its steps are taken: its exact change of w, the
+        certificate and what the aggregation's search needs; keeps the proposal."""
         if n_steps == 0:
+            new = st.alpha.copy()
             dw = SparseVector(np.zeros(0, np.int64), np.zeros(0), len(view.w))
         else:
-            v = self._ascent(block, st, view, new, n_steps, seed)
+            v = self._exact_change(block, st, view, new)
             if self.gamma != 1.0:
                 new = st.alpha + self.gamma * (new - st.alpha)
                 v *= self.gamma
@@ -383,17 +447,24 @@ class CoCoA(Machine):
             st.rows, st.lo, st.hi = st.active[:n_active], lo, hi
         return u, loss, dual, b_sum, b_sq, n_active
 
-    def _ascent(self, block, st, view, alpha, n_steps, seed):
-        """The block's ``n_steps`` coordinate steps on ``alpha`` (in place) in ``view``;
-        its exact change of w: all columns (dense block) or ``len(block.cols)``."""
+    def _ascent(self, block, st, view, alpha, rows, n_steps, seed):
+        """``n_steps`` coordinate steps of the block over ``rows`` (in random order) on
+        ``alpha``, in place, in ``view``."""
         _, _, pos, me, _ = st.view
         if block.dense is not None:
             dense_cocoa_local(block.dense, block.y, st.c, st.sqn, alpha, view.w, view.hot,
-                              me, self.sigma, self.l2, st.rows, n_steps, seed)
-            return view.hot[me].copy()
+                              me, self.sigma, self.l2, rows, n_steps, seed)
+        else:
+            indptr, _, data = block.local_csr()
+            cocoa_local(indptr, pos, data, block.y, st.c, st.sqn, alpha, view.z, view.hot,
+                        me, view.n_cold, self.sigma, self.l2, rows, n_steps, seed)
+
+    def _exact_change(self, block, st, view, alpha):
+        """The block's exact change of w from alpha_t to ``alpha``: all columns (a dense
+        block, read off its row of the view's ``hot``) or ``len(block.cols)``."""
+        if block.dense is not None:
+            return view.hot[st.view[3]].copy()
         indptr, indices, data = block.local_csr()
-        cocoa_local(indptr, pos, data, block.y, st.c, st.sqn, alpha, view.z, view.hot, me,
-                    view.n_cold, self.sigma, self.l2, st.rows, n_steps, seed)
         return row_combination(indptr, indices, data, (alpha - st.alpha) * block.y,
                                len(block.cols))
 
