@@ -407,3 +407,36 @@ def test_states_are_dropped_after_the_fit(client):
     Engine(blocks, Halving(n_blocks=4), tol=0.3, max_iter=5).run()
     assert set(client.run(_n_states).values()) == {0}
     blocks.release()
+
+
+def test_in_turn_takes_every_slice_of_every_item_in_lockstep():
+    """Runner.in_turn: every (item, slice) once, no slice s + 1 before all of slice s,
+    on one thread and on two; an error in one thread is raised (no hang)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dasksvm.parallel.engine import _Runner, thread_runner
+
+    with thread_runner(3) as run:  # outside a worker: one thread
+        seen = []
+        run.in_turn(3, 2, lambda j, s: seen.append((j, s)))
+    assert seen == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+
+    lock, seen = threading.Lock(), []
+
+    def record(j, s):
+        with lock:
+            seen.append((j, s))
+
+    with ThreadPoolExecutor(2) as pool:
+        run = _Runner(lambda f, items: list(pool.map(f, items)), 2)
+        run.in_turn(5, 40, record)
+        assert sorted(seen) == [(j, s) for j in range(5) for s in range(40)]
+        assert [s for _, s in seen] == sorted(s for _, s in seen)
+
+        def failing(j, s):
+            if (j, s) == (1, 3):
+                raise RuntimeError("step failed on purpose")
+
+        with pytest.raises(RuntimeError, match="step failed on purpose"):
+            run.in_turn(4, 10, failing)

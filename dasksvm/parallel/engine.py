@@ -376,6 +376,27 @@ class _Runner:
     def __call__(self, func, items):
         return self._map(func, items)
 
+    def in_turn(self, n_items, n_slices, step):
+        """``step(j, s)`` for every item j < ``n_items`` and slice s < ``n_slices``, in
+        lockstep: thread t takes slice s of its items j = t, t + width, ... in turn, then
+        waits for the other threads before any takes slice s + 1. An error in one thread
+        breaks the barrier (the others stop) and is raised."""
+        barrier = threading.Barrier(self.width)
+
+        def lane(t):
+            try:
+                for s in range(n_slices):
+                    for j in range(t, n_items, self.width):
+                        step(j, s)
+                    barrier.wait()
+            except threading.BrokenBarrierError:  # another lane failed: its error is raised
+                return
+            except BaseException:
+                barrier.abort()
+                raise
+
+        self._map(lane, range(self.width))
+
 
 def map_threads(func, items):
     """``[func(i) for i in items]``, on the worker's threads when it has several."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from ..kernels.sdca import (
@@ -340,8 +338,8 @@ class CoCoA(Machine):
     def worker_local(self, blocks, states, view, seeds, update, run):
         """With several blocks on the worker, the steps of each are cut into (up to)
         :data:`ROUND_SLICES` slices of one visiting order, and every block takes its
-        slice s before any takes slice s + 1: the worker's threads, each with its share
-        of the blocks in turn, meet at a barrier after every slice."""
+        slice s before any takes slice s + 1 (``run.in_turn``: the worker's threads meet
+        after every slice)."""
         if len(blocks) == 1 or not update:
             return super().worker_local(blocks, states, view, seeds, update, run)
         js = range(len(blocks))
@@ -349,25 +347,15 @@ class CoCoA(Machine):
         orders = [states[j].rows[visiting_order(seeds[j], len(states[j].rows), begun[j][2])]
                   for j in js]
         n_slices = max(1, min(ROUND_SLICES, max(len(o) for o in orders)))
-        barrier = threading.Barrier(run.width)
 
-        def lane(t):
-            try:
-                for s in range(n_slices):
-                    for j in js[t::run.width]:
-                        n = len(orders[j])
-                        part = orders[j][s * n // n_slices:(s + 1) * n // n_slices]
-                        if len(part):
-                            self._ascent(blocks[j], states[j], view, begun[j][1], part,
-                                         len(part), (int(seeds[j]) + s + 1) % 2**32)
-                    barrier.wait()
-            except threading.BrokenBarrierError:  # another lane failed: its error is raised
-                return
-            except BaseException:
-                barrier.abort()
-                raise
+        def step(j, s):
+            n = len(orders[j])
+            part = orders[j][s * n // n_slices:(s + 1) * n // n_slices]
+            if len(part):
+                self._ascent(blocks[j], states[j], view, begun[j][1], part, len(part),
+                             (int(seeds[j]) + s + 1) % 2**32)
 
-        run(lane, range(run.width))
+        run.in_turn(len(blocks), n_slices, step)
         return run(lambda j: self._finish(blocks[j], states[j], view, *begun[j]), js)
 
     def _begin(self, block, st, view, update):
