@@ -16,6 +16,7 @@ from .prefetch import AHEAD, prefetch, prefetch_csr_row
 __all__ = [
     "clip_step",
     "cocoa_local",
+    "csr_take_rows",
     "dense_cocoa_local",
     "dense_primal_dual_partials",
     "direction_partials",
@@ -323,6 +324,21 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
                     z[j] += sigma * dy * data[p]
                 else:
                     own[j - n_cold] += dy * data[p]
+
+
+@njit(nogil=True, cache=True)
+def csr_take_rows(indptr, indices, data, rows):
+    """The CSR triple of ``rows`` of ``(indptr, indices, data)``, in that order (a copy)."""
+    out_ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+    for k in range(rows.shape[0]):
+        out_ptr[k + 1] = out_ptr[k] + indptr[rows[k] + 1] - indptr[rows[k]]
+    out_idx = np.empty(out_ptr[-1], dtype=indices.dtype)
+    out_val = np.empty(out_ptr[-1], dtype=data.dtype)
+    for k in range(rows.shape[0]):
+        a, n = indptr[rows[k]], out_ptr[k + 1] - out_ptr[k]
+        out_idx[out_ptr[k]:out_ptr[k] + n] = indices[a:a + n]
+        out_val[out_ptr[k]:out_ptr[k] + n] = data[a:a + n]
+    return out_ptr, out_idx, out_val
 
 
 @njit(nogil=True, cache=True)

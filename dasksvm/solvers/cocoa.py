@@ -6,6 +6,7 @@ import numpy as np
 
 from ..kernels.sdca import (
     cocoa_local,
+    csr_take_rows,
     dense_cocoa_local,
     dense_primal_dual_partials,
     dense_row_combination,
@@ -83,6 +84,22 @@ STEPS_SHARE = {"one worker": 1.0, "several workers": 0.25}
 #: 2 threads took 41 rounds, 2.87 s unsliced, 19 rounds, 1.49 s in 256 slices (one
 #: block of all rows on one thread: 14 rounds, 0.42 s)
 ROUND_SLICES = 256
+
+#: the blocks of one worker take their steps as one block's, on one thread
+#: (:meth:`CoCoA._merged_ascent`: their active rows gathered, one visiting order over all
+#: of them), when the worker has one thread, or once shrinking leaves at most this share
+#: of their rows active (gathering them is then cheap; their certificates and exact
+#: changes stay on all the threads). Slices in turn are not fine enough where rows share
+#: many columns, and two threads stepping at once did no better: on news20 (comp.*),
+#: hinge, C = 1, 5 passes a round, in one process with the worker's own code
+#: (``benchmarks/bench_interleave.py``, results/interleave.md), one block took 8 rounds
+#: to a certified 1e-4; 2 blocks on 1 thread in 16 / 256 / 4,096 slices more than 40 /
+#: 18 / 7; 2 blocks on 2 threads in 1 / 16 / 256 slices 26-39 / 34 or more / 13-20, and 7
+#: with this share. On 1 process x 2 threads (a real LocalCluster, news20 and 400k x
+#: 200k text-like rows at hinge, C = 1): shares 0.1 / 0.25 / 0.5 took 22-24 / 8 / 7
+#: rounds on news20 (19-22 unmerged) and 4.03-4.04 / 4.17-4.37 / 4.56-5.19 s on the
+#: 400k set (4.25-4.35 s unmerged), whose rows share few columns
+MERGE_SHARE = 0.25
 
 #: ``local_passes="auto"`` with one worker: a round's passes over a block take about this
 #: many non-zeros in coordinate steps (a round costs ~10-15 ms of dask overhead; 16 passes
@@ -165,7 +182,9 @@ class CoCoA(Machine):
        from the optimum than one block's for 20 rounds). The blocks' steps
        are cut into :data:`ROUND_SLICES` slices taken in turn, so blocks
        beyond the worker's threads, and threads that would drift apart,
-       still visit the rows in about one permutation of them all. Each
+       still visit the rows in about one permutation of them all; on one
+       thread, or once shrinking leaves :data:`MERGE_SHARE` of the rows,
+       they are stepped as one block of their active rows. Each
        block returns its own exact change, X_b^T (d_b y_b), so w_{t+1} =
        w(alpha_{t+1}) whatever the threads' interleaving;
     3. the worker sums its blocks' (change of w, loss share, dual shares)
@@ -336,14 +355,63 @@ class CoCoA(Machine):
         return self._finish(block, st, view, cert, new, n_steps)
 
     def worker_local(self, blocks, states, view, seeds, update, run):
-        """With several blocks on the worker, the steps of each are cut into (up to)
-        :data:`ROUND_SLICES` slices of one visiting order, and every block takes its
-        slice s before any takes slice s + 1 (``run.in_turn``: the worker's threads meet
-        after every slice)."""
+        """With several blocks on the worker: their certificates and exact changes on the
+        worker's threads; their steps either as one block's, on one thread
+        (:meth:`_merged_ascent`, when :meth:`_merges`), or cut into (up to)
+        :data:`ROUND_SLICES` slices of one visiting order, every block taking its slice s
+        before any takes slice s + 1 (``run.in_turn``: the worker's threads meet after
+        every slice)."""
         if len(blocks) == 1 or not update:
             return super().worker_local(blocks, states, view, seeds, update, run)
         js = range(len(blocks))
         begun = run(lambda j: self._begin(blocks[j], states[j], view, update), js)
+        if self._merges(blocks, states, run.width):
+            self._merged_ascent(blocks, states, view, begun, seeds[0])
+        else:
+            self._sliced_ascent(blocks, states, view, begun, seeds, run)
+        return run(lambda j: self._finish(blocks[j], states[j], view, *begun[j]), js)
+
+    @staticmethod
+    def _merges(blocks, states, width):
+        """Whether the blocks' steps run as one block's: CSR blocks, on one thread, or
+        with at most :data:`MERGE_SHARE` of their rows active (gathering them is then
+        cheap)."""
+        if any(b.dense is not None for b in blocks):
+            return False
+        active = sum(len(st.rows) for st in states)
+        return width == 1 or active <= MERGE_SHARE * sum(b.n_rows for b in blocks)
+
+    def _merged_ascent(self, blocks, states, view, begun, seed):
+        """The blocks' ``n_steps`` summed, taken on their active rows gathered into one
+        CSR block (in the view's positions), in one visiting order over all of them; each
+        proposal gets its rows' new alpha. The merged block writes the view's hot
+        columns to the first row of ``hot`` (the others stay zero)."""
+        js = [j for j in range(len(blocks)) if begun[j][2]]
+        if not js:
+            return
+        parts = [csr_take_rows(blocks[j].local_csr()[0], states[j].view[2],
+                               blocks[j].local_csr()[2], states[j].rows) for j in js]
+        sizes = [len(states[j].rows) for j in js]
+        starts = np.cumsum([0] + [len(p[1]) for p in parts[:-1]])
+        indptr = np.concatenate([parts[0][0][:1]] + [p[0][1:] + a for p, a in
+                                                     zip(parts, starts, strict=True)])
+        pos, data = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+
+        def gather(get):
+            return np.concatenate([get(j)[states[j].rows] for j in js])
+
+        alpha = gather(lambda j: begun[j][1])
+        cocoa_local(indptr, pos, data, gather(lambda j: blocks[j].y),
+                    gather(lambda j: states[j].c), gather(lambda j: states[j].sqn), alpha,
+                    view.z, view.hot, 0, view.n_cold, self.sigma, self.l2,
+                    np.arange(len(alpha)), sum(begun[j][2] for j in js), seed)
+        for j, a, n in zip(js, np.cumsum([0] + sizes[:-1]), sizes, strict=True):
+            begun[j][1][states[j].rows] = alpha[a:a + n]
+
+    def _sliced_ascent(self, blocks, states, view, begun, seeds, run):
+        """The blocks' steps on the worker's threads, in :data:`ROUND_SLICES` slices taken
+        in turn (see :meth:`worker_local`)."""
+        js = range(len(blocks))
         orders = [states[j].rows[visiting_order(seeds[j], len(states[j].rows), begun[j][2])]
                   for j in js]
         n_slices = max(1, min(ROUND_SLICES, max(len(o) for o in orders)))
@@ -356,7 +424,6 @@ class CoCoA(Machine):
                              (int(seeds[j]) + s + 1) % 2**32)
 
         run.in_turn(len(blocks), n_slices, step)
-        return run(lambda j: self._finish(blocks[j], states[j], view, *begun[j]), js)
 
     def _begin(self, block, st, view, update):
         """The block's certificate at w_t, the copy of alpha its steps change, and how many
