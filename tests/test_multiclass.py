@@ -881,3 +881,61 @@ def test_the_certificate_is_for_the_best_iterate(thread_client, data_dir, multi_
     assert m.primal_ == pytest.approx(P, rel=1e-9)
     assert P_star * (1 - 1e-7) <= P <= P_star + (m.primal_ - m.dual_) + 1e-7 * P_star
     assert np.any(iterate > primal)  # here in most rounds (cs: 1,079 of 1,435)
+
+
+@pytest.mark.parametrize("name", ROW_SOLVERS)
+def test_blocks_of_one_worker_take_the_rounds_of_one_block(data_dir, name):
+    """dna, C = 0.1, tol 1e-5, 3 blocks on one worker of 2 threads: their passes run as one
+    block of all the worker's rows (``RowParallel.worker_local``), within 1.5x the rounds of
+    one block. Taken block by block (on the threads at once, and one after another) they
+    took 129 / 130 / 146 rounds (CS / LLW / OVR) where one block takes 47 / 37 / 49 (one
+    probe run, 1 process x 2 threads)."""
+    from distributed import Client, LocalCluster
+
+    X, y, _ = _data(data_dir, "dna")
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client:
+        one, three = (solve(name, _blocks(client, X, y, nb), 3, C=0.1, tol=1e-5,
+                            max_iter=600, random_state=0) for nb in (1, 3))
+    assert one.converged and three.converged
+    assert three.primal == pytest.approx(one.primal, rel=2e-5)
+    assert three.n_iter <= 1.5 * one.n_iter
+
+
+@pytest.mark.parametrize("name", ROW_SOLVERS)
+def test_merged_passes_are_the_passes_of_one_block(data_dir, name):
+    """``RowParallel.worker_local`` on 2 blocks takes the steps one block of their rows (in
+    that order) takes with the same seed: the same proposals, the same summed change of
+    the model, each block's own loss and dual terms."""
+    from dasksvm.parallel.blocks import Block
+    from dasksvm.solvers import cs, llw, ovr
+
+    X, y, _ = _data(data_dir, "dna")
+    X, y = X[:300], y[:300].astype(np.float64)
+    kind = {"cs": cs.CS, "llw": llw.LLW, "ovr": ovr.OVR}[name]
+    halves = [Block(X[:170], y[:170], np.ones(170), 0), Block(X[170:], y[170:], np.ones(130), 1)]
+    whole = [Block(X, y, np.ones(300), 0)]
+
+    own = {"cs": {}, "llw": {"track_v": True}, "ovr": {"tol": 1e-3}}[name]
+
+    def machine(blocks):
+        return kind([b.cols for b in blocks], X.shape[1], 3, C=0.1, passes=2, sigma=1.0,
+                    adaptive=False, line_search=True, **own)
+
+    def run(func, items):
+        return [func(i) for i in items]
+
+    m2, m1 = machine(halves), machine(whole)
+    s2, s1 = [m2.init(b, None) for b in halves], [m1.init(b, None) for b in whole]
+    v2 = m2.worker_view(m2.message([0, 1]), halves, s2)
+    v1 = m1.worker_view(m1.message([0]), whole, s1)
+    parts = m2.worker_local(halves, s2, v2, [7, 8], True, run)
+    (rows1, scalars1), = m1.worker_local(whole, s1, v1, [7], True, run)
+    np.testing.assert_allclose(np.concatenate([st.proposal for st in s2]), s1[0].proposal,
+                               rtol=1e-12, atol=1e-14)
+    dense = np.zeros((X.shape[1], rows1.values.shape[1]))
+    for rows, _ in parts:
+        dense[rows.indices] += rows.values
+    np.testing.assert_allclose(dense[rows1.indices], rows1.values, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(sum(s for _, s in parts), scalars1, rtol=1e-10, atol=1e-12)

@@ -92,13 +92,13 @@ ROUND_SLICES = 256
 #: changes stay on all the threads). Slices in turn are not fine enough where rows share
 #: many columns, and two threads stepping at once did no better: on news20 (comp.*),
 #: hinge, C = 1, 5 passes a round, in one process with the worker's own code
-#: (``benchmarks/bench_interleave.py``, results/interleave.md), one block took 8 rounds
-#: to a certified 1e-4; 2 blocks on 1 thread in 16 / 256 / 4,096 slices more than 40 /
-#: 18 / 7; 2 blocks on 2 threads in 1 / 16 / 256 slices 26-39 / 34 or more / 13-20, and 7
-#: with this share. On 1 process x 2 threads (a real LocalCluster, news20 and 400k x
-#: 200k text-like rows at hinge, C = 1): shares 0.1 / 0.25 / 0.5 took 22-24 / 8 / 7
-#: rounds on news20 (19-22 unmerged) and 4.03-4.04 / 4.17-4.37 / 4.56-5.19 s on the
-#: 400k set (4.25-4.35 s unmerged), whose rows share few columns
+#: (``benchmarks/bench_interleave.py``, results/interleave.md, two seeds), one block took
+#: 8 rounds to a certified 1e-4; 2 blocks on 1 thread in 16 / 256 / 4,096 slices more
+#: than 40 / 18 / 7; 2 blocks on 2 threads in 1 / 16 / 256 slices 28-29 / more than 40 /
+#: 15-18, and 7 with this share. On 1 process x 2 threads (a real LocalCluster, hinge,
+#: C = 1, two fits each, one probe run): shares 0.1 / 0.25 / 0.5 took 22-24 / 8 / 7
+#: rounds on news20 (19-22 never merged) and 4.03-4.04 / 4.17-4.37 / 4.56-5.19 s on 400k
+#: x 200k text-like rows (4.25-4.35 s never merged), whose rows share few columns
 MERGE_SHARE = 0.25
 
 #: ``local_passes="auto"`` with one worker: a round's passes over a block take about this

@@ -206,8 +206,8 @@ class _State:
     norms, the accepted dual variables ``alpha`` (n_rows, K) and the ``proposal`` of
     the last round not yet accepted (or None)."""
 
-    __slots__ = ("alpha", "c", "cols", "data", "indices", "indptr", "n_columns", "proposal",
-                 "shared", "sqn", "y")
+    __slots__ = ("alpha", "c", "cols", "data", "indices", "indptr", "merged", "n_columns",
+                 "proposal", "shared", "sqn", "y")
 
     def local_X(self):
         """The block's rows over its touched columns, (n_rows, n_touched) CSR."""
@@ -277,7 +277,7 @@ class RowParallel(Machine):
         shape = (X.shape[0], K)
         st.alpha = np.zeros(shape) if saved is None else saved_array(saved, "alpha",
                                                                      shape).copy()
-        st.proposal = st.shared = None
+        st.proposal = st.shared = st.merged = None
         return st
 
     def worker_view(self, message, blocks, states):
@@ -341,6 +341,51 @@ class RowParallel(Machine):
         st.proposal = alpha
         rows = SparseRows.from_local(st.cols, dW, st.n_columns)
         return rows, np.concatenate([loss, lin, dlin])
+
+    def worker_local(self, blocks, states, view, seeds, update, run):
+        """Several blocks on one worker, updating: each block's loss share and dual term on
+        the worker's threads, then their passes as one block of all their rows, on one
+        thread (:meth:`_merged`: one visiting order over every row of the worker, as one
+        block of them takes). Blocks taking their passes one after another, or on two
+        threads at once, visit the rows as a fixed split of them."""
+        if len(blocks) == 1 or not update:
+            return super().worker_local(blocks, states, view, seeds, update, run)
+        active = view.active
+        starts = [st.alpha.copy() for st in states]
+        shares = run(lambda j: (self._loss(states[j], view.W[self._positions(states[j], view)[0]],
+                                           active), self._lin(states[j], starts[j], active)),
+                     range(len(blocks)))
+        merged = self._merged(states, view)
+        alpha = np.concatenate(starts)
+        dW = self._kernel(merged, alpha, view, merged.indices, self.passes, seeds[0], active)
+        empty = SparseRows(np.zeros(0, np.int64), np.zeros((0, dW.shape[1])), merged.n_columns)
+        out, at = [], 0
+        for j, st in enumerate(states):
+            st.proposal = alpha[at:at + len(st.y)]
+            at += len(st.y)
+            loss, lin = shares[j]
+            dlin = self._lin(st, st.proposal, active) - lin
+            rows = SparseRows.from_local(view.cols, dW, merged.n_columns) if j == 0 else empty
+            out.append((rows, np.concatenate([loss, lin, dlin])))
+        return out
+
+    def _merged(self, states, view):
+        """The worker's blocks as one :class:`_State` over the view's columns (their rows in
+        order, column indices the view's; made once per set of blocks, kept on the first
+        block's state: a second copy of the worker's rows)."""
+        first = states[0]
+        if first.merged is None or first.merged[0] != view.key:
+            m = _State()
+            shared = [self._positions(st, view)[1] for st in states]
+            m.indptr = np.concatenate([[0]] + [st.indptr[1:] + a for st, a in zip(
+                states, np.cumsum([0] + [len(st.data) for st in states[:-1]]), strict=True)])
+            m.indices, m.data = np.concatenate(shared), np.concatenate([st.data for st in states])
+            m.y = np.concatenate([st.y for st in states])
+            m.c = np.concatenate([st.c for st in states])
+            m.sqn = np.concatenate([st.sqn for st in states])
+            m.cols, m.n_columns = view.cols, first.n_columns
+            first.merged = (view.key, m)
+        return first.merged[1]
 
     def rebuild(self, block, st):
         return SparseRows.from_local(st.cols, self._model_rows(st), st.n_columns)
