@@ -95,10 +95,12 @@ class Block:
     cols : ndarray of int64
         Sorted columns with a non-zero in this block (what a sparse update of
         the model can touch).
+    col_counts : ndarray of int64
+        The block's non-zeros in each of ``cols``.
     """
 
-    __slots__ = ("_X", "_local_indices", "_nnz", "_sq_norms", "cols", "dense", "index",
-                 "weight", "y")
+    __slots__ = ("_X", "_local_indices", "_nnz", "_sq_norms", "col_counts", "cols", "dense",
+                 "index", "weight", "y")
 
     def __init__(self, X, y, weight, index, dense=None):
         self._X = X
@@ -115,7 +117,9 @@ class Block:
             self.cols, self._nnz = np.flatnonzero(counts), int(counts.sum())
         else:
             # O(nnz): a sort of the indices (np.unique) took seconds at 10^7 non-zeros
-            self.cols = np.flatnonzero(np.bincount(X.indices, minlength=X.shape[1]))
+            counts = np.bincount(X.indices, minlength=X.shape[1])
+            self.cols = np.flatnonzero(counts)
+        self.col_counts = counts[self.cols].astype(np.int64)
         self._local_indices = None
 
     @property

@@ -140,8 +140,7 @@ def _hot_columns(blocks, cols):
     """Positions in ``cols`` of the hot columns of CSR ``blocks`` (:data:`HOT_SHARE`)."""
     counts = np.zeros(len(cols), dtype=np.int64)
     for b in blocks:
-        counts[np.searchsorted(cols, b.cols)] += np.bincount(b.local_csr()[1],
-                                                             minlength=len(b.cols))
+        counts[np.searchsorted(cols, b.cols)] += b.col_counts
     n_rows = sum(b.n_rows for b in blocks)
     hot = np.flatnonzero(counts >= max(1.0, HOT_SHARE * n_rows))
     return np.sort(hot[np.argsort(-counts[hot], kind="stable")[:MAX_HOT]])
@@ -327,13 +326,21 @@ class CoCoA(Machine):
     def _make_view(key, n_columns, blocks, states):
         """The view's columns (cold first, then hot; every column, all hot, when a block
         is dense; no hot column for a lone block, which races with nobody) and each CSR
-        block's positions in them."""
+        block's positions in them (a lone block's are its local indices). 400k x 200k
+        text-like rows, 2 x 10^7 non-zeros, in 2 blocks: 0.23 s to make, 0.09 s with the
+        blocks' column counts and a mask for the union (np.unique and a bincount of
+        every non-zero before); one block 0.07 s, now none."""
         if any(b.dense is not None for b in blocks):
             cols, n_hot = np.arange(n_columns), n_columns
+        elif len(blocks) == 1:  # the block's own columns in their order: its local indices
+            states[0].view = (key, blocks[0].cols, blocks[0].local_csr()[1], 0, 0)
+            return
         else:
-            cols = blocks[0].cols if len(blocks) == 1 else np.unique(
-                np.concatenate([b.cols for b in blocks]))
-            hot = _hot_columns(blocks, cols) if len(blocks) > 1 else np.zeros(0, np.int64)
+            touched = np.zeros(n_columns, dtype=bool)
+            for b in blocks:
+                touched[b.cols] = True
+            cols = np.flatnonzero(touched)
+            hot = _hot_columns(blocks, cols)
             cold = np.setdiff1d(np.arange(len(cols)), hot, assume_unique=True)
             cols, n_hot = cols[np.concatenate([cold, hot])], len(hot)
         where = np.argsort(cols)  # position in the view of each sorted column
