@@ -23,6 +23,7 @@ __all__ = [
     "primal_dual_partials",
     "row_combination",
     "row_sq_norms",
+    "stack_csr",
     "subgradient_partials",
     "visiting_order",
 ]
@@ -339,6 +340,16 @@ def csr_take_rows(indptr, indices, data, rows):
         out_idx[out_ptr[k]:out_ptr[k] + n] = indices[a:a + n]
         out_val[out_ptr[k]:out_ptr[k] + n] = data[a:a + n]
     return out_ptr, out_idx, out_val
+
+
+def stack_csr(parts):
+    """One CSR triple of the rows of ``parts`` (CSR triples ``(indptr, indices, data)``),
+    one after the other."""
+    starts = np.cumsum([0] + [len(p[2]) for p in parts[:-1]])
+    indptr = np.concatenate([np.zeros(1, np.int64)] + [
+        np.asarray(p[0][1:], dtype=np.int64) + a for p, a in zip(parts, starts, strict=True)])
+    return (indptr, np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 @njit(nogil=True, cache=True)

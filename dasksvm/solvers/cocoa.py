@@ -13,6 +13,7 @@ from ..kernels.sdca import (
     direction_partials,
     primal_dual_partials,
     row_combination,
+    stack_csr,
     visiting_order,
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
@@ -396,13 +397,10 @@ class CoCoA(Machine):
         js = [j for j in range(len(blocks)) if begun[j][2]]
         if not js:
             return
-        parts = [csr_take_rows(blocks[j].local_csr()[0], states[j].view[2],
-                               blocks[j].local_csr()[2], states[j].rows) for j in js]
+        indptr, pos, data = stack_csr([csr_take_rows(
+            blocks[j].local_csr()[0], states[j].view[2], blocks[j].local_csr()[2],
+            states[j].rows) for j in js])
         sizes = [len(states[j].rows) for j in js]
-        starts = np.cumsum([0] + [len(p[1]) for p in parts[:-1]])
-        indptr = np.concatenate([parts[0][0][:1]] + [p[0][1:] + a for p, a in
-                                                     zip(parts, starts, strict=True)])
-        pos, data = np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
         def gather(get):
             return np.concatenate([get(j)[states[j].rows] for j in js])

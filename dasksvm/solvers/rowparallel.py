@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..kernels.sdca import stack_csr
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
 from ._common import BestIterate, passes_per_round, saved_array, scaled_duals
@@ -376,10 +377,8 @@ class RowParallel(Machine):
         first = states[0]
         if first.merged is None or first.merged[0] != view.key:
             m = _State()
-            shared = [self._positions(st, view)[1] for st in states]
-            m.indptr = np.concatenate([[0]] + [st.indptr[1:] + a for st, a in zip(
-                states, np.cumsum([0] + [len(st.data) for st in states[:-1]]), strict=True)])
-            m.indices, m.data = np.concatenate(shared), np.concatenate([st.data for st in states])
+            m.indptr, m.indices, m.data = stack_csr(
+                [(st.indptr, self._positions(st, view)[1], st.data) for st in states])
             m.y = np.concatenate([st.y for st in states])
             m.c = np.concatenate([st.c for st in states])
             m.sqn = np.concatenate([st.sqn for st in states])
