@@ -652,10 +652,10 @@ def _news20_comp(data_dir):
 
 def test_two_threads_blocks_converge_like_one_block_on_news20(data_dir):
     """news20 (comp.*), hinge, C = 1, 2 blocks on 2 threads: within 1.5x the rounds of one
-    block. Its rows share many columns; stepped on two threads at once, or in slices taken
-    in turn, the two blocks took 13-22 rounds where one block takes 7-8
-    (``benchmarks/results/interleave.md``); their active rows stepped as one block's once
-    shrinking leaves MERGE_SHARE of them take 7-8."""
+    block. Its rows share many columns; stepped on two threads at once in slices, the two
+    blocks took 15-18 rounds where one block takes 8 (``benchmarks/results/interleave.md``)
+    and 17 against 7 here with MERGE_SHARE = -1 (never merged); their active rows stepped
+    as one block's once shrinking leaves MERGE_SHARE of them take 7."""
     X, y = _news20_comp(data_dir)
     one = _rounds_on_one_worker(X, y, 1, 1, local_passes=5.0)  # "auto" for 2 blocks here
     two = _rounds_on_one_worker(X, y, 2, 2, local_passes=5.0)

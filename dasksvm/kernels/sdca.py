@@ -16,14 +16,12 @@ from .prefetch import AHEAD, prefetch, prefetch_csr_row
 __all__ = [
     "clip_step",
     "cocoa_local",
-    "csr_take_rows",
     "dense_cocoa_local",
     "dense_primal_dual_partials",
     "direction_partials",
     "primal_dual_partials",
     "row_combination",
     "row_sq_norms",
-    "stack_csr",
     "subgradient_partials",
     "visiting_order",
 ]
@@ -325,31 +323,6 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
                     z[j] += sigma * dy * data[p]
                 else:
                     own[j - n_cold] += dy * data[p]
-
-
-@njit(nogil=True, cache=True)
-def csr_take_rows(indptr, indices, data, rows):
-    """The CSR triple of ``rows`` of ``(indptr, indices, data)``, in that order (a copy)."""
-    out_ptr = np.zeros(rows.shape[0] + 1, dtype=np.int64)
-    for k in range(rows.shape[0]):
-        out_ptr[k + 1] = out_ptr[k] + indptr[rows[k] + 1] - indptr[rows[k]]
-    out_idx = np.empty(out_ptr[-1], dtype=indices.dtype)
-    out_val = np.empty(out_ptr[-1], dtype=data.dtype)
-    for k in range(rows.shape[0]):
-        a, n = indptr[rows[k]], out_ptr[k + 1] - out_ptr[k]
-        out_idx[out_ptr[k]:out_ptr[k] + n] = indices[a:a + n]
-        out_val[out_ptr[k]:out_ptr[k] + n] = data[a:a + n]
-    return out_ptr, out_idx, out_val
-
-
-def stack_csr(parts):
-    """One CSR triple of the rows of ``parts`` (CSR triples ``(indptr, indices, data)``),
-    one after the other."""
-    starts = np.cumsum([0] + [len(p[2]) for p in parts[:-1]])
-    indptr = np.concatenate([np.zeros(1, np.int64)] + [
-        np.asarray(p[0][1:], dtype=np.int64) + a for p, a in zip(parts, starts, strict=True)])
-    return (indptr, np.concatenate([p[1] for p in parts]),
-            np.concatenate([p[2] for p in parts]))
 
 
 @njit(nogil=True, cache=True)

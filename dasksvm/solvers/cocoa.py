@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..kernels.sdca import (
     cocoa_local,
-    csr_take_rows,
     dense_cocoa_local,
     dense_primal_dual_partials,
     dense_row_combination,
     direction_partials,
     primal_dual_partials,
     row_combination,
-    stack_csr,
     visiting_order,
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
@@ -397,21 +396,26 @@ class CoCoA(Machine):
         js = [j for j in range(len(blocks)) if begun[j][2]]
         if not js:
             return
-        indptr, pos, data = stack_csr([csr_take_rows(
-            blocks[j].local_csr()[0], states[j].view[2], blocks[j].local_csr()[2],
-            states[j].rows) for j in js])
+        rows = sp.vstack([self._view_rows(blocks[j], states[j], len(view.cols))[states[j].rows]
+                          for j in js], format="csr")
         sizes = [len(states[j].rows) for j in js]
 
         def gather(get):
             return np.concatenate([get(j)[states[j].rows] for j in js])
 
         alpha = gather(lambda j: begun[j][1])
-        cocoa_local(indptr, pos, data, gather(lambda j: blocks[j].y),
+        cocoa_local(rows.indptr, rows.indices, rows.data, gather(lambda j: blocks[j].y),
                     gather(lambda j: states[j].c), gather(lambda j: states[j].sqn), alpha,
                     view.z, view.hot, 0, view.n_cold, self.sigma, self.l2,
                     np.arange(len(alpha)), sum(begun[j][2] for j in js), seed)
         for j, a, n in zip(js, np.cumsum([0] + sizes[:-1]), sizes, strict=True):
             begun[j][1][states[j].rows] = alpha[a:a + n]
+
+    @staticmethod
+    def _view_rows(block, st, n_view):
+        """The CSR block's rows over the view's ``n_view`` columns (its arrays, no copy)."""
+        indptr, _, data = block.local_csr()
+        return sp.csr_matrix((data, st.view[2], indptr), shape=(block.n_rows, n_view))
 
     def _sliced_ascent(self, blocks, states, view, begun, seeds, run):
         """The blocks' steps on the worker's threads, in :data:`ROUND_SLICES` slices taken

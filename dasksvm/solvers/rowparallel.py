@@ -36,7 +36,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..kernels.sdca import stack_csr
 from ..parallel.engine import AllBlocks, Machine, Ring
 from ..parallel.reduce import SparseRows, to_dense
 from ._common import BestIterate, passes_per_round, saved_array, scaled_duals
@@ -353,9 +352,13 @@ class RowParallel(Machine):
             return super().worker_local(blocks, states, view, seeds, update, run)
         active = view.active
         starts = [st.alpha.copy() for st in states]
-        shares = run(lambda j: (self._loss(states[j], view.W[self._positions(states[j], view)[0]],
-                                           active), self._lin(states[j], starts[j], active)),
-                     range(len(blocks)))
+
+        def share(j):  # the block's loss share at the round's model, its dual term
+            st = states[j]
+            return (self._loss(st, view.W[self._positions(st, view)[0]], active),
+                    self._lin(st, starts[j], active))
+
+        shares = run(share, range(len(blocks)))
         merged = self._merged(states, view)
         alpha = np.concatenate(starts)
         dW = self._kernel(merged, alpha, view, merged.indices, self.passes, seeds[0], active)
@@ -377,8 +380,10 @@ class RowParallel(Machine):
         first = states[0]
         if first.merged is None or first.merged[0] != view.key:
             m = _State()
-            m.indptr, m.indices, m.data = stack_csr(
-                [(st.indptr, self._positions(st, view)[1], st.data) for st in states])
+            rows = sp.vstack([sp.csr_matrix((st.data, self._positions(st, view)[1], st.indptr),
+                                            shape=(len(st.y), len(view.cols)))
+                              for st in states], format="csr")
+            m.indptr, m.indices, m.data = rows.indptr, rows.indices, rows.data
             m.y = np.concatenate([st.y for st in states])
             m.c = np.concatenate([st.c for st in states])
             m.sqn = np.concatenate([st.sqn for st in states])
