@@ -242,6 +242,38 @@ def test_one_block_is_liblinear_dual_cd():
         np.testing.assert_allclose(v, w_ref, rtol=1e-12, atol=1e-14)
 
 
+def test_shrinking_between_passes_reaches_the_optimum_and_stops_once_settled():
+    """cocoa_local with ``spread_stop``: LIBLINEAR's shrinking between passes leaves the
+    optimum where plain coordinate ascent finds it, and at the optimum the steps end
+    after at most two passes of a budget of a hundred."""
+    rng = np.random.RandomState(4)
+    X = sp.random(80, 12, density=0.4, format="csr", random_state=rng)
+    X.indices = X.indices.astype(np.int32)
+    y = np.where(rng.rand(80) > 0.5, 1.0, -1.0)
+    sqn = row_sq_norms(X.indptr, X.data)
+    rows, hot = np.arange(80), np.zeros((1, 0))
+
+    def ascend(alpha, z, n_steps, seed, spread_stop, c, l2):
+        return cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, z, hot, 0, 12,
+                           1.0, l2, rows, n_steps, seed, spread_stop)
+
+    def dual(alpha, c, l2):
+        w = row_combination(X.indptr, X.indices, X.data, alpha * y, 12)
+        return alpha.sum() - (alpha**2 / (4 * c)).sum() * l2 - 0.5 * w @ w
+
+    for l2 in (False, True):
+        c = np.full(80, 0.7)
+        ref, z_ref = np.zeros(80), np.zeros(12)
+        assert ascend(ref, z_ref, 80 * 4000, 1, 0.0, c, l2) == 80 * 4000  # no stop rule
+        alpha, z = np.zeros(80), np.zeros(12)
+        for t in range(400):
+            assert ascend(alpha, z, 80 * 20, t, 0.1, c, l2) <= 80 * 20
+        assert dual(alpha, c, l2) == pytest.approx(dual(ref, c, l2), rel=1e-9)
+        np.testing.assert_allclose(z, row_combination(X.indptr, X.indices, X.data,
+                                                       alpha * y, 12), atol=1e-12)
+        assert ascend(alpha, z, 80 * 100, 7, 0.1, c, l2) <= 2 * 80
+
+
 def test_input_types_give_the_same_model(thread_client, data_dir):
     Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
     Xtr, ytr = Xtr[:2000], ytr[:2000]
@@ -712,10 +744,10 @@ def test_a_failing_block_fails_the_round_without_hanging_its_lanes(data_dir, mon
     X, y, _, _, _ = _data(data_dir, "a9a")
     ascent = cocoa.CoCoA._ascent
 
-    def failing(self, block, st, view, alpha, rows, n_steps, seed):
+    def failing(self, block, st, view, alpha, rows, n_steps, seed, **kw):
         if block.index == 1:
             raise RuntimeError("slice failed on purpose")
-        return ascent(self, block, st, view, alpha, rows, n_steps, seed)
+        return ascent(self, block, st, view, alpha, rows, n_steps, seed, **kw)
 
     monkeypatch.setattr(cocoa.CoCoA, "_ascent", failing)
     with pytest.raises(RuntimeError, match="slice failed on purpose"):
