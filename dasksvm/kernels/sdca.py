@@ -19,6 +19,7 @@ __all__ = [
     "dense_cocoa_local",
     "dense_primal_dual_partials",
     "direction_partials",
+    "gather_rows",
     "primal_dual_partials",
     "row_combination",
     "row_sq_norms",
@@ -354,6 +355,20 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
             if stop:
                 break
     return done
+
+
+@njit(nogil=True, cache=True)
+def gather_rows(indptrs, shared, datas, of, rows, indptr, pos, data):
+    """Row ``rows[k]`` of block ``of[k]`` as row k of one CSR block (``indptrs``, ``shared``,
+    ``datas``: tuples of the blocks' arrays), written into ``indptr`` (len(rows) + 1),
+    ``pos`` and ``data`` (at least as long as the rows' non-zeros)."""
+    indptr[0] = 0
+    for k in range(rows.shape[0]):
+        b, i = of[k], rows[k]
+        start, n = indptr[k], indptrs[b][i + 1] - indptrs[b][i]
+        pos[start:start + n] = shared[b][indptrs[b][i]:indptrs[b][i + 1]]
+        data[start:start + n] = datas[b][indptrs[b][i]:indptrs[b][i + 1]]
+        indptr[k + 1] = start + n
 
 
 #: a spread of projected gradients (margin units) at which the rows are settled: what is
