@@ -10,6 +10,7 @@ from sklearn.svm import LinearSVC as SkLinearSVC
 
 from dasksvm import ConvergenceWarning, LinearSVC
 from dasksvm.kernels.sdca import cocoa_local, row_combination, row_sq_norms, visiting_order
+from dasksvm.solvers.cocoa import NO_SLOT
 
 from ._reference import binary_primal, load_xz, run_without_jit
 
@@ -225,7 +226,7 @@ def test_one_block_is_liblinear_dual_cd():
         w = np.zeros(9)
         sqn = row_sq_norms(X.indptr, X.data)
         z, hot = w.copy(), np.zeros((1, 0))  # one block: no hot column
-        cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, z, hot, 0, 9, 1.0, l2,
+        cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, z, hot, 0, NO_SLOT, 1.0, l2,
                     np.arange(60), 150, 11)
         v = row_combination(X.indptr, X.indices, X.data, alpha * y, 9)
         np.testing.assert_allclose(z, v, rtol=1e-12, atol=1e-14)  # the view is w(alpha)
@@ -254,7 +255,7 @@ def test_shrinking_between_passes_reaches_the_optimum_and_stops_once_settled():
     rows, hot = np.arange(80), np.zeros((1, 0))
 
     def ascend(alpha, z, n_steps, seed, spread_stop, c, l2):
-        return cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, z, hot, 0, 12,
+        return cocoa_local(X.indptr, X.indices, X.data, y, c, sqn, alpha, z, hot, 0, NO_SLOT,
                            1.0, l2, rows, n_steps, seed, spread_stop)
 
     def dual(alpha, c, l2):
@@ -727,7 +728,7 @@ def test_merged_steps_are_the_steps_of_one_block():
     alpha = np.zeros(len(keep))
     z = w.copy()
     cocoa_local(Xa.indptr, Xa.indices, Xa.data, y[keep], np.full(len(keep), 0.5),
-                row_sq_norms(Xa.indptr, Xa.data), alpha, z, np.zeros((1, 0)), 0, 13, 1.0,
+                row_sq_norms(Xa.indptr, Xa.data), alpha, z, np.zeros((1, 0)), 0, NO_SLOT, 1.0,
                 False, np.arange(len(keep)), n_steps, 17)
     np.testing.assert_allclose(begun[0][1][states[0].rows], alpha[:40], rtol=1e-10,
                                atol=1e-12)

@@ -253,7 +253,7 @@ def _others(hot, me, out):
 
 
 @njit(nogil=True, cache=True)
-def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigma, l2, rows,
+def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, slot, sigma, l2, rows,
                 n_steps, seed, spread_stop=0.0):
     """Dual coordinate ascent on one block's CoCoA+ local subproblem, in a shared view.
 
@@ -271,11 +271,12 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
     block this is LIBLINEAR's dual coordinate descent, and with ``spread_stop`` its
     shrinking and stopping rule inside the round (:func:`_end_pass`).
 
-    The view holds w + sigma acc in two parts. Its first ``n_cold`` columns are
-    ``z`` itself, updated in place by every block (a lost update between
-    threads only makes a later step see a slightly stale w). The others, the
-    hot columns (the intercept, the most frequent features: what every row
-    writes), read ``z[j] + sigma (hot[me] + sum_{b != me} hot[b])[j - n_cold]``:
+    The view holds w + sigma acc in two parts. Its cold columns (``slot[j] < 0``,
+    or all of them when ``slot`` is empty) are ``z`` itself, updated in place by
+    every block (a lost update between threads only makes a later step see a
+    slightly stale w). The others, the hot columns (the intercept, the most
+    frequent features: what every row writes), read
+    ``z[j] + sigma (hot[me] + sum_{b != me} hot[b])[slot[j]]``:
     the block adds only to its own row ``hot[me]`` and reads the other rows
     every :data:`REFRESH_ROWS` steps, so nothing is lost where the threads meet
     most and their cores do not fight over those cache lines. The block's exact
@@ -286,6 +287,8 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
     indptr, data : the block's CSR rows
     shared : ndarray of int32
         The rows' column positions in the view (``z``).
+    slot : ndarray of int32
+        Each column's row in ``hot`` (-1: cold); empty: every column cold.
     alpha : ndarray (n_rows,)
         Updated in place to alpha + d.
     z : ndarray
@@ -307,6 +310,7 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
     """
     own = hot[me]
     others = np.zeros(hot.shape[1])
+    slotted = slot.shape[0] > 0
     np.random.seed(seed)
     act, nxt, n_act, done = _pass_rows(rows, spread_stop)
     lo, hi, first = -np.inf, np.inf, 0.0
@@ -325,10 +329,10 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
             s = 0.0
             for p in range(indptr[i], indptr[i + 1]):
                 j = shared[p]
-                if j < n_cold:
+                h = slot[j] if slotted else -1
+                if h < 0:
                     s += data[p] * z[j]
                 else:
-                    h = j - n_cold
                     s += data[p] * (z[j] + sigma * (own[h] + others[h]))
             if spread_stop > 0.0:
                 keep, pg = _shrink_test(1.0 - y[i] * s, alpha[i], c[i], l2, lo, hi)
@@ -344,10 +348,11 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, n_cold, sigm
                 dy = delta * y[i]
                 for p in range(indptr[i], indptr[i + 1]):
                     j = shared[p]
-                    if j < n_cold:
+                    h = slot[j] if slotted else -1
+                    if h < 0:
                         z[j] += sigma * dy * data[p]
                     else:
-                        own[j - n_cold] += dy * data[p]
+                        own[h] += dy * data[p]
         done += m
         if spread_stop > 0.0 and m == n_act:
             act, nxt, n_act = nxt, act, kept

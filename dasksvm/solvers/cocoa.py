@@ -136,24 +136,27 @@ HOT_SHARE, MAX_HOT = 1.0 / 16, 64
 
 class _View:
     """The round's model as the blocks of one worker share it: ``w`` whole (for the
-    certificate); on the view's columns ``cols`` (cold ones first, the ``n_hot`` hot ones
-    last), ``z``: w[cols] plus, on the cold columns, sigma times the change the worker's
-    blocks have made so far in the round, and ``hot`` (n_blocks, n_hot): each block's own
-    change of the hot columns (a dense view: every column is hot)."""
+    certificate); ``z``: a copy of w plus, on the cold columns, sigma times the change the
+    worker's blocks have made so far in the round; ``slot``: each column's row in ``hot``
+    (-1: cold; empty: every column cold), and ``hot`` (n_blocks, n_hot): each block's own
+    change of the hot columns (a dense view: every column is hot, ``slot`` unused)."""
 
-    __slots__ = ("cols", "hot", "n_cold", "w", "z")
+    __slots__ = ("hot", "slot", "w", "z")
 
-    def __init__(self, w, cols, n_hot, n_blocks):
-        self.w, self.cols, self.z = w, cols, w[cols]
-        self.n_cold = len(cols) - n_hot
+    def __init__(self, w, slot, n_hot, n_blocks):
+        self.w, self.slot, self.z = w, slot, w.copy()
         self.hot = np.zeros((n_blocks, n_hot))
 
 
-def _hot_columns(blocks, cols):
-    """Positions in ``cols`` of the hot columns of CSR ``blocks`` (:data:`HOT_SHARE`)."""
-    counts = np.zeros(len(cols), dtype=np.int64)
+#: the ``slot`` of a view without hot columns
+NO_SLOT = np.zeros(0, dtype=np.int32)
+
+
+def _hot_columns(blocks, n_columns):
+    """The hot columns of CSR ``blocks`` (:data:`HOT_SHARE`), sorted."""
+    counts = np.zeros(n_columns, dtype=np.int64)
     for b in blocks:
-        counts[np.searchsorted(cols, b.cols)] += b.col_counts
+        counts[b.cols] += b.col_counts
     n_rows = sum(b.n_rows for b in blocks)
     hot = np.flatnonzero(counts >= max(1.0, HOT_SHARE * n_rows))
     return np.sort(hot[np.argsort(-counts[hot], kind="stable")[:MAX_HOT]])
@@ -336,37 +339,27 @@ class CoCoA(Machine):
         key = tuple((b.index, b.dense is not None) for b in blocks)
         if states[0].view is None or states[0].view[0] != key:
             self._make_view(key, len(w), blocks, states)
-        _, cols, _, _, n_hot = states[0].view
-        return _View(w, cols, n_hot, len(blocks))
+        _, slot, _, _, n_hot = states[0].view
+        return _View(w, slot, n_hot, len(blocks))
 
     @staticmethod
     def _make_view(key, n_columns, blocks, states):
-        """The view's columns (cold first, then hot; every column, all hot, when a block
-        is dense; no hot column for a lone block, which races with nobody) and each CSR
-        block's positions in them (a lone block's are its local indices). 400k x 200k
-        text-like rows, 2 x 10^7 non-zeros, in 2 blocks: 0.23 s to make, 0.09 s with the
-        blocks' column counts and a mask for the union (np.unique and a bincount of
-        every non-zero before); one block 0.07 s, now none."""
+        """The view's hot columns (every column when a block is dense; none for a lone
+        block, which races with nobody) as each column's ``slot``; a CSR block's positions
+        in the view are its own column indices (no array made: building positions into a
+        view of the blocks' columns took 0.16 s of a 1 x 2 fit's first round on 400k x
+        200k text-like rows, 2 x 10^7 non-zeros, mostly in touching their fresh memory)."""
         if any(b.dense is not None for b in blocks):
-            cols, n_hot = np.arange(n_columns), n_columns
-        elif len(blocks) == 1:  # the block's own columns in their order: its local indices
-            states[0].view = (key, blocks[0].cols, blocks[0].local_csr()[1], 0, 0)
-            return
+            slot, n_hot = NO_SLOT, n_columns
+        elif len(blocks) == 1:
+            slot, n_hot = NO_SLOT, 0
         else:
-            touched = np.zeros(n_columns, dtype=bool)
-            for b in blocks:
-                touched[b.cols] = True
-            cols = np.flatnonzero(touched)
-            hot = _hot_columns(blocks, cols)
-            cold = np.setdiff1d(np.arange(len(cols)), hot, assume_unique=True)
-            cols, n_hot = cols[np.concatenate([cold, hot])], len(hot)
-        where = np.argsort(cols)  # position in the view of each sorted column
+            hot = _hot_columns(blocks, n_columns)
+            slot = np.full(n_columns, -1, dtype=np.int32)
+            slot[hot] = np.arange(len(hot), dtype=np.int32)
+            n_hot = len(hot)
         for me, (b, st) in enumerate(zip(blocks, states, strict=True)):
-            pos = None
-            if b.dense is None:
-                _, local, _ = b.local_csr()
-                pos = where[np.searchsorted(cols[where], b.cols)].astype(np.int32)[local]
-            st.view = (key, cols, pos, me, n_hot)
+            st.view = (key, slot, None if b.dense is not None else b.X.indices, me, n_hot)
 
     def local(self, block, st, view, seed, update, carry=None):
         if not isinstance(view, _View):  # run outside the engine's worker task
@@ -417,7 +410,7 @@ class CoCoA(Machine):
         js = [j for j in range(len(blocks)) if begun[j][2]]
         if not js:
             return
-        csr = [blocks[j].local_csr() for j in js]
+        csr = [(blocks[j].X.indptr, None, blocks[j].X.data) for j in js]
         rows = [states[j].rows for j in js]
         nnz = sum(int((ip[r + 1] - ip[r]).sum()) for (ip, _, _), r in zip(csr, rows,
                                                                           strict=True))
@@ -435,7 +428,7 @@ class CoCoA(Machine):
         alpha = gather(lambda j: begun[j][1])
         cocoa_local(indptr, pos, data, gather(lambda j: blocks[j].y),
                     gather(lambda j: states[j].c), gather(lambda j: states[j].sqn), alpha,
-                    view.z, np.zeros((1, 0)), 0, len(view.z), self.sigma, self.l2,
+                    view.z, np.zeros((1, 0)), 0, NO_SLOT, self.sigma, self.l2,
                     np.arange(len(alpha)), sum(begun[j][2] for j in js), seed,
                     self.spread_stop)
         for j, a, n in zip(js, np.cumsum([0] + [len(r) for r in rows[:-1]]),
@@ -521,8 +514,9 @@ class CoCoA(Machine):
         """X_b^T (d y) on the block's columns (all columns for a dense block)."""
         if block.dense is not None:
             return dense_row_combination(block.dense, d * block.y)
-        indptr, indices, data = block.local_csr()
-        return row_combination(indptr, indices, data, d * block.y, len(block.cols))
+        X = block.X
+        return row_combination(X.indptr, X.indices, X.data, d * block.y,
+                               block.n_columns)[block.cols]
 
     def _certificate(self, block, st, w, update=True):
         """(u, loss, dual, b_sum, b_sq, n_active) of the block at w
@@ -534,12 +528,13 @@ class CoCoA(Machine):
                 block.dense, block.y, st.c, st.alpha, w, self.l2, lo, hi, st.active,
                 self.with_u)
         else:
-            # the CSR kernels work on the block's own columns: w[cols], u of len(cols)
-            indptr, indices, data = block.local_csr()
+            # on the block's own column indices (CoCoA never makes its local ones: their
+            # fresh memory took ~0.1 s of a first round on 2 x 10^7 non-zeros)
+            X = block.X
             loss, dual, u, b_sum, b_sq, n_active, lo, hi = primal_dual_partials(
-                indptr, indices, data, block.y, st.c, st.alpha, w[block.cols], self.l2, lo,
-                hi, st.active, self.with_u)
-            u = block.spread(u, len(w))
+                X.indptr, X.indices, X.data, block.y, st.c, st.alpha, w, self.l2, lo, hi,
+                st.active, self.with_u)
+            u = block.spread(u[block.cols], len(w))
         if not self.with_u:  # nothing summed: nothing to send
             u = SparseVector(np.zeros(0, np.int64), np.zeros(0), len(w))
         if update:
@@ -556,19 +551,18 @@ class CoCoA(Machine):
             dense_cocoa_local(block.dense, block.y, st.c, st.sqn, alpha, view.w, view.hot,
                               me, self.sigma, self.l2, rows, n_steps, seed, spread_stop)
         else:
-            indptr, _, data = block.local_csr()
-            cocoa_local(indptr, pos, data, block.y, st.c, st.sqn, alpha, view.z, view.hot,
-                        me, view.n_cold, self.sigma, self.l2, rows, n_steps, seed,
-                        spread_stop)
+            cocoa_local(block.X.indptr, pos, block.X.data, block.y, st.c, st.sqn, alpha,
+                        view.z, view.hot, me, view.slot, self.sigma, self.l2, rows, n_steps,
+                        seed, spread_stop)
 
     def _exact_change(self, block, st, view, alpha):
         """The block's exact change of w from alpha_t to ``alpha``: all columns (a dense
         block, read off its row of the view's ``hot``) or ``len(block.cols)``."""
         if block.dense is not None:
             return view.hot[st.view[3]].copy()
-        indptr, indices, data = block.local_csr()
-        return row_combination(indptr, indices, data, (alpha - st.alpha) * block.y,
-                               len(block.cols))
+        X = block.X
+        return row_combination(X.indptr, X.indices, X.data, (alpha - st.alpha) * block.y,
+                               block.n_columns)[block.cols]
 
     def rebuild(self, block, st):
         if block.dense is not None:
