@@ -126,8 +126,8 @@ class LinearSVC(LinearSVMBase):
     local_passes : "auto" or float > 0
         cocoa: coordinate passes per block per round over its rows (those
         shrinking keeps; at least all its rows in steps with one worker, a
-        quarter of them with several; with shrinking the passes over all of a
-        worker's kept rows stop early once they settle).
+        quarter of them with several; with shrinking and one worker, the passes
+        over all of its kept rows stop early once they settle).
         ``"auto"`` (the default): with one worker, whose threads share one w,
         about 4 x 10^6 non-zeros of steps per block a round (4 x 10^6 // the
         largest block's non-zeros, 1 to 32 passes: a round's dask overhead is
