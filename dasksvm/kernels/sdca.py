@@ -335,12 +335,10 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, slot, sigma,
                 else:
                     s += data[p] * (z[j] + sigma * (own[h] + others[h]))
             if spread_stop > 0.0:
-                keep, pg = _shrink_test(1.0 - y[i] * s, alpha[i], c[i], l2, lo, hi)
+                keep, kept, pg_lo, pg_hi = _kept(i, s, y, alpha, c, l2, lo, hi, nxt, kept,
+                                                 pg_lo, pg_hi)
                 if not keep:
                     continue
-                nxt[kept] = i
-                kept += 1
-                pg_lo, pg_hi = min(pg_lo, pg), max(pg_hi, pg)
             a_new = _coordinate_step(y[i] * s - 1.0, alpha[i], c[i], sqn[i], sigma, l2)
             delta = a_new - alpha[i]
             if delta != 0.0:
@@ -354,7 +352,7 @@ def cocoa_local(indptr, shared, data, y, c, sqn, alpha, z, hot, me, slot, sigma,
                     else:
                         own[h] += dy * data[p]
         done += m
-        if spread_stop > 0.0 and m == n_act:
+        if spread_stop > 0.0 and m == n_act:  # a whole pass: its survivors are the next's
             act, nxt, n_act = nxt, act, kept
             stop, lo, hi, first = _end_pass(pg_lo, pg_hi, first, spread_stop)
             if stop:
@@ -389,6 +387,18 @@ def _pass_rows(rows, spread_stop):
     if spread_stop > 0.0:
         return rows.copy(), np.empty(rows.shape[0], np.int64), rows.shape[0], 0
     return rows.copy(), np.empty(0, np.int64), rows.shape[0], 0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _kept(i, s, y, alpha, c, l2, lo, hi, nxt, kept, pg_lo, pg_hi):
+    # row i at the view's x_i.w = s: (whether it stays in the round's passes, and the pass's
+    # survivors so far and projected-gradient range with it)
+    keep, pg = _shrink_test(1.0 - y[i] * s, alpha[i], c[i], l2, lo, hi)
+    if keep:
+        nxt[kept] = i
+        kept += 1
+        pg_lo, pg_hi = min(pg_lo, pg), max(pg_hi, pg)
+    return keep, kept, pg_lo, pg_hi
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -531,12 +541,10 @@ def dense_cocoa_local(X, y, c, sqn, alpha, w, hot, me, sigma, l2, rows, n_steps,
             x = X[i]
             s = _dense_dot_hot(x, w, own, others, sigma)
             if spread_stop > 0.0:
-                keep, pg = _shrink_test(1.0 - y[i] * s, alpha[i], c[i], l2, lo, hi)
+                keep, kept, pg_lo, pg_hi = _kept(i, s, y, alpha, c, l2, lo, hi, nxt, kept,
+                                                 pg_lo, pg_hi)
                 if not keep:
                     continue
-                nxt[kept] = i
-                kept += 1
-                pg_lo, pg_hi = min(pg_lo, pg), max(pg_hi, pg)
             a_new = _coordinate_step(y[i] * s - 1.0, alpha[i], c[i], sqn[i], sigma, l2)
             delta = a_new - alpha[i]
             if delta != 0.0:
@@ -545,7 +553,7 @@ def dense_cocoa_local(X, y, c, sqn, alpha, w, hot, me, sigma, l2, rows, n_steps,
                 for f in range(d):
                     own[f] += dy * x[f]
         done += m
-        if spread_stop > 0.0 and m == n_act:
+        if spread_stop > 0.0 and m == n_act:  # a whole pass: its survivors are the next's
             act, nxt, n_act = nxt, act, kept
             stop, lo, hi, first = _end_pass(pg_lo, pg_hi, first, spread_stop)
             if stop:
