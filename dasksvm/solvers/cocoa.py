@@ -72,9 +72,9 @@ class _State:
 #: each round longer, where a quarter took 12 / 33 / 74 / 238 (``results/rounds.md``).
 STEPS_SHARE = {"one worker": 1.0, "several workers": 0.25}
 
-#: a round's steps of the blocks of one worker are cut into this many slices, every block
-#: taking its slice s before any takes slice s + 1 (each thread takes its blocks' slices in
-#: turn, then waits for the others). A pass over a fixed split of the rows (each part in
+#: a round's steps of the blocks of one worker are cut into this many slices, taken in turn
+#: (each thread takes its blocks' slices in turn, at most ``TURN_SLACK`` slices ahead of the
+#: slowest thread: ``_Runner.in_turn``). A pass over a fixed split of the rows (each part in
 #: random order, the parts one after the other) converges far slower than one permutation
 #: of them all: a9a shuffled, hinge, C = 1, 160 passes of the project's kernel in one
 #: process, relative gap 7.6e-4 for one permutation, 3.2e-3 for two parts in turn. Rounds
@@ -378,9 +378,8 @@ class CoCoA(Machine):
         """With several blocks on the worker: their certificates and exact changes on the
         worker's threads; their steps either as one block's, on one thread
         (:meth:`_merged_ascent`, when :meth:`_merges`), or cut into (up to)
-        :data:`ROUND_SLICES` slices of one visiting order, every block taking its slice s
-        before any takes slice s + 1 (``run.in_turn``: the worker's threads meet after
-        every slice)."""
+        :data:`ROUND_SLICES` slices of one visiting order taken in turn (``run.in_turn``:
+        no thread more than ``TURN_SLACK`` slices ahead of another)."""
         if len(blocks) == 1 or not update:
             return super().worker_local(blocks, states, view, seeds, update, run)
         js = range(len(blocks))
