@@ -21,7 +21,8 @@ Methods:
   one block per thread, shrinking on; ``--ablation`` adds the 1x2 shape with shrinking off.
   Shapes of several workers run once per ``--aggregations`` entry (how the workers'
   changes combine: CoCoA+ ``add``, the ``exact`` step of formulations.md 1c,
-  ``momentum``; default: the library's default).
+  ``momentum``; default: the library's default), and once with the worker processes
+  of the host sharing one view (``share="host"``, ``--shares``; they are then one part).
   A fit stops once its primal is within 1e-4 of P_LL and its certified relative gap is
   <= 1e-4 (or at ``--max-iter`` rounds).
 
@@ -35,7 +36,8 @@ Results: ``benchmarks/results/rounds.json`` and ``rounds.md``.
 Usage::
 
     python benchmarks/bench_rounds.py [--shapes 1x1 1x2 2x1 4x1] [--Cs 0.1 1]
-        [--losses squared_hinge hinge] [--aggregations add exact momentum] [--ablation]
+        [--losses squared_hinge hinge] [--aggregations add exact momentum]
+        [--shares worker host] [--ablation]
         [--n 400000 --d 200000 --nnz 50]
 """
 
@@ -121,7 +123,7 @@ def _tiny_fit(client, n_blocks):
     return times[0] - times[1]
 
 
-def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking, aggregation):
+def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking, aggregation, share):
     from dasksvm.solvers import solve
 
     C, loss = case
@@ -133,7 +135,7 @@ def run_cocoa(blocks, case, p_ref, t_ref, args, shrinking, aggregation):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = solve("cocoa", blocks, C=C, loss=loss, tol=REACH, max_iter=args.max_iter,
-                    shrinking=shrinking, aggregation=aggregation, random_state=0,
+                    shrinking=shrinking, aggregation=aggregation, share=share, random_state=0,
                     callback=stop)
     h = res.history
     hit = next((r for r in h if r["primal"] <= target), None)
@@ -166,15 +168,22 @@ def run_shape(shape, X, y, cases, refs, args, results, shrinking=True):
                                           name="rounds-data")
         log(f"cocoa {shape}: cluster {ts.elapsed:.1f}s, JIT {jit:.1f}s, "
             f"blocks {tb.elapsed:.1f}s")
-        aggregations = args.aggregations if nw > 1 else args.aggregations[:1]
-        for aggregation, case in ((a, c) for a in aggregations for c in cases):
-            label = (f"cocoa {shape}" + (f" {aggregation}" if nw > 1 else "")
+        # several workers: each aggregation with the workers apart, and (one part) the
+        # host's processes sharing one view
+        ways = [(a, "worker") for a in args.aggregations] if nw > 1 else [
+            (args.aggregations[0], "worker")]
+        if nw > 1 and "host" in args.shares:
+            ways = [w for w in ways if "worker" in args.shares] + [
+                (args.aggregations[0], "host")]
+        for (aggregation, share), case in ((w, c) for w in ways for c in cases):
+            how = "shared host" if share == "host" else aggregation
+            label = (f"cocoa {shape}" + (f" {how}" if nw > 1 else "")
                      + ("" if shrinking else " no shrinking"))
             ref = refs[case]
             r = run_cocoa(blocks, case, ref["primal"], ref["fit_s"], args, shrinking,
-                          aggregation)
+                          aggregation, share)
             r.update({"method": label, "C": case[0], "loss": case[1], "shape": shape,
-                      "shrinking": shrinking, "aggregation": aggregation,
+                      "shrinking": shrinking, "aggregation": aggregation, "share": share,
                       "cluster_start_s": ts.elapsed, "jit_s": jit, "loadavg": loadavg()})
             results.append(r)
             log(f"{label} C={case[0]} {case[1]}: target at {fmt(r['time_to_target_s'])}s "
@@ -240,6 +249,10 @@ def main(argv=None):
 
     ap.add_argument("--aggregations", nargs="+", choices=list(AGGREGATIONS),
                     default=[SOLVERS["cocoa"].params["aggregation"].default])
+    ap.add_argument("--shares", nargs="+", choices=["worker", "host"],
+                    default=["worker", "host"],
+                    help="several workers: apart (each aggregation), and/or sharing one "
+                         "view per host (share='host')")
     ap.add_argument("--ablation", action="store_true",
                     help="also the 1x2 shape with shrinking off")
     ap.add_argument("--max-iter", type=int, default=400)

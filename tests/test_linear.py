@@ -1,6 +1,7 @@
 """LinearSVC: objectives against LIBLINEAR, the certificate, parity, bad input."""
 
 import warnings
+from types import SimpleNamespace
 
 import dask.array as da
 import numpy as np
@@ -753,3 +754,79 @@ def test_a_failing_block_fails_the_round_without_hanging_its_lanes(data_dir, mon
     monkeypatch.setattr(cocoa.CoCoA, "_ascent", failing)
     with pytest.raises(RuntimeError, match="slice failed on purpose"):
         _rounds_on_one_worker(X[:2000], y[:2000], 2, 2)
+
+
+# --- the worker processes of one host sharing one view (share="host") ---------------
+
+
+def _shm_files():
+    import glob
+
+    return set(glob.glob("/dev/shm/dasksvm-*"))
+
+
+def _host_maps(client):
+    from dasksvm.parallel import shared
+
+    return client.run(lambda: len(shared._MAPS))
+
+
+@pytest.mark.parametrize("loss", ["hinge", "squared_hinge"])
+@pytest.mark.parametrize("n_blocks", [2, 8])
+def test_host_share_reaches_liblinear_as_one_worker(client, data_dir, loss, n_blocks):
+    """share="host" on 2 workers of one host (threads and processes): LIBLINEAR's answer;
+    the workers are one part (sigma' = 1, no search), and the rounds are those of one
+    worker, not of two apart (a9a at C = 1: 5 / 12 rounds shared, more than 1,000 apart);
+    no file and no mapping outlives the fit."""
+    from dasksvm.parallel import BlockSet
+    from dasksvm.solvers.cocoa import build_cocoa
+
+    Xtr, ytr, _, _, C = _data(data_dir, "a9a")
+    before = _shm_files()
+    X, y = _chunked(Xtr, ytr, n_blocks)
+    shared = LinearSVC(solver="cocoa", C=C, loss=loss, share="host", tol=TOL, max_iter=3000,
+                       random_state=0, client=client).fit(X, y)
+    _check_against_reference(shared, data_dir, "a9a", loss)
+    apart = LinearSVC(solver="cocoa", C=C, loss=loss, tol=TOL, max_iter=3000,
+                      random_state=0, client=client).fit(X, y)
+    assert shared.n_iter_ < apart.n_iter_
+    assert _shm_files() == before and set(_host_maps(client).values()) == {0}
+
+    blocks = BlockSet.from_arrays(client, Xtr, np.where(ytr > 0, 1.0, -1.0),
+                                  n_blocks=n_blocks, intercept_scaling=1.0, name="share")
+    assert len(set(blocks.workers)) == 2
+    machine, _ = build_cocoa(blocks, 2, None, C=C, tol=TOL, loss=loss, local_passes=1.0,
+                             aggregation="momentum", shrinking=True, share="host")
+    assert sorted(machine.host_views) == list(range(n_blocks))
+    assert (machine.sigma, machine.search) == (1.0, None)
+    assert sorted(v[1] for v in machine.host_views.values()) == list(range(n_blocks))
+    machine.finish(SimpleNamespace(client=client))
+    assert set(_host_maps(client).values()) == {0}
+    blocks.release()
+
+
+def test_host_share_falls_back_to_workers_apart(thread_client, data_dir, monkeypatch):
+    """Without /dev/shm, or where the members do not see one another's marks, nothing is
+    shared: the workers are two parts (CoCoA+'s sigma' = 2 and the momentum search), and
+    the fit still reaches LIBLINEAR's answer."""
+    from dasksvm.parallel import BlockSet, shared
+    from dasksvm.solvers.cocoa import build_cocoa
+
+    Xtr, ytr, _, _, C = _data(data_dir, "mushrooms")
+    blocks = BlockSet.from_arrays(thread_client, Xtr, np.where(ytr > 0, 1.0, -1.0),
+                                  n_blocks=2, intercept_scaling=1.0, name="apart")
+    kw = {"C": C, "tol": TOL, "loss": "hinge", "local_passes": 1.0,
+          "aggregation": "momentum", "shrinking": True, "share": "host"}
+    for patch in (("SHM_DIR", "/nonexistent-dasksvm"), ("_marked", lambda *a: False)):
+        with monkeypatch.context() as m:
+            m.setattr(shared, *patch)
+            machine, _ = build_cocoa(blocks, 2, None, **kw)
+        assert machine.host_views == {} and (machine.sigma, machine.search) == (2.0, "momentum")
+    assert set(_host_maps(thread_client).values()) == {0}
+    blocks.release()
+    with monkeypatch.context() as m:
+        m.setattr(shared, "_marked", lambda *a: False)
+        X, y = _chunked(Xtr, ytr, 2)
+        model = LinearSVC(solver="cocoa", C=C, loss="hinge", share="host", tol=TOL,
+                          max_iter=5000, random_state=0, client=thread_client).fit(X, y)
+    _check_against_reference(model, data_dir, "mushrooms", "hinge")

@@ -191,3 +191,18 @@ def test_a_dead_worker_costs_nothing(three_workers, mushrooms, solver, as_dask):
         hit = LinearSVC(callback=_kill_one_worker_at(3, three_workers, victims), **kw).fit(X, y)
     assert victims and hit.history_[-1]["recoveries"] >= 1
     _same_optimum(hit, ref)
+
+
+def test_a_dead_worker_of_a_shared_host(three_workers, mushrooms):
+    """share="host" on 3 worker processes: a worker lost at round 3 ends the sharing (its
+    blocks move), the fit goes on with the workers apart and reaches the same optimum."""
+    X, y = mushrooms
+    kw = {"C": C, "random_state": 0, "client": three_workers, "share": "host",
+          **SOLVER_KW["cocoa"]}
+    ref = _fit(LinearSVC(**kw), X, y)
+    victims = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hit = LinearSVC(callback=_kill_one_worker_at(3, three_workers, victims), **kw).fit(X, y)
+    assert victims and hit.history_[-1]["recoveries"] >= 1
+    _same_optimum(hit, ref)

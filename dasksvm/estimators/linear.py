@@ -149,6 +149,15 @@ class LinearSVC(LinearSVMBase):
         by more than the largest violation of the last round (LIBLINEAR's rule,
         decided afresh every round from the certificate's margins). The
         certificate always sees every row, so the answer does not depend on it.
+    share : {"worker", "host"}
+        cocoa, what shares one view of w while the steps run: the blocks of one
+        worker (its threads, the default), or those of every worker process of a
+        host, through one file of ``/dev/shm`` that each maps (checked when the fit
+        starts; where it cannot be, the workers stay apart). The processes of a host
+        then step as one worker's threads do and count as one part of
+        ``aggregation``; nothing else changes, since every block still sends its
+        own exact change. After a lost worker the fit goes on with the workers
+        apart.
     learning_rate : {"pegasos", "invscaling", "constant"}
         sgd step rule (see :class:`dasksvm.solvers.sgd.SGD`).
     eta0 : float > 0
@@ -234,6 +243,7 @@ class LinearSVC(LinearSVMBase):
         local_passes="auto",
         aggregation="momentum",
         shrinking=True,
+        share="worker",
         learning_rate="pegasos",
         eta0=1.0,
         averaging=True,

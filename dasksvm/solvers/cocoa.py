@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ..kernels.sdca import (
@@ -17,6 +19,7 @@ from ..kernels.sdca import (
 )
 from ..parallel import Least, SparseVector, add_into, sq_norm, to_dense
 from ..parallel.engine import AllBlocks, Machine
+from ..parallel.shared import forget, mapped, meet, share_hosts
 from ._common import LOSSES, BestIterate, dual_bound, passes_per_round, saved_array, scaled_duals
 from .registry import Param, register
 from .rowparallel import line_search
@@ -27,6 +30,10 @@ __all__ = ["AGGREGATIONS", "CoCoA", "build_cocoa"]
 # workers); search "line": the exact step along the summed proposal (formulations.md 1c),
 # "momentum": the summed proposal, then the exact step along the last step. With one
 # worker every rule is LIBLINEAR's dual coordinate descent (gamma = sigma = 1).
+#: what shares one view of w: a worker's blocks (its threads), or every worker process
+#: of a host (through /dev/shm)
+SHARES = ("worker", "host")
+
 AGGREGATIONS = {
     "add": lambda K: (1.0, float(K), None),
     "average": lambda K: (1.0 / K, 1.0, None),
@@ -43,12 +50,12 @@ class _State:
     (None for a dense block), its row in the view's ``hot``), made when that set changes;
     ``gathered``: the buffer of the worker's merged steps (on its first block's state)."""
 
-    __slots__ = ("active", "alpha", "c", "gathered", "hi", "image", "lo", "moved", "proposal",
-                 "rows", "sqn", "step", "view")
+    __slots__ = ("active", "alpha", "c", "gathered", "hi", "image", "lo", "meets", "moved",
+                 "proposal", "rows", "sqn", "step", "view")
 
     def __init__(self, alpha, sqn, c):
         self.alpha, self.sqn, self.c, self.proposal, self.view = alpha, sqn, c, None, None
-        self.gathered = None
+        self.gathered, self.meets = None, 0  # meets: rounds its host's view has met
         # momentum: the last step taken (alpha_t - alpha_{t-1}, or None), its image
         # X_b^T (step y) and the proposal's, on the block's columns (all for a dense one)
         self.step = self.image = self.moved = None
@@ -145,9 +152,25 @@ class _View:
 
     __slots__ = ("hot", "slot", "w", "z")
 
-    def __init__(self, w, slot, n_hot, n_blocks):
-        self.w, self.slot, self.z = w, slot, w.copy()
-        self.hot = np.zeros((n_blocks, n_hot))
+    def __init__(self, w, slot, n_hot, n_blocks, z=None, hot=None):
+        self.w, self.slot = w, slot
+        self.z = w.copy() if z is None else z
+        self.hot = np.zeros((n_blocks, n_hot)) if hot is None else hot
+
+
+def _host_arrays(m, n_slots, n_columns, n_hot):
+    """(flags, z, hot) of a host's shared view in its bytes ``m``: after the first
+    ``n_slots`` int64 words (the members' marks, :mod:`~dasksvm.parallel.shared`), the
+    round each slot has met, then z (n_columns,) and hot (n_slots, n_hot)."""
+    words = m.view(np.int64)
+    flags = words[n_slots:2 * n_slots]
+    floats = m.view(np.float64)[2 * n_slots:]
+    hot = floats[n_columns:n_columns + n_slots * n_hot].reshape(n_slots, n_hot)
+    return flags, floats[:n_columns], hot
+
+
+def _host_nbytes(n_slots, n_columns, n_hot):
+    return 8 * (2 * n_slots + n_columns + n_slots * n_hot)
 
 
 #: the ``slot`` of a view without hot columns
@@ -285,22 +308,32 @@ class CoCoA(Machine):
     name = "CoCoA+"
     prefix = "cocoa"
     worker_fields = ("C", "l2", "gamma", "sigma", "search", "local_passes", "steps_share",
-                     "shrinking", "spread_stop", "with_u")
+                     "shrinking", "spread_stop", "with_u", "host_views")
 
     def __init__(self, n_columns, n_parts, *, C, loss, local_passes, aggregation,
-                 shrinking=True, tol=None):
+                 shrinking=True, tol=None, host_views=None, n_workers=None):
         self.shrinking = bool(shrinking)
-        self.spread_stop = SPREAD_STOP if self.shrinking and n_parts == 1 else 0.0
         self.tol = tol  # the fit's; None sums u in every round
-        self.gamma, self.sigma, self.search = AGGREGATIONS[aggregation](n_parts)
+        self.aggregation = aggregation
+        self._combine(n_parts)
+        # block -> (file, slot, slots, hot columns or None: all) of its host's shared view
+        self.host_views = dict(host_views or {})
+        self._files = {v[0] for v in self.host_views.values()}
+        self.n_workers = n_parts if n_workers is None else n_workers
         self.C, self.loss, self.l2 = float(C), loss, loss == "squared_hinge"
         self.local_passes = float(local_passes)
-        self.steps_share = STEPS_SHARE["one worker" if n_parts == 1 else "several workers"]
         self.w = np.zeros(n_columns)
         self._best = BestIterate("w")  # the iterate w_s of lowest primal so far
         self.with_u, self._beta_round = True, 0  # sum u (D(beta)) this round; when last
         self._change = None  # the step of w the client takes in advance()
         self._acceptance = (1.0, 0.0)  # the step (e1, e2) the blocks take in settle()
+
+    def _combine(self, n_parts):
+        """How ``n_parts`` parts combine (``aggregation``), and the steps that depend on
+        whether there is one."""
+        self.gamma, self.sigma, self.search = AGGREGATIONS[self.aggregation](n_parts)
+        self.spread_stop = SPREAD_STOP if self.shrinking and n_parts == 1 else 0.0
+        self.steps_share = STEPS_SHARE["one worker" if n_parts == 1 else "several workers"]
 
     def problem(self):
         return {"solver": "cocoa", "C": self.C, "loss": self.loss}
@@ -339,6 +372,10 @@ class CoCoA(Machine):
         st.proposal = None
 
     def worker_view(self, w, blocks, states):
+        share = self.host_views.get(blocks[0].index)
+        m = None if share is None else mapped(share[0])
+        if m is not None:
+            return self._host_view(w, m, blocks, states)
         key = tuple((b.index, b.dense is not None) for b in blocks)
         if states[0].view is None or states[0].view[0] != key:
             self._make_view(key, len(w), blocks, states)
@@ -363,6 +400,34 @@ class CoCoA(Machine):
             n_hot = len(hot)
         for me, (b, st) in enumerate(zip(blocks, states, strict=True)):
             st.view = (key, slot, None if b.dense is not None else b.X.indices, me, n_hot)
+
+    def _host_view(self, w, m, blocks, states):
+        """The view shared by every worker process of this host (one file of /dev/shm
+        mapped by each, :mod:`~dasksvm.parallel.shared`): its z and hot rows live there,
+        each block in its host slot. The host's first slot sets z = w_t; every block
+        zeroes its own hot row; then the members meet (:func:`meet`: polling, at most
+        ``MEET_TIMEOUT`` s) before any steps. Every block's exact change stays its own
+        (its CSR rows, or its own hot row), so the view only orders the steps."""
+        name, _, n_slots, hot = self.host_views[blocks[0].index]
+        key = ("host", name)
+        if states[0].view is None or states[0].view[0] != key:
+            slot, n_hot = NO_SLOT, len(w)  # dense: every column hot
+            if hot is not None:
+                slot = np.full(len(w), -1, dtype=np.int32)
+                slot[hot] = np.arange(len(hot), dtype=np.int32)
+                n_hot = len(hot)
+            for b, st in zip(blocks, states, strict=True):
+                st.view = (key, slot, None if b.dense is not None else b.X.indices,
+                           self.host_views[b.index][1], n_hot)
+        _, slot, _, _, n_hot = states[0].view
+        flags, z, rows = _host_arrays(m, n_slots, len(w), n_hot)
+        mine = [st.view[3] for st in states]
+        rows[mine] = 0.0
+        if 0 in mine:
+            z[:] = w
+        states[0].meets += 1
+        meet(flags, mine, states[0].meets)
+        return _View(w, slot, n_hot, n_slots, z=z, hot=rows)
 
     def local(self, block, st, view, seed, update, carry=None):
         if not isinstance(view, _View):  # run outside the engine's worker task
@@ -655,7 +720,15 @@ class CoCoA(Machine):
         return self._acceptance
 
     def restore(self, total):
+        """After a lost worker: w from the states; the hosts' shared views end (the blocks
+        may have moved), and the workers combine as parts from then on."""
         self.w = to_dense(total).astype(np.float64, copy=True)
+        if self.host_views:
+            self.host_views = {}
+            self._combine(self.n_workers)
+
+    def finish(self, engine):
+        forget(engine.client, self._files)
 
     def model_arrays(self):
         return {"w": self.w, **self._best.arrays(self.C),
@@ -689,15 +762,52 @@ def auto_local_passes(nnz, n_rows, n_parts):
     "local_passes": Param("auto", ("auto", ("real", 0.0, None, True))),
     "aggregation": Param("momentum", ("choice", tuple(AGGREGATIONS))),
     "shrinking": Param(True, ("bool",)),
+    "share": Param("worker", ("choice", SHARES)),
 })
 def build_cocoa(blocks, n_classes, seeds, *, C, tol, loss, local_passes, aggregation,
-                shrinking):
+                shrinking, share):
     """CoCoA+ (:class:`CoCoA`) on every block at once; ``local_passes="auto"`` is
-    :func:`auto_local_passes`."""
-    n_parts = len(set(blocks.workers))
+    :func:`auto_local_passes`; ``share="host"``: the worker processes of one host
+    share one view (:func:`host_views`) and count as one part."""
+    views = host_views(blocks) if share == "host" else {}
+    files = {k: v[0] for k, v in views.items()}
+    parts = {files.get(k, w) for k, w in enumerate(blocks.workers)}
+    n_parts = len(parts)
     if local_passes == "auto":
         local_passes = auto_local_passes(blocks.nnz, blocks.n_rows, n_parts)
     machine = CoCoA(blocks.n_columns, n_parts, C=C, loss=loss,
                     local_passes=local_passes, aggregation=aggregation, shrinking=shrinking,
-                    tol=tol)
+                    tol=tol, host_views=views, n_workers=len(set(blocks.workers)))
     return machine, AllBlocks()
+
+
+def _column_info(block):
+    return block.dense is not None, block.cols, block.col_counts, block.n_rows
+
+
+def host_views(blocks):
+    """``{block: (file, slot, slots, hot columns)}`` for the blocks whose host's worker
+    processes share one view (:func:`~dasksvm.parallel.shared.share_hosts`): its hot
+    columns as one worker's view would pick them from all of the host's blocks (None:
+    a dense block, every column hot)."""
+    by_worker = {}
+    for k, w in enumerate(blocks.workers):
+        by_worker.setdefault(w, []).append(k)
+    if len(by_worker) < 2:
+        return {}
+    info = blocks.gather_map(_column_info, key="cocoa-columns")
+    hot = {}
+
+    def nbytes(order):
+        group = [SimpleNamespace(cols=info[k][1], col_counts=info[k][2], n_rows=info[k][3])
+                 for k in order]
+        dense = any(info[k][0] for k in order)
+        hot[tuple(order)] = None if dense else _hot_columns(group, blocks.n_columns)
+        n_hot = blocks.n_columns if dense else len(hot[tuple(order)])
+        return _host_nbytes(len(order), blocks.n_columns, n_hot)
+
+    out = {}
+    for w, (name, order) in share_hosts(blocks.client, by_worker, nbytes).items():
+        for k in by_worker[w]:
+            out[k] = (name, order.index(k), len(order), hot[tuple(order)])
+    return out
