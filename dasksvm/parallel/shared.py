@@ -45,8 +45,10 @@ def _attach(name, nbytes, slots, dask_worker=None):
     """Map file ``name`` (made if missing) of ``nbytes``; write this worker's mark (its
     slot + 1) at each of its ``slots[address]`` in the first int64 words."""
     fd = os.open(_path(name), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_size < nbytes:
+    try:  # reserve the pages now: a full tmpfs is an OSError here, not a SIGBUS later
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, nbytes)
+        elif os.fstat(fd).st_size < nbytes:
             os.ftruncate(fd, nbytes)
     finally:
         os.close(fd)
