@@ -54,10 +54,9 @@ def _attach(name, nbytes, slots, dask_worker=None):
         os.close(fd)
     m = np.memmap(_path(name), dtype=np.uint8, mode="r+", shape=(nbytes,))
     _MAPS[name] = m
-    marks = m[:8 * len(sum(slots.values(), []))].view(np.int64)
+    marks = m[:8 * sum(len(v) for v in slots.values())].view(np.int64)
     for s in slots[dask_worker.address]:
         marks[s] = s + 1
-    return True
 
 
 def _marked(name, n_slots):
@@ -98,7 +97,8 @@ def share_hosts(client, blocks_by_worker, nbytes_of):
         if len(members) < 2:
             continue
         order = [k for w in members for k in blocks_by_worker[w]]
-        slots = {w: [order.index(k) for k in blocks_by_worker[w]] for w in members}
+        slot = {k: i for i, k in enumerate(order)}
+        slots = {w: [slot[k] for k in blocks_by_worker[w]] for w in members}
         name = f"dasksvm-{uuid.uuid4().hex}"
         try:
             client.run(_attach, name, int(nbytes_of(order)), slots, workers=members)
